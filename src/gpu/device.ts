@@ -1,0 +1,230 @@
+// One shared GPUDevice for the browser, Deno and Node, with the adapter's real limits and optional features.
+import { BufferPool } from "./buffers.ts";
+import { Batch } from "./encoder.ts";
+import { PipelineCache } from "./pipelines.ts";
+
+export type Host = "browser" | "deno" | "node";
+
+export interface DeviceOptions {
+  /** Use this device instead of requesting one (it becomes the shared device). */
+  device?: GPUDevice;
+  powerPreference?: GPUPowerPreference;
+  /** Run every dispatch in its own error scope and submission, so a validation error names its kernel. */
+  validate?: boolean;
+}
+
+export interface DeviceInfo {
+  host: Host;
+  adapter: { vendor: string; architecture: string; device: string; description: string; isFallbackAdapter: boolean };
+  features: { shader_f16: boolean; subgroups: boolean; timestamp_query: boolean };
+  limits: Record<(typeof LIMITS)[number], number>;
+  /** Set when Node fell back to SwiftShader (a CPU Vulkan driver). */
+  swiftshader: boolean;
+  validate: boolean;
+}
+
+/** Limits requested at the adapter's value rather than the WebGPU defaults. */
+const LIMITS = [
+  "maxBufferSize",
+  "maxStorageBufferBindingSize",
+  "maxUniformBufferBindingSize",
+  "maxComputeWorkgroupStorageSize",
+  "maxStorageBuffersPerShaderStage",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupSizeY",
+  "maxComputeWorkgroupSizeZ",
+  "maxComputeWorkgroupsPerDimension",
+  "minUniformBufferOffsetAlignment",
+  "minStorageBufferOffsetAlignment",
+] as const;
+
+const FEATURES = ["shader-f16", "subgroups", "timestamp-query"] as const;
+
+export const SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
+
+/** Everything that lives as long as the device: the pool, the pipeline cache, the open batch. */
+export class Gpu {
+  readonly pool: BufferPool;
+  readonly pipelines: PipelineCache;
+  readonly batch: Batch;
+  /** First uncaptured error or loss since the last sync point; thrown at the next one. */
+  private fault: Error | null = null;
+  lost = false;
+
+  constructor(readonly device: GPUDevice, readonly info: DeviceInfo) {
+    this.pool = new BufferPool(device);
+    this.pipelines = new PipelineCache(this);
+    this.batch = new Batch(this);
+    device.lost.then((e) => {
+      this.lost = true;
+      if (e.reason !== "destroyed") this.fault ??= new Error(`WebGPU device lost (${e.reason}): ${e.message}`);
+    });
+    device.addEventListener("uncapturederror", (ev) => {
+      const err = (ev as GPUUncapturedErrorEvent).error;
+      this.fault ??= new Error(`WebGPU error: ${err.message}`);
+    });
+  }
+
+  /** Records an asynchronous failure (a popped error scope, a lost device) to throw at the next sync point. */
+  fail(err: Error): void {
+    this.fault ??= err;
+  }
+
+  /** Throws the first recorded failure, if any. Called at every sync point (readback, flush). */
+  check(): void {
+    if (this.lost && !this.fault) this.fault = new Error("WebGPU device was destroyed; call getDevice() again");
+    const f = this.fault;
+    if (f) {
+      this.fault = null;
+      throw f;
+    }
+  }
+}
+
+let current: Gpu | null = null;
+let pending: Promise<Gpu> | null = null;
+// dawn.node aborts if the object returned by create() is garbage-collected while in use: keep it here.
+const dawnRoots: unknown[] = [];
+
+export function hostName(): Host {
+  const g = globalThis as { Deno?: unknown; process?: { versions?: { node?: string } }; window?: unknown };
+  if (g.Deno) return "deno";
+  if (g.process?.versions?.node && typeof g.window === "undefined") return "node";
+  return "browser";
+}
+
+/** The shared device (requested on first call). Pass `{device}` to use your own. */
+export async function getDevice(options: DeviceOptions = {}): Promise<GPUDevice> {
+  return (await initGpu(options)).device;
+}
+
+/** The shared device's context: device, pool, pipeline cache. Creates the device on first call. */
+export async function initGpu(options: DeviceOptions = {}): Promise<Gpu> {
+  if (options.device) {
+    if (current?.device !== options.device) current = await wrap(options.device, null, false, options);
+    return current;
+  }
+  if (current && !current.lost) {
+    if (options.validate !== undefined) current.info.validate = options.validate;
+    return current;
+  }
+  pending ??= create(options).finally(() => (pending = null));
+  current = await pending;
+  return current;
+}
+
+/** The context of the device from `getDevice()`; throws if it has not been created yet. */
+export function gpu(): Gpu {
+  if (!current) throw new Error("No WebGPU device yet: call `await getDevice()` before creating tensors");
+  return current;
+}
+
+/** Adapter, features and limits of the shared device. */
+export function deviceInfo(): DeviceInfo {
+  return gpu().info;
+}
+
+async function create(options: DeviceOptions): Promise<Gpu> {
+  const host = hostName();
+  const tried: string[] = [];
+  let adapter: GPUAdapter | null = null;
+  let swiftshader = false;
+  if (host === "node") ({ adapter, swiftshader } = await nodeAdapter(options, tried));
+  else {
+    const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+    if (!nav?.gpu) {
+      tried.push(`${host}: navigator.gpu is undefined`);
+    } else {
+      adapter = await nav.gpu.requestAdapter({ powerPreference: options.powerPreference });
+      tried.push(`${host}: navigator.gpu.requestAdapter() -> ${adapter ? "adapter" : "null"}`);
+    }
+  }
+  if (!adapter) throw new Error(noAdapterMessage(host, tried));
+  return wrap(null, adapter, swiftshader, options);
+}
+
+async function wrap(own: GPUDevice | null, adapter: GPUAdapter | null, swiftshader: boolean, options: DeviceOptions) {
+  let device = own;
+  if (!device) {
+    const a = adapter!;
+    const requiredLimits: Record<string, number> = {};
+    for (const k of LIMITS) {
+      const v = (a.limits as unknown as Record<string, number | undefined>)[k];
+      if (typeof v === "number") requiredLimits[k] = v;
+    }
+    const requiredFeatures = FEATURES.filter((f) => a.features.has(f)) as GPUFeatureName[];
+    device = await a.requestDevice({ requiredLimits, requiredFeatures, label: "webtune" });
+  }
+  const info: DeviceInfo = {
+    host: hostName(),
+    adapter: adapterInfo(adapter ?? null, device),
+    features: {
+      shader_f16: device.features.has("shader-f16"),
+      subgroups: device.features.has("subgroups"),
+      timestamp_query: device.features.has("timestamp-query"),
+    },
+    limits: Object.fromEntries(
+      LIMITS.map((k) => [k, (device!.limits as unknown as Record<string, number>)[k] ?? 0]),
+    ) as DeviceInfo["limits"],
+    swiftshader,
+    validate: options.validate ?? false,
+  };
+  return new Gpu(device, info);
+}
+
+function adapterInfo(adapter: GPUAdapter | null, device: GPUDevice): DeviceInfo["adapter"] {
+  const i = (adapter?.info ?? (device as { adapterInfo?: GPUAdapterInfo }).adapterInfo ?? {}) as Partial<GPUAdapterInfo>;
+  return {
+    vendor: String(i.vendor ?? ""),
+    architecture: String(i.architecture ?? ""),
+    device: String(i.device ?? ""),
+    description: String(i.description ?? ""),
+    isFallbackAdapter: Boolean((i as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false),
+  };
+}
+
+type NodeProcess = { env: Record<string, string | undefined>; stderr: { write(s: string): void } };
+
+async function nodeAdapter(options: DeviceOptions, tried: string[]) {
+  const proc = (globalThis as unknown as { process: NodeProcess }).process;
+  const spec = "webgpu"; // a variable, so that bundlers never pull Dawn into a browser build
+  let mod: { create(flags: string[]): GPU; globals: object };
+  try {
+    mod = await import(/* @vite-ignore */ spec);
+  } catch (e) {
+    tried.push(`node: import("webgpu") failed (${(e as Error).message}); run \`npm install webgpu\``);
+    return { adapter: null, swiftshader: false };
+  }
+  Object.assign(globalThis, mod.globals);
+  const request = async (what: string) => {
+    const root = mod.create([]);
+    dawnRoots.push(root);
+    const a = await root.requestAdapter({ powerPreference: options.powerPreference });
+    tried.push(`node: Dawn requestAdapter() with ${what} -> ${a ? "adapter" : "null"}`);
+    return a;
+  };
+  const icdEnv = proc.env.VK_ICD_FILENAMES;
+  let adapter = await request(icdEnv ? `VK_ICD_FILENAMES=${icdEnv}` : "the system's Vulkan drivers");
+  if (adapter) return { adapter, swiftshader: /swiftshader/i.test(icdEnv ?? "") };
+  if (icdEnv) return { adapter: null, swiftshader: false };
+  const icd = proc.env.WEBTUNE_SWIFTSHADER_ICD ?? SWIFTSHADER_ICD;
+  const { existsSync } = await import(/* @vite-ignore */ "node:fs");
+  if (!existsSync(icd)) {
+    tried.push(`node: no SwiftShader at ${icd} (set WEBTUNE_SWIFTSHADER_ICD to its vk_swiftshader_icd.json)`);
+    return { adapter: null, swiftshader: false };
+  }
+  // The Vulkan loader reads VK_ICD_FILENAMES when Dawn creates its instance, so set it before create().
+  proc.env.VK_ICD_FILENAMES = icd;
+  adapter = await request(`VK_ICD_FILENAMES=${icd}`);
+  if (adapter) proc.stderr.write(`webtune: no GPU adapter found; using SwiftShader (CPU Vulkan) from ${icd}\n`);
+  return { adapter, swiftshader: adapter !== null };
+}
+
+function noAdapterMessage(host: Host, tried: string[]): string {
+  const install =
+    host === "browser"
+      ? "Use a browser with WebGPU (Chrome/Edge 113+, Safari 26+, Firefox 141+ on Windows), or start Chromium with --enable-unsafe-webgpu; without a GPU, add --use-webgpu-adapter=swiftshader."
+      : "Install a GPU driver with Vulkan (or Metal/D3D12) support; on a machine without a GPU install a CPU adapter: `apt-get install chromium` (SwiftShader, used by Node) or `apt-get install mesa-vulkan-drivers` (llvmpipe, used by Deno).";
+  return `No WebGPU adapter found.\nTried:\n${tried.map((t) => `  - ${t}`).join("\n")}\n${install}`;
+}

@@ -1,0 +1,7 @@
+// webtune: fine-tune language models with WebGPU. The public API.
+export { getDevice, deviceInfo, type DeviceInfo, type DeviceOptions } from "./gpu/device.ts";
+export { Tensor, type DType, type TensorOptions } from "./tensor/tensor.ts";
+export { no_grad, is_grad_enabled } from "./tensor/autograd.ts";
+export { tidy, keep } from "./tensor/scope.ts";
+export { memoryStats, flush, sync } from "./tensor/memory.ts";
+export { add, sub, mul, div, scale, neg, exp, log, silu, gelu } from "./ops/elementwise.ts";

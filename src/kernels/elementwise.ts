@@ -1,0 +1,76 @@
+// Typed launchers for shaders/elementwise.wgsl. No autograd here.
+import { grid, launch } from "../gpu/launch.ts";
+import { Tensor } from "../tensor/tensor.ts";
+
+const WG = 256;
+export const BINARY = { add: 0, sub: 1, mul: 2, div: 3 } as const;
+export const UNARY = { neg: 0, exp: 1, log: 2, silu: 3, gelu: 4, scale: 5 } as const;
+export type BinaryOp = keyof typeof BINARY;
+export type UnaryOp = keyof typeof UNARY;
+
+/** out = a OP b, where the smaller operand repeats over the larger's leading dims. */
+export function binary(op: BinaryOp, a: Tensor, b: Tensor, shape: readonly number[]): Tensor {
+  const out = Tensor.empty(shape);
+  const n = out.size;
+  launch("elementwise", "binary", {
+    consts: { OP: BINARY[op] },
+    buffers: { a: a.buffer, b: b.buffer, out: out.buffer },
+    params: { n, na: a.size, nb: b.size, alpha: 0 },
+    workgroups: grid(n, WG),
+  });
+  return out;
+}
+
+export function unary(op: UnaryOp, a: Tensor, alpha = 0): Tensor {
+  const out = Tensor.empty(a.shape);
+  launch("elementwise", "unary", {
+    consts: { OP: UNARY[op] },
+    buffers: { a: a.buffer, out: out.buffer },
+    params: { n: a.size, na: a.size, nb: a.size, alpha },
+    workgroups: grid(a.size, WG),
+  });
+  return out;
+}
+
+/** dy * f'(a) for log, silu and gelu. */
+export function unaryBackward(op: "log" | "silu" | "gelu", a: Tensor, dy: Tensor): Tensor {
+  const da = Tensor.empty(a.shape);
+  launch("elementwise", "unary_backward", {
+    consts: { OP: UNARY[op] },
+    buffers: { a: a.buffer, dy: dy.buffer, da: da.buffer },
+    params: { n: a.size, na: a.size, nb: a.size, alpha: 0 },
+    workgroups: grid(a.size, WG),
+  });
+  return da;
+}
+
+/** acc += alpha * a, in place. */
+export function axpy(acc: Tensor, a: Tensor, alpha = 1): void {
+  if (acc.size !== a.size) throw new Error(`axpy: sizes differ (${acc.size} vs ${a.size})`);
+  launch("elementwise", "axpy", {
+    buffers: { a: a.buffer, acc: acc.buffer },
+    params: { n: a.size, na: a.size, nb: a.size, alpha },
+    workgroups: grid(a.size, WG),
+  });
+}
+
+export function full(shape: readonly number[], value: number): Tensor {
+  const out = Tensor.empty(shape);
+  launch("elementwise", "fill", {
+    buffers: { out: out.buffer },
+    params: { n: out.size, na: out.size, nb: out.size, alpha: value },
+    workgroups: grid(out.size, WG),
+  });
+  return out;
+}
+
+/** Sums a over its leading elements down to `shape` (a suffix of a's shape). */
+export function sumLeading(a: Tensor, shape: readonly number[]): Tensor {
+  const out = Tensor.empty(shape);
+  launch("elementwise", "sum_leading", {
+    buffers: { a: a.buffer, out: out.buffer },
+    params: { n: out.size, na: a.size, nb: out.size, alpha: 0 },
+    workgroups: grid(out.size, WG),
+  });
+  return out;
+}
