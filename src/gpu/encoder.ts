@@ -21,6 +21,8 @@ export class Batch {
   private readonly align: number;
   /** Error scopes still to be popped (validate mode); awaited at the next readback. */
   private scopes: Promise<void>[] = [];
+  /** Labels of the kernels in the open batch, to name them if its submission fails. */
+  private kernels = new Set<string>();
   /** Upload staging buffers, destroyed once their batch is submitted. */
   private staging: GPUBuffer[] = [];
   /** Counts, for tests and benchmarks: a training step should be a handful of submissions. */
@@ -67,6 +69,7 @@ export class Batch {
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
     this.counters.dispatches++;
+    this.kernels.add(p.label);
     if (validate) {
       this.flush();
       const label = p.label;
@@ -115,8 +118,26 @@ export class Batch {
     this.gpu.check();
     if (!this.encoder) return;
     this.endPass();
-    if (this.used) this.gpu.device.queue.writeBuffer(this.uniforms, 0, this.arena, 0, this.used);
-    this.gpu.device.queue.submit([this.encoder.finish()]);
+    const device = this.gpu.device;
+    if (this.used) device.queue.writeBuffer(this.uniforms, 0, this.arena, 0, this.used);
+    // Errors found when a batch is finished cannot name one dispatch: name the batch's kernels.
+    // (In validate mode each dispatch is its own batch, inside the dispatch's own error scope.)
+    const scoped = !this.gpu.info.validate;
+    if (scoped) device.pushErrorScope("validation");
+    device.queue.submit([this.encoder.finish()]);
+    const kernels = [...this.kernels];
+    this.kernels.clear();
+    if (scoped) {
+      this.scopes.push(
+        device.popErrorScope().then((e) => {
+          if (!e) return;
+          const list = kernels.length > 8 ? `${kernels.slice(0, 8).join(", ")}, …` : kernels.join(", ");
+          this.gpu.fail(
+            new Error(`WebGPU error in a batch with ${list}: ${e.message} Run with getDevice({ validate: true }) to pin it to one kernel.`),
+          );
+        }),
+      );
+    }
     this.counters.submissions++;
     for (const b of this.staging) b.destroy();
     this.staging = [];
