@@ -209,7 +209,8 @@ async function nodeAdapter(options: DeviceOptions, tried: string[]) {
   if (adapter) return { adapter, swiftshader: /swiftshader/i.test(icdEnv ?? "") };
   if (icdEnv) return { adapter: null, swiftshader: false };
   const icd = proc.env.WEBTUNE_SWIFTSHADER_ICD ?? SWIFTSHADER_ICD;
-  const { existsSync } = await import(/* @vite-ignore */ "node:fs");
+  const fsSpec = "node:fs";
+  const { existsSync } = await import(/* @vite-ignore */ fsSpec);
   if (!existsSync(icd)) {
     tried.push(`node: no SwiftShader at ${icd} (set WEBTUNE_SWIFTSHADER_ICD to its vk_swiftshader_icd.json)`);
     return { adapter: null, swiftshader: false };

@@ -120,7 +120,7 @@ test("an uncaptured validation error surfaces at the next readback (validate mod
       params: { n: 64, na: 64, nb: 64, alpha: 0 },
       workgroups: [1],
     });
-    await assert.rejects(t.toArray(), /WebGPU error in a batch with elementwise\.binary\[OP=0\]: .*writable usage.*validate: true/s);
+    await assert.rejects(t.toArray(), /WebGPU error in a batch with elementwise\.binary\[OP=0\]: .*(writable usage|conflicting usages).*validate: true/s);
     t.dispose();
   } finally {
     await initGpu({ validate: true });

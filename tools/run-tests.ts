@@ -1,0 +1,52 @@
+// The whole test suite, as the README and CI run it:
+//   1. Node + Dawn (SwiftShader when there is no GPU): every tests/**/*.test.ts, the browser tests included
+//      (they drive headless Chromium with WebGPU through playwright-core);
+//   2. Deno + its own WebGPU (Mesa llvmpipe when there is no GPU): the smoke subset below.
+// Ends with one line "webtune: N passed, N failed" and a non-zero exit on any failure.
+import { spawn } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+
+const root = join(import.meta.dirname, "..");
+const DENO_SMOKE = ["tests/gpu/device.test.ts", "tests/tensor/autograd.test.ts", "tests/ops/matmul.test.ts"];
+
+function testFiles(dir: string): string[] {
+  return readdirSync(dir)
+    .flatMap((f) => {
+      const p = join(dir, f);
+      return statSync(p).isDirectory() ? testFiles(p) : p.endsWith(".test.ts") ? [relative(root, p)] : [];
+    })
+    .sort();
+}
+
+function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const env = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? "/tmp", NO_COLOR: "1" };
+    const child = spawn(cmd, args, { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    const tee = (d: Buffer) => {
+      out += d.toString();
+      process.stdout.write(d);
+    };
+    child.stdout.on("data", tee);
+    child.stderr.on("data", tee);
+    child.on("close", (code) => resolve({ code: code ?? 1, out }));
+  });
+}
+
+/** Passed and failed counts from a runner's closing lines; a runner that crashed counts as one failure. */
+function tally(r: { code: number; out: string }, pass: RegExp, fail: RegExp): [number, number] {
+  const p = Number(pass.exec(r.out)?.[1] ?? 0);
+  const f = Number(fail.exec(r.out)?.[1] ?? 0);
+  return [p, r.code !== 0 && f === 0 ? 1 : f];
+}
+
+const nodeRun = await run(process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", ...testFiles(join(root, "tests"))]);
+const [nodePass, nodeFail] = tally(nodeRun, /^ℹ pass (\d+)$/m, /^ℹ fail (\d+)$/m);
+
+const denoRun = await run(join(root, "node_modules/.bin/deno"), ["test", "-A", "--no-check", ...DENO_SMOKE]);
+const [denoPass, denoFail] = tally(denoRun, /(\d+) passed \| \d+ failed/, /\d+ passed \| (\d+) failed/);
+
+console.log(`\nNode + Dawn: ${nodePass} passed, ${nodeFail} failed; Deno: ${denoPass} passed, ${denoFail} failed`);
+console.log(`webtune: ${nodePass + denoPass} passed, ${nodeFail + denoFail} failed`);
+process.exit(nodeFail + denoFail > 0 ? 1 : 0);
