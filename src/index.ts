@@ -5,3 +5,5 @@ export { no_grad, is_grad_enabled } from "./tensor/autograd.ts";
 export { tidy, keep } from "./tensor/scope.ts";
 export { memoryStats, flush, sync } from "./tensor/memory.ts";
 export { add, sub, mul, div, scale, neg, exp, log, silu, gelu } from "./ops/elementwise.ts";
+export { sum, mean, max, logsumexp, softmax } from "./ops/reduce.ts";
+export { reshape, transpose, slice, concat } from "./ops/layout.ts";

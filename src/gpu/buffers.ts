@@ -12,11 +12,14 @@ export interface MemoryStats {
   pooledBytes: number;
 }
 
-/** Size classes: four per octave (1, 1.25, 1.5, 1.75 × 2^k), at least 256 bytes: at most 25% slack. */
+/**
+ * Size classes: four per octave (1, 1.25, 1.5, 1.75 × 2^k) up to 16 MiB, sixteen per octave above
+ * (big weights sit near the adapter's limits), at least 256 bytes.
+ */
 export function sizeClass(bytes: number): number {
   if (bytes <= 256) return 256;
   const p = 2 ** Math.floor(Math.log2(bytes));
-  const step = p / 4;
+  const step = p / (p >= 1 << 24 ? 16 : 4);
   return Math.ceil(bytes / step) * step;
 }
 

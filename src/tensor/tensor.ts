@@ -1,5 +1,6 @@
 // Tensor: a contiguous, row-major GPU buffer with a shape and a dtype, and its autograd state.
 import { gpu } from "../gpu/device.ts";
+import type { BufferPool } from "../gpu/buffers.ts";
 import { backward, type GradNode } from "./autograd.ts";
 import { track } from "./scope.ts";
 import { f16ToF32, f32ToF16 } from "./half.ts";
@@ -22,6 +23,8 @@ export class Storage {
   constructor(
     readonly buffer: GPUBuffer,
     readonly bytes: number,
+    /** The pool of the device that made the buffer (a later device after a loss has its own). */
+    private readonly pool: BufferPool,
   ) {}
 
   retain(): Storage {
@@ -32,7 +35,7 @@ export class Storage {
 
   release(): void {
     if (this.refs <= 0) return;
-    if (--this.refs === 0) gpu().pool.release(this.buffer);
+    if (--this.refs === 0) this.pool.release(this.buffer);
   }
 }
 
@@ -65,7 +68,8 @@ export class Tensor {
       if (!Number.isInteger(d) || d < 0) throw new Error(`Invalid shape [${shape.join(", ")}]`);
     }
     const bytes = numel(shape) * BYTES_PER_ELEMENT[dtype];
-    return new Tensor(new Storage(gpu().pool.acquire(bytes), bytes), shape, dtype);
+    const pool = gpu().pool;
+    return new Tensor(new Storage(pool.acquire(bytes), bytes, pool), shape, dtype);
   }
 
   /**

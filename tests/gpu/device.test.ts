@@ -47,6 +47,8 @@ test("the pool reuses freed buffers by size class and tracks live and peak bytes
   assert.equal(sizeClass(1000), 1024);
   assert.equal(sizeClass(1025), 1280);
   assert.equal(sizeClass(5000), 5120);
+  assert.equal(sizeClass(544 * 2 ** 20), 544 * 2 ** 20); // 151,936 × 896 f32 would be 640 MiB at four classes per octave
+  assert.equal(sizeClass(545 * 2 ** 20), 576 * 2 ** 20);
   await sync();
   gpu().pool.resetPeak();
   const base = memoryStats();
