@@ -8,7 +8,12 @@ import { readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 
 const root = join(import.meta.dirname, "..");
-const DENO_SMOKE = ["tests/gpu/device.test.ts", "tests/tensor/autograd.test.ts", "tests/ops/matmul.test.ts"];
+const DENO_SMOKE = [
+  "tests/gpu/device.test.ts",
+  "tests/tensor/autograd.test.ts",
+  "tests/ops/matmul.test.ts",
+  "tests/ops/reduce.test.ts",
+];
 
 function testFiles(dir: string): string[] {
   return readdirSync(dir)

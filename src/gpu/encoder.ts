@@ -95,6 +95,7 @@ export class Batch {
    * recorded dispatches, and queue.writeBuffer would overtake them).
    */
   upload(dst: GPUBuffer, dstOffset: number, data: ArrayBufferView): void {
+    if (data.byteLength === 0) return; // Deno's WebGPU panics on an empty writeBuffer
     const bytes = Math.ceil(data.byteLength / 4) * 4;
     const src = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
     if (!this.encoder) {

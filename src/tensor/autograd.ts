@@ -58,7 +58,7 @@ export function backward(root: Tensor, gradient?: Tensor): void {
     );
   }
   if (fromOp.has(root) && !root.node) {
-    throw new Error(`backward() on ${root}: its graph was already freed by an earlier backward()`);
+    throw new Error(`backward() on ${root}: its graph was already freed (by an earlier backward(), or by tidy())`);
   }
   if (gradient) {
     if (gradient.shape.join() !== root.shape.join()) {
@@ -80,7 +80,7 @@ export function backward(root: Tensor, gradient?: Tensor): void {
       grads.delete(t);
       const node = t.node;
       if (!node) {
-        if (fromOp.has(t)) throw new Error(`backward(): the graph through ${t} was already freed by an earlier backward()`);
+        if (fromOp.has(t)) throw new Error(`backward(): the graph through ${t} was already freed (by an earlier backward(), or by tidy())`);
         accumulateLeaf(t, g);
         continue;
       }
@@ -113,6 +113,26 @@ export function backward(root: Tensor, gradient?: Tensor): void {
     }
   } finally {
     enabled = prev;
+  }
+}
+
+/**
+ * Frees the graph nodes of `dropped` tensors that no tensor in `kept` reaches: a forward pass run
+ * without a backward must not hold its saved buffers forever. Called by tidy() with what it disposes.
+ */
+export function freeUnreachable(dropped: Iterable<Tensor>, kept: Iterable<Tensor>): void {
+  const reached = new Set<Tensor>();
+  const stack = [...kept];
+  while (stack.length) {
+    const t = stack.pop()!;
+    if (reached.has(t)) continue;
+    reached.add(t);
+    for (const i of t.node?.inputs ?? []) stack.push(i);
+  }
+  for (const t of dropped) {
+    if (!t.node || reached.has(t)) continue;
+    for (const s of t.node.saved) s.release();
+    t.node = null;
   }
 }
 

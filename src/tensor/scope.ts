@@ -1,5 +1,7 @@
 // tidy(): every tensor created inside the function is disposed when it returns, except what it returns.
-// The arena a training step needs: intermediates go, gradients stay with their leaves.
+// The arena a training step needs: intermediates go, gradients stay with their leaves, and the graph of
+// a forward pass that nothing returned (no backward ran) is freed with its saved buffers.
+import { freeUnreachable } from "./autograd.ts";
 import type { Tensor } from "./tensor.ts";
 
 const stack: Set<Tensor>[] = [];
@@ -23,6 +25,7 @@ export function tidy<T>(fn: () => T): T {
     result = fn();
   } catch (e) {
     stack.pop();
+    freeUnreachable(scope, []);
     for (const t of scope) t.dispose();
     throw e;
   }
@@ -31,6 +34,7 @@ export function tidy<T>(fn: () => T): T {
   const kept = new Set<Tensor>();
   collect(result, kept, 0);
   const outer = stack[stack.length - 1];
+  freeUnreachable([...scope].filter((t) => !kept.has(t)), kept);
   for (const t of scope) {
     if (kept.has(t)) outer?.add(t);
     else t.dispose();

@@ -84,6 +84,30 @@ test("backward releases intermediates as it goes: afterwards only leaves and the
   assert.equal(memoryStats().liveBytes, base);
 });
 
+test("tidy frees the graph of a forward pass that nothing returned (no backward ran)", async () => {
+  await sync();
+  const x = Tensor.fromArray(new Float32Array(1000).fill(0.5), [1000], { requires_grad: true });
+  const base = memoryStats().liveBytes;
+  tidy(() => {
+    exp(mul(x, x)); // saves x, x and exp's output
+  });
+  assert.equal(memoryStats().liveBytes, base, "saved buffers released");
+  // A returned tensor keeps its graph: backward still works after tidy.
+  const y = tidy(() => exp(mul(x, x)));
+  y.backward(Tensor.fromArray(new Float32Array(1000).fill(1)));
+  expectAllClose(await x.grad!.toArray(), new Float32Array(1000).fill(2 * 0.5 * Math.exp(0.25)), TOL, "dx");
+  x.grad!.dispose();
+  x.dispose();
+  y.dispose();
+});
+
+test("an empty tensor is fine on every host", async () => {
+  const e = Tensor.fromArray([], [0, 3]);
+  assert.equal(e.size, 0);
+  assert.deepEqual([...(await e.toArray())], []);
+  e.dispose();
+});
+
 test("tidy disposes what the function made and keeps what it returns", async () => {
   await sync();
   const base = memoryStats().liveBytes;
