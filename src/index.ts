@@ -7,3 +7,4 @@ export { memoryStats, flush, sync } from "./tensor/memory.ts";
 export { add, sub, mul, div, scale, neg, exp, log, silu, gelu } from "./ops/elementwise.ts";
 export { sum, mean, max, logsumexp, softmax } from "./ops/reduce.ts";
 export { reshape, transpose, slice, concat } from "./ops/layout.ts";
+export { AdamW, clip_grad_norm_ } from "./nn/optim.ts";
