@@ -8,3 +8,7 @@ export { add, sub, mul, div, scale, neg, exp, log, silu, gelu } from "./ops/elem
 export { sum, mean, max, logsumexp, softmax } from "./ops/reduce.ts";
 export { reshape, transpose, slice, concat } from "./ops/layout.ts";
 export { AdamW, clip_grad_norm_ } from "./nn/optim.ts";
+export { rmsnorm } from "./ops/rmsnorm.ts";
+export { rope, RotaryEmbedding, ropeInvFreq, type RotaryConfig, type RopeScaling } from "./ops/rope.ts";
+export { swiglu } from "./ops/swiglu.ts";
+export { embedding, type EmbeddingOptions } from "./ops/embedding.ts";

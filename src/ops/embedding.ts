@@ -1,0 +1,78 @@
+// Token embedding (torch.nn.functional.embedding) and its deterministic gradient.
+import * as K from "../kernels/embedding.ts";
+import { is_grad_enabled, record } from "../tensor/autograd.ts";
+import { Tensor } from "../tensor/tensor.ts";
+
+export interface EmbeddingOptions {
+  /** An id whose rows get no gradient (as torch's padding_idx; negative counts from V). */
+  padding_idx?: number | null;
+}
+
+/**
+ * Rows of weight (V, C) at token ids (CPU ids from the tokenizer, `shape` default [ids.length]):
+ * out has shape [...shape, C]. An id outside [0, V) is an error.
+ * d/dweight[v] = the sum of dy over the positions of id v, added in position order: the grouping by id
+ * is built on the CPU here, so the gradient has the same bits on every run, whatever the repeats.
+ */
+export function embedding(
+  weight: Tensor,
+  ids: Int32Array | readonly number[],
+  shape: readonly number[] = [ids.length],
+  options: EmbeddingOptions = {},
+): Tensor {
+  if (weight.dtype !== "f32") throw new Error(`embedding: needs an f32 weight, got ${weight.dtype}`);
+  if (weight.ndim !== 2) throw new Error(`embedding: weight must be (V, C), got shape [${weight.shape.join(", ")}]`);
+  const [V, C] = weight.shape as [number, number];
+  const N = ids.length;
+  if (shape.reduce((a, b) => a * b, 1) !== N) throw new Error(`embedding: ${N} ids do not fill shape [${shape.join(", ")}]`);
+  for (let n = 0; n < N; n++) {
+    const id = ids[n]!;
+    if (!Number.isInteger(id) || id < 0 || id >= V) {
+      throw new Error(`embedding: token id ${id} at position ${n} is out of range for a vocabulary of V=${V} (weight [${V}, ${C}])`);
+    }
+  }
+  let pad = options.padding_idx ?? null;
+  if (pad !== null) {
+    if (!Number.isInteger(pad) || pad < -V || pad >= V) throw new Error(`embedding: padding_idx ${pad} is out of range for V=${V}`);
+    if (pad < 0) pad += V;
+  }
+  const idTensor = Tensor.fromArray(Int32Array.from(ids), [N]);
+  const out = K.forward(weight, idTensor, [...shape, C]);
+  idTensor.dispose();
+  if (!is_grad_enabled() || !weight.requires_grad) return out;
+  const { csr, U } = groupById(ids, pad);
+  const y = record(out, "embedding", [weight], (dy) => [K.backward(dy, csr, U, V, C)], [csr]);
+  csr.dispose(); // the node holds its own reference
+  return y;
+}
+
+/**
+ * The positions of each distinct id (except `pad`), for the backward kernel, as one i32 tensor:
+ * [distinct ids, increasing (U) | offsets (U + 1) | positions grouped by id, increasing within each].
+ */
+function groupById(ids: Int32Array | readonly number[], pad: number | null): { csr: Tensor; U: number } {
+  const count = new Map<number, number>();
+  for (const id of ids) if (id !== pad) count.set(id, (count.get(id) ?? 0) + 1);
+  const distinct = Int32Array.from(count.keys()).sort();
+  const U = distinct.length;
+  let M = 0;
+  for (const c of count.values()) M += c;
+  const csr = new Int32Array(2 * U + 1 + M);
+  csr.set(distinct);
+  const next = new Map<number, number>(); // where the next position of each id goes in csr
+  let k = 0;
+  distinct.forEach((id, u) => {
+    csr[U + u] = k;
+    next.set(id, 2 * U + 1 + k);
+    k += count.get(id)!;
+  });
+  csr[2 * U] = k;
+  for (let n = 0; n < ids.length; n++) {
+    const id = ids[n]!;
+    if (id === pad) continue;
+    const at = next.get(id)!;
+    csr[at] = n;
+    next.set(id, at + 1);
+  }
+  return { csr: Tensor.fromArray(csr, [csr.length]), U };
+}
