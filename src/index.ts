@@ -12,3 +12,5 @@ export { rmsnorm } from "./ops/rmsnorm.ts";
 export { rope, RotaryEmbedding, ropeInvFreq, type RotaryConfig, type RopeScaling } from "./ops/rope.ts";
 export { swiglu } from "./ops/swiglu.ts";
 export { embedding, type EmbeddingOptions } from "./ops/embedding.ts";
+export { matmul, type MatmulOptions } from "./ops/matmul.ts";
+export { tuneMatmul, type MatmulConfig, type MatmulTuning } from "./kernels/matmul.ts";

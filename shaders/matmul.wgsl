@@ -1,0 +1,264 @@
+// Matrix multiply with f32 accumulation: C[z] = sum_{s<S} A'[z,s] · B'[z,s], where
+//   A' = A [M, K], or Aᵀ when TRANS_A (A stored [K, M])
+//   B' = B [K, N], or Bᵀ when TRANS_B (B stored [N, K])
+//   C  [M, N], row-major.
+// z is the batch (third dispatch dim); z and s address each operand by element strides, and a zero stride
+// broadcasts it (a weight shared by the batch). S > 1 sums products over a batch: the gradient of a weight
+// that was broadcast over a batch the rows cannot absorb (TRANS_A).
+//
+// Two kernels, the same arithmetic:
+//   matmul_reg    each thread keeps a TM×TN tile of C in registers and reads A and B straight from storage:
+//                 no workgroup memory, no barrier. For CPU adapters (llvmpipe, SwiftShader), where a barrier
+//                 switches coroutines and a load costs the same from any memory, so what counts is the
+//                 multiply-adds per load (TM·TN / (TM + TN)).
+//   matmul_tiled  the workgroup stages BK-deep slices of A' and B' in workgroup memory and each thread
+//                 computes its TM×TN tile from there. For GPUs.
+// Both work in 4×4 blocks held as mat4x4 (column-major): with at = (A' block)ᵀ and bt = (B' block)ᵀ,
+// bt·at = (A'B' block)ᵀ, whose column i is row i of the C block; one matrix product is 64 multiply-adds
+// with no loop for a CPU compiler to leave rolled (SwiftShader does not unroll loops). A thread's blocks
+// are written out for up to 4×4 of them (TM, TN <= 16); the TM/TN guards are constant and fold away.
+//
+// Loads never leave the operands: rows, columns and k are clamped into range and k past K is masked to 0,
+// so interior and edge tiles run the same branch-free inner loop; only the stores are guarded.
+// VEC_A / VEC_B: the operand's contiguous dim and its strides are multiples of 4, so 4 consecutive
+// elements are one vec4 load (a4 and b4 view the same buffers as a and b).
+const TRANS_A: bool = false;
+const TRANS_B: bool = false;
+const VEC_A: bool = false;
+const VEC_B: bool = false;
+const TM: u32 = 16u; // rows of C per thread: 4, 8, 12 or 16
+const TN: u32 = 16u; // columns of C per thread: 4, 8, 12 or 16
+const WG_X: u32 = 8u; // threads along N
+const WG_Y: u32 = 8u; // threads along M
+const BK: u32 = 16u; // k-depth of the workgroup-memory slices (matmul_tiled), a multiple of 4
+
+const BR: u32 = TM / 4u; // block rows per thread
+const BC: u32 = TN / 4u; // block columns per thread
+const BM: u32 = TM * WG_Y; // rows of C per workgroup
+const BN: u32 = TN * WG_X; // columns of C per workgroup
+
+struct Params { M: u32, N: u32, K: u32, S: u32, a_z: u32, b_z: u32, c_z: u32, a_s: u32, b_s: u32 }
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> c: array<f32>;
+
+var<workgroup> a_tile: array<vec4<f32>, BK * BM / 4u>; // [k][m/4]: A'[m..m+3, k]
+var<workgroup> b_tile: array<vec4<f32>, BK * BN / 4u>; // [k][n/4]: B'[k, n..n+3]
+
+// Elements j..j+3 of a contiguous run of `len` elements of A starting at `base`, each index clamped into the
+// run (with VEC_A, j and len are multiples of 4 and the clamp keeps j aligned).
+fn load_a(base: u32, j: u32, len: u32) -> vec4<f32> {
+  if (VEC_A) {
+    return a4[(base + min(j, len - 4u)) / 4u];
+  }
+  let l = len - 1u;
+  return vec4<f32>(a[base + min(j, l)], a[base + min(j + 1u, l)], a[base + min(j + 2u, l)], a[base + min(j + 3u, l)]);
+}
+
+fn load_b(base: u32, j: u32, len: u32) -> vec4<f32> {
+  if (VEC_B) {
+    return b4[(base + min(j, len - 4u)) / 4u];
+  }
+  let l = len - 1u;
+  return vec4<f32>(b[base + min(j, l)], b[base + min(j + 1u, l)], b[base + min(j + 2u, l)], b[base + min(j + 3u, l)]);
+}
+
+// Which of k..k+3 are inside K.
+fn k_valid(k: u32) -> vec4<bool> {
+  return vec4<u32>(k, k + 1u, k + 2u, k + 3u) < vec4<u32>(p.K);
+}
+
+// A'[r..r+3, k..k+3] along k (A stored [M, K]), or A'[r..r+3, k] along rows (A stored [K, M]), zero past K.
+fn a_run(base: u32, r: u32, k: u32) -> vec4<f32> {
+  if (TRANS_A) {
+    return select(vec4<f32>(), load_a(base + min(k, p.K - 1u) * p.M, r, p.M), k < p.K);
+  }
+  return select(vec4<f32>(), load_a(base + min(r, p.M - 1u) * p.K, k, p.K), k_valid(k));
+}
+
+// B'[k..k+3, n] along k (B stored [N, K]), or B'[k, n..n+3] along columns (B stored [K, N]), zero past K.
+fn b_run(base: u32, k: u32, n: u32) -> vec4<f32> {
+  if (TRANS_B) {
+    return select(vec4<f32>(), load_b(base + min(n, p.N - 1u) * p.K, k, p.K), k_valid(k));
+  }
+  return select(vec4<f32>(), load_b(base + min(k, p.K - 1u) * p.N, n, p.N), k < p.K);
+}
+
+// (A'[r..r+3, k..k+3])ᵀ: column i is row r+i of A' over k.
+fn a_block(base: u32, r: u32, k: u32) -> mat4x4<f32> {
+  if (TRANS_A) {
+    let by_k = mat4x4<f32>(a_run(base, r, k), a_run(base, r, k + 1u), a_run(base, r, k + 2u), a_run(base, r, k + 3u));
+    return transpose(by_k);
+  }
+  return mat4x4<f32>(a_run(base, r, k), a_run(base, r + 1u, k), a_run(base, r + 2u, k), a_run(base, r + 3u, k));
+}
+
+// (B'[k..k+3, n..n+3])ᵀ: column kk is row k+kk of B' over n.
+fn b_block(base: u32, k: u32, n: u32) -> mat4x4<f32> {
+  if (TRANS_B) {
+    let by_n = mat4x4<f32>(b_run(base, k, n), b_run(base, k, n + 1u), b_run(base, k, n + 2u), b_run(base, k, n + 3u));
+    return transpose(by_n);
+  }
+  return mat4x4<f32>(b_run(base, k, n), b_run(base, k + 1u, n), b_run(base, k + 2u, n), b_run(base, k + 3u, n));
+}
+
+// acc[4i + j] += bt[j] · at[i] over the thread's BR×BC blocks.
+fn mma(acc: ptr<function, array<mat4x4<f32>, 16>>, at: array<mat4x4<f32>, 4>, bt: array<mat4x4<f32>, 4>) {
+  (*acc)[0] += bt[0] * at[0];
+  if (BC > 1u) { (*acc)[1] += bt[1] * at[0]; }
+  if (BC > 2u) { (*acc)[2] += bt[2] * at[0]; }
+  if (BC > 3u) { (*acc)[3] += bt[3] * at[0]; }
+  if (BR > 1u) {
+    (*acc)[4] += bt[0] * at[1];
+    if (BC > 1u) { (*acc)[5] += bt[1] * at[1]; }
+    if (BC > 2u) { (*acc)[6] += bt[2] * at[1]; }
+    if (BC > 3u) { (*acc)[7] += bt[3] * at[1]; }
+  }
+  if (BR > 2u) {
+    (*acc)[8] += bt[0] * at[2];
+    if (BC > 1u) { (*acc)[9] += bt[1] * at[2]; }
+    if (BC > 2u) { (*acc)[10] += bt[2] * at[2]; }
+    if (BC > 3u) { (*acc)[11] += bt[3] * at[2]; }
+  }
+  if (BR > 3u) {
+    (*acc)[12] += bt[0] * at[3];
+    if (BC > 1u) { (*acc)[13] += bt[1] * at[3]; }
+    if (BC > 2u) { (*acc)[14] += bt[2] * at[3]; }
+    if (BC > 3u) { (*acc)[15] += bt[3] * at[3]; }
+  }
+}
+
+// C[r + i, n..n+3] = blk[i], inside M×N.
+fn store_block(base: u32, r: u32, n: u32, blk: mat4x4<f32>) {
+  for (var i = 0u; i < 4u; i++) {
+    if (r + i >= p.M) { return; }
+    let row = blk[i];
+    for (var q = 0u; q < 4u; q++) {
+      if (n + q < p.N) { c[base + (r + i) * p.N + n + q] = row[q]; }
+    }
+  }
+}
+
+// The thread's TM×TN tile at (row0, col0), block (i, j) in acc[4i + j].
+fn store_tile(base: u32, row0: u32, col0: u32, acc: array<mat4x4<f32>, 16>) {
+  store_block(base, row0, col0, acc[0]);
+  if (BC > 1u) { store_block(base, row0, col0 + 4u, acc[1]); }
+  if (BC > 2u) { store_block(base, row0, col0 + 8u, acc[2]); }
+  if (BC > 3u) { store_block(base, row0, col0 + 12u, acc[3]); }
+  if (BR > 1u) {
+    store_block(base, row0 + 4u, col0, acc[4]);
+    if (BC > 1u) { store_block(base, row0 + 4u, col0 + 4u, acc[5]); }
+    if (BC > 2u) { store_block(base, row0 + 4u, col0 + 8u, acc[6]); }
+    if (BC > 3u) { store_block(base, row0 + 4u, col0 + 12u, acc[7]); }
+  }
+  if (BR > 2u) {
+    store_block(base, row0 + 8u, col0, acc[8]);
+    if (BC > 1u) { store_block(base, row0 + 8u, col0 + 4u, acc[9]); }
+    if (BC > 2u) { store_block(base, row0 + 8u, col0 + 8u, acc[10]); }
+    if (BC > 3u) { store_block(base, row0 + 8u, col0 + 12u, acc[11]); }
+  }
+  if (BR > 3u) {
+    store_block(base, row0 + 12u, col0, acc[12]);
+    if (BC > 1u) { store_block(base, row0 + 12u, col0 + 4u, acc[13]); }
+    if (BC > 2u) { store_block(base, row0 + 12u, col0 + 8u, acc[14]); }
+    if (BC > 3u) { store_block(base, row0 + 12u, col0 + 12u, acc[15]); }
+  }
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn matmul_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let row0 = (wid.y * WG_Y + lid.y) * TM;
+  let col0 = (wid.x * WG_X + lid.x) * TN;
+  if (row0 >= p.M || col0 >= p.N) { return; }
+  var acc: array<mat4x4<f32>, 16>;
+  for (var s = 0u; s < p.S; s++) {
+    let ao = wid.z * p.a_z + s * p.a_s;
+    let bo = wid.z * p.b_z + s * p.b_s;
+    for (var k = 0u; k < p.K; k += 4u) {
+      var at: array<mat4x4<f32>, 4>;
+      var bt: array<mat4x4<f32>, 4>;
+      at[0] = a_block(ao, row0, k);
+      if (BR > 1u) { at[1] = a_block(ao, row0 + 4u, k); }
+      if (BR > 2u) { at[2] = a_block(ao, row0 + 8u, k); }
+      if (BR > 3u) { at[3] = a_block(ao, row0 + 12u, k); }
+      bt[0] = b_block(bo, k, col0);
+      if (BC > 1u) { bt[1] = b_block(bo, k, col0 + 4u); }
+      if (BC > 2u) { bt[2] = b_block(bo, k, col0 + 8u); }
+      if (BC > 3u) { bt[3] = b_block(bo, k, col0 + 12u); }
+      mma(&acc, at, bt);
+    }
+  }
+  store_tile(wid.z * p.c_z, row0, col0, acc);
+}
+
+// (A'[m..m+3, k..k+3])ᵀ and (B'[k..k+3, n..n+3])ᵀ from the staged slices (m, n relative to the workgroup's tile).
+fn a_tile_block(k: u32, m: u32) -> mat4x4<f32> {
+  let i = k * (BM / 4u) + m / 4u;
+  return transpose(mat4x4<f32>(a_tile[i], a_tile[i + BM / 4u], a_tile[i + BM / 2u], a_tile[i + 3u * BM / 4u]));
+}
+
+fn b_tile_block(k: u32, n: u32) -> mat4x4<f32> {
+  let i = k * (BN / 4u) + n / 4u;
+  return mat4x4<f32>(b_tile[i], b_tile[i + BN / 4u], b_tile[i + BN / 2u], b_tile[i + 3u * BN / 4u]);
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+                @builtin(local_invocation_index) tid: u32) {
+  let m0 = wid.y * BM;
+  let n0 = wid.x * BN;
+  let tr = lid.y * TM; // the thread's rows and columns inside the workgroup's tile
+  let tc = lid.x * TN;
+  var acc: array<mat4x4<f32>, 16>;
+  for (var s = 0u; s < p.S; s++) {
+    let ao = wid.z * p.a_z + s * p.a_s;
+    let bo = wid.z * p.b_z + s * p.b_s;
+    for (var k0 = 0u; k0 < p.K; k0 += BK) {
+      // Stage A'[m0.., k0..] and B'[k0.., n0..], 4 elements per load along each operand's contiguous dim.
+      for (var i = tid; i < BK * BM / 4u; i += WG_X * WG_Y) {
+        if (TRANS_A) {
+          let k = i / (BM / 4u);
+          let m = 4u * (i % (BM / 4u));
+          a_tile[i] = a_run(ao, m0 + m, k0 + k);
+        } else {
+          let m = i / (BK / 4u);
+          let k = 4u * (i % (BK / 4u));
+          let v = a_run(ao, m0 + m, k0 + k);
+          for (var q = 0u; q < 4u; q++) { a_tile[(k + q) * (BM / 4u) + m / 4u][m % 4u] = v[q]; }
+        }
+      }
+      for (var i = tid; i < BK * BN / 4u; i += WG_X * WG_Y) {
+        if (TRANS_B) {
+          let n = i / (BK / 4u);
+          let k = 4u * (i % (BK / 4u));
+          let v = b_run(bo, k0 + k, n0 + n);
+          for (var q = 0u; q < 4u; q++) { b_tile[(k + q) * (BN / 4u) + n / 4u][n % 4u] = v[q]; }
+        } else {
+          let k = i / (BN / 4u);
+          let n = 4u * (i % (BN / 4u));
+          b_tile[i] = b_run(bo, k0 + k, n0 + n);
+        }
+      }
+      workgroupBarrier();
+      for (var k = 0u; k < BK; k += 4u) {
+        var at: array<mat4x4<f32>, 4>;
+        var bt: array<mat4x4<f32>, 4>;
+        at[0] = a_tile_block(k, tr);
+        if (BR > 1u) { at[1] = a_tile_block(k, tr + 4u); }
+        if (BR > 2u) { at[2] = a_tile_block(k, tr + 8u); }
+        if (BR > 3u) { at[3] = a_tile_block(k, tr + 12u); }
+        bt[0] = b_tile_block(k, tc);
+        if (BC > 1u) { bt[1] = b_tile_block(k, tc + 4u); }
+        if (BC > 2u) { bt[2] = b_tile_block(k, tc + 8u); }
+        if (BC > 3u) { bt[3] = b_tile_block(k, tc + 12u); }
+        mma(&acc, at, bt);
+      }
+      workgroupBarrier();
+    }
+  }
+  store_tile(wid.z * p.c_z, m0 + tr, n0 + tc, acc);
+}

@@ -1,0 +1,184 @@
+// Typed launcher for shaders/matmul.wgsl, and the autotune that picks its tile config per adapter.
+// No autograd here.
+import { gpu, type DeviceInfo } from "../gpu/device.ts";
+import { launch } from "../gpu/launch.ts";
+import { Tensor } from "../tensor/tensor.ts";
+import { full } from "./elementwise.ts";
+
+/** A kernel of shaders/matmul.wgsl and its tile: each thread computes TM×TN outputs (multiples of 4, at most 16). */
+export interface MatmulConfig {
+  kernel: "reg" | "tiled";
+  TM: number;
+  TN: number;
+  /** Threads along N and M. */
+  WG_X: number;
+  WG_Y: number;
+  /** k-depth of the workgroup-memory slices (tiled only). */
+  BK?: number;
+}
+
+/**
+ * The configs the autotuner times, by kind of adapter; the first of each list is the default until
+ * `tuneMatmul()` has run. CPU adapters want the register tile (every load costs the same, barriers are
+ * expensive, so outputs per load decide); GPUs want workgroup-memory tiles.
+ */
+export const MATMUL_CONFIGS: { cpu: readonly MatmulConfig[]; gpu: readonly MatmulConfig[] } = {
+  cpu: [
+    { kernel: "reg", TM: 16, TN: 16, WG_X: 8, WG_Y: 8 },
+    { kernel: "reg", TM: 16, TN: 8, WG_X: 8, WG_Y: 8 },
+  ],
+  gpu: [
+    { kernel: "tiled", TM: 4, TN: 4, WG_X: 16, WG_Y: 16, BK: 16 },
+    { kernel: "tiled", TM: 8, TN: 8, WG_X: 8, WG_Y: 8, BK: 16 },
+    { kernel: "tiled", TM: 4, TN: 4, WG_X: 8, WG_Y: 8, BK: 32 },
+  ],
+};
+
+export function configName(c: MatmulConfig): string {
+  const bk = c.kernel === "tiled" ? `, BK ${c.BK ?? 16}` : "";
+  return `${c.kernel} ${c.TM}x${c.TN}/thread, ${c.WG_X}x${c.WG_Y} threads${bk}`;
+}
+
+/** llvmpipe, SwiftShader and other software adapters. */
+export function isCpuAdapter(info: DeviceInfo): boolean {
+  const a = info.adapter;
+  const name = `${a.description} ${a.architecture} ${a.device}`;
+  return info.swiftshader || a.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(name);
+}
+
+/**
+ * The shape of one launch: C[z] = sum_{s<S} op(A[z,s]) · op(B[z,s]), C[z] of [M, N], with element strides for
+ * the batch z (0 broadcasts an operand) and for the summed products s.
+ */
+export interface MatmulDims {
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  batch: number;
+  sum: number;
+  a_z: number;
+  b_z: number;
+  c_z: number;
+  a_s: number;
+  b_s: number;
+}
+
+const tuned = new WeakMap<GPUDevice, MatmulConfig>();
+const tuning = new WeakMap<GPUDevice, Promise<MatmulTuning>>();
+let forced: MatmulConfig | null = null;
+
+/** The config matmuls use now: forced, else tuned for this device, else the adapter kind's default. */
+export function matmulConfig(): MatmulConfig {
+  const g = gpu();
+  return forced ?? tuned.get(g.device) ?? MATMUL_CONFIGS[isCpuAdapter(g.info) ? "cpu" : "gpu"][0]!;
+}
+
+/** Forces every later matmul onto `config` (tests, benchmarks); `null` restores the tuned/default choice. */
+export function forceMatmulConfig(config: MatmulConfig | null): void {
+  if (config) checkConfig(config, gpu().info);
+  forced = config;
+}
+
+/** C = op(A)·op(B) into `c` (see MatmulDims). */
+export function matmulInto(a: Tensor, b: Tensor, c: Tensor, d: MatmulDims, config = matmulConfig()): void {
+  const BM = config.TM * config.WG_Y;
+  const BN = config.TN * config.WG_X;
+  // vec4 loads need 4-aligned runs along the operand's contiguous dim and 4-aligned operand offsets.
+  const vec = (len: number, ...strides: number[]) => len % 4 === 0 && strides.every((s) => s % 4 === 0);
+  launch("matmul", config.kernel === "reg" ? "matmul_reg" : "matmul_tiled", {
+    consts: {
+      TRANS_A: d.transA,
+      TRANS_B: d.transB,
+      VEC_A: vec(d.transA ? d.M : d.K, d.a_z, d.a_s),
+      VEC_B: vec(d.transB ? d.K : d.N, d.b_z, d.b_s),
+      TM: config.TM,
+      TN: config.TN,
+      WG_X: config.WG_X,
+      WG_Y: config.WG_Y,
+      BK: config.BK ?? 16,
+    },
+    buffers: { a: a.buffer, a4: a.buffer, b: b.buffer, b4: b.buffer, c: c.buffer },
+    params: { M: d.M, N: d.N, K: d.K, S: d.sum, a_z: d.a_z, b_z: d.b_z, c_z: d.c_z, a_s: d.a_s, b_s: d.b_s },
+    workgroups: [Math.ceil(d.N / BN), Math.ceil(d.M / BM), d.batch],
+  });
+}
+
+export interface MatmulTuning {
+  config: MatmulConfig;
+  /** Each candidate's speed on the tuning problem (transpose_b, the linear layer's product). */
+  timings: { config: MatmulConfig; gflops: number }[];
+  /** Wall time of the whole tuning, shader compilation included. */
+  ms: number;
+}
+
+/**
+ * Times the candidate configs on a mid-size product and keeps the fastest for this device (once per
+ * device; later calls return the same result). Until it has run, matmul uses the adapter kind's default.
+ */
+export function tuneMatmul(): Promise<MatmulTuning> {
+  const g = gpu();
+  let t = tuning.get(g.device);
+  if (!t) {
+    t = tune().then(
+      (r) => (tuned.set(g.device, r.config), r),
+      (e) => (tuning.delete(g.device), Promise.reject(e)),
+    );
+    tuning.set(g.device, t);
+  }
+  return t;
+}
+
+async function tune(): Promise<MatmulTuning> {
+  const g = gpu();
+  const cpu = isCpuAdapter(g.info);
+  const candidates = MATMUL_CONFIGS[cpu ? "cpu" : "gpu"].filter((c) => configFits(c, g.info));
+  // 512³: enough workgroups that the tile, not the parallelism, decides (at 256³ a CPU adapter's few
+  // threads starve on 16×16 tiles). A CPU adapter takes ~0.1 s a product and ~1 s to compile a candidate:
+  // one timed run each keeps the tuning near 2 s.
+  const n = 512;
+  const reps = cpu ? 1 : 10;
+  const start = performance.now();
+  const x = full([n, n], 0.5);
+  const w = full([n, n], 0.25);
+  const y = Tensor.empty([n, n]);
+  const dims: MatmulDims = {
+    M: n, N: n, K: n, transA: false, transB: true, batch: 1, sum: 1, a_z: 0, b_z: 0, c_z: 0, a_s: 0, b_s: 0,
+  };
+  const timings: MatmulTuning["timings"] = [];
+  try {
+    for (const config of candidates) {
+      matmulInto(x, w, y, dims, config); // compiles the pipeline and warms up
+      await g.batch.sync();
+      const t0 = performance.now();
+      for (let r = 0; r < reps; r++) matmulInto(x, w, y, dims, config);
+      await g.batch.sync();
+      timings.push({ config, gflops: (2 * n ** 3 * reps) / ((performance.now() - t0) * 1e6) });
+    }
+  } finally {
+    for (const t of [x, w, y]) t.dispose();
+  }
+  const best = timings.reduce((p, q) => (q.gflops > p.gflops ? q : p));
+  return { config: best.config, timings, ms: performance.now() - start };
+}
+
+/** Whether the adapter allows the config's workgroup size and workgroup memory. */
+export function configFits(c: MatmulConfig, info: DeviceInfo): boolean {
+  const l = info.limits;
+  const shared = c.kernel === "tiled" ? (c.BK ?? 16) * (c.TM * c.WG_Y + c.TN * c.WG_X) * 4 : 0;
+  return (
+    c.WG_X * c.WG_Y <= l.maxComputeInvocationsPerWorkgroup &&
+    c.WG_X <= l.maxComputeWorkgroupSizeX &&
+    c.WG_Y <= l.maxComputeWorkgroupSizeY &&
+    shared <= l.maxComputeWorkgroupStorageSize
+  );
+}
+
+function checkConfig(c: MatmulConfig, info: DeviceInfo): void {
+  const tile = (v: number) => Number.isInteger(v) && v >= 4 && v <= 16 && v % 4 === 0;
+  if (!tile(c.TM) || !tile(c.TN) || (c.BK !== undefined && (c.BK < 4 || c.BK % 4 !== 0))) {
+    throw new Error(`matmul config ${configName(c)}: TM and TN must be 4, 8, 12 or 16 and BK a multiple of 4`);
+  }
+  if (!configFits(c, info)) throw new Error(`matmul config ${configName(c)} exceeds this adapter's workgroup limits`);
+}

@@ -1,0 +1,93 @@
+// Matrix multiply with batching and transposed operands, and its gradient.
+import { matmulInto, type MatmulDims } from "../kernels/matmul.ts";
+import { record } from "../tensor/autograd.ts";
+import { numel, Tensor } from "../tensor/tensor.ts";
+
+export interface MatmulOptions {
+  /** a is [..., K, M] and used transposed. */
+  transpose_a?: boolean;
+  /** b is [..., N, K] and used transposed (x·Wᵀ of a linear layer with W [out, in]). */
+  transpose_b?: boolean;
+}
+
+/**
+ * op(a)·op(b) over the last two dims: a [..., M, K] (or [..., K, M] with transpose_a) and b [..., K, N]
+ * (or [..., N, K] with transpose_b) give [..., M, N]. The batch dims are equal, or one operand is 2-D and
+ * shared by the other's batch (a weight).
+ *
+ * With C = A'B' (A' = op(a), B' = op(b)): dA' = dC·B'ᵀ and dB' = A'ᵀ·dC, each one product of the same
+ * kernel with the operands' transposes flipped; a shared operand's gradient is summed over the batch
+ * inside that product.
+ */
+export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
+  const ta = options.transpose_a ?? false;
+  const tb = options.transpose_b ?? false;
+  const out = product(a, ta, b, tb, false);
+  // Each gradient reads the other operand: keep only what a needed gradient will read.
+  const save = [...(b.requires_grad ? [a] : []), ...(a.requires_grad ? [b] : [])];
+  return record(
+    out,
+    "matmul",
+    [a, b],
+    (dy, needs) => {
+      const sumA = a.ndim === 2 && dy.ndim > 2; // a was shared by the batch
+      const sumB = b.ndim === 2 && dy.ndim > 2;
+      // dA = dC·B'ᵀ, or (dC·B'ᵀ)ᵀ = B'·dCᵀ when a is stored transposed.
+      const da = needs[0] ? (ta ? product(b, tb, dy, true, sumA) : product(dy, false, b, !tb, sumA)) : null;
+      // dB = A'ᵀ·dC, or (A'ᵀ·dC)ᵀ = dCᵀ·A' when b is stored transposed.
+      const db = needs[1] ? (tb ? product(dy, true, a, ta, sumB) : product(a, !ta, dy, false, sumB)) : null;
+      return [da, db];
+    },
+    save,
+  );
+}
+
+/**
+ * op(a)·op(b) with batch dims equal or one operand 2-D; with `sumBatch`, the products of the batch are summed
+ * into one [M, N] (the gradient of an operand that was shared by the batch).
+ */
+function product(a: Tensor, ta: boolean, b: Tensor, tb: boolean, sumBatch: boolean): Tensor {
+  const fail = (why: string): never => {
+    const operands = `a [${a.shape.join(", ")}] (transpose_a=${ta}) and b [${b.shape.join(", ")}] (transpose_b=${tb})`;
+    throw new Error(`matmul: ${operands}: ${why}`);
+  };
+  if (a.ndim < 2 || b.ndim < 2) fail("both operands need at least 2 dims");
+  if (a.dtype !== "f32" || b.dtype !== "f32") fail(`f32 operands only (got ${a.dtype} and ${b.dtype})`);
+  const [ra, ca] = a.shape.slice(-2) as [number, number];
+  const [rb, cb] = b.shape.slice(-2) as [number, number];
+  const [M, K] = ta ? [ca, ra] : [ra, ca];
+  const [Kb, N] = tb ? [cb, rb] : [rb, cb];
+  if (K !== Kb) fail(`inner dims differ (K=${K} from a, K=${Kb} from b)`);
+  const batchA = a.shape.slice(0, -2);
+  const batchB = b.shape.slice(0, -2);
+  const shared = batchA.length === 0 || batchB.length === 0;
+  if (!shared && batchA.join() !== batchB.join()) {
+    fail(`batch dims [${batchA.join(", ")}] and [${batchB.join(", ")}] differ (must be equal, or one operand 2-D)`);
+  }
+  const batchShape = batchA.length ? batchA : batchB;
+  const Z = numel(batchShape);
+  const sizeA = M * K;
+  const sizeB = K * N;
+  const d: MatmulDims = {
+    M, N, K, transA: ta, transB: tb, batch: Z, sum: 1,
+    a_z: batchA.length ? sizeA : 0, b_z: batchB.length ? sizeB : 0, c_z: M * N, a_s: 0, b_s: 0,
+  };
+  if (sumBatch) {
+    const out = Tensor.empty([M, N]);
+    if (ta && !tb && !shared) {
+      // K is the row dim of both stored operands: the batch folds into K ([Z·K, M] and [Z·K, N]).
+      matmulInto(a, b, out, { ...d, K: Z * K, batch: 1, a_z: 0, b_z: 0 });
+    } else {
+      matmulInto(a, b, out, { ...d, batch: 1, sum: Z, a_s: d.a_z, b_s: d.b_z, a_z: 0, b_z: 0 });
+    }
+    return out;
+  }
+  const out = Tensor.empty([...batchShape, M, N]);
+  if (batchB.length === 0 && !ta && Z > 1) {
+    // b shared and a's rows contiguous across the batch: one [Z·M, K]·B' product.
+    matmulInto(a, b, out, { ...d, M: Z * M, batch: 1, a_z: 0 });
+  } else {
+    matmulInto(a, b, out, d);
+  }
+  return out;
+}

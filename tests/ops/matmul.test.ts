@@ -1,0 +1,156 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { gpu } from "../../src/gpu/device.ts";
+import {
+  configFits,
+  configName,
+  forceMatmulConfig,
+  isCpuAdapter,
+  MATMUL_CONFIGS,
+  matmulConfig,
+  type MatmulConfig,
+} from "../../src/kernels/matmul.ts";
+import { deviceInfo, matmul, Tensor, tuneMatmul } from "../../src/index.ts";
+import { checkOp, rand, setup } from "../helpers.ts";
+import * as R from "../reference/matmul.ts";
+
+before(setup);
+after(() => forceMatmulConfig(null));
+
+// f32 products of K terms in [-1, 1]: rounding grows like sqrt(K)·eps; 1e-4 relative holds to K ~ 300.
+const TOL = { atol: 1e-5, rtol: 1e-4 };
+
+const fits = (c: MatmulConfig) => configFits(c, deviceInfo());
+
+interface Case {
+  /** Batch dims of a and b ([] for a 2-D operand). */
+  batchA?: number[];
+  batchB?: number[];
+  M: number;
+  K: number;
+  N: number;
+  ta?: boolean;
+  tb?: boolean;
+}
+
+function name(c: Case): string {
+  const s = (batch: number[] | undefined, r: number, q: number) => `[${[...(batch ?? []), r, q].join(",")}]`;
+  const ta = c.ta ?? false;
+  const tb = c.tb ?? false;
+  const a = s(c.batchA, ta ? c.K : c.M, ta ? c.M : c.K) + (ta ? "ᵀ" : "");
+  const b = s(c.batchB, tb ? c.N : c.K, tb ? c.K : c.N) + (tb ? "ᵀ" : "");
+  return `${a} · ${b}`;
+}
+
+/** Forward and backward (or the forward only) against the float64 reference. */
+function check(c: Case, seed = 1, backward = true): Promise<void> {
+  const ta = c.ta ?? false;
+  const tb = c.tb ?? false;
+  const batchA = c.batchA ?? [];
+  const batchB = c.batchB ?? [];
+  const batch = Math.max(batchA.reduce((x, y) => x * y, 1), batchB.reduce((x, y) => x * y, 1));
+  return checkOp({
+    name: name(c),
+    shapes: [
+      [...batchA, ...(ta ? [c.K, c.M] : [c.M, c.K])],
+      [...batchB, ...(tb ? [c.N, c.K] : [c.K, c.N])],
+    ],
+    gpu: ([a, b]) => matmul(a!, b!, { transpose_a: ta, transpose_b: tb }),
+    ref: ([a, b]) => R.matmul(a!, b!, batch, c.M, c.K, c.N, ta, tb),
+    refGrad: backward ? ([a, b], dy) => R.matmulGrad(a!, b!, dy, batch, c.M, c.K, c.N, ta, tb) : undefined,
+    fwd: TOL,
+    seed,
+  });
+}
+
+const TRANSPOSES: [boolean, boolean][] = [
+  [false, false],
+  [false, true],
+  [true, false],
+  [true, true],
+];
+
+// Odd sizes, none a multiple of 4 or of any tile: every load takes the scalar path and every tile an edge.
+for (const [ta, tb] of TRANSPOSES) {
+  test(`matmul M=65 K=33 N=129 ta=${ta} tb=${tb}`, () => check({ M: 65, K: 33, N: 129, ta, tb }));
+}
+// Multiples of 4 but not of the tiles: vec4 loads, edge tiles.
+for (const [ta, tb] of TRANSPOSES) {
+  test(`matmul M=68 K=36 N=132 ta=${ta} tb=${tb} (vec4 loads)`, () => check({ M: 68, K: 36, N: 132, ta, tb }));
+}
+
+for (const [M, K, N] of [
+  [1, 1, 1],
+  [1, 3, 17],
+  [3, 17, 1],
+  [17, 1, 3],
+  [1, 129, 65],
+  [129, 65, 1],
+  [33, 17, 3],
+]) {
+  test(`matmul M=${M} K=${K} N=${N}`, () => check({ M: M!, K: K!, N: N!, tb: true }));
+}
+
+test("matmul K=300 (accumulation error)", () => check({ M: 20, K: 300, N: 24, tb: true }));
+
+test("matmul batched [2,3] × [2,3]", () => check({ batchA: [2, 3], batchB: [2, 3], M: 17, K: 33, N: 9, ta: true }));
+test("matmul batched, vec4 loads", () => check({ batchA: [3], batchB: [3], M: 12, K: 20, N: 8, tb: true }));
+test("matmul b shared by a's batch (x·Wᵀ, batch folded into M)", () =>
+  check({ batchA: [2, 3], M: 17, K: 33, N: 9, tb: true }));
+test("matmul b shared by a's batch, a transposed (dW summed inside the kernel)", () =>
+  check({ batchA: [3], M: 17, K: 33, N: 9, ta: true }));
+test("matmul b shared, a and b transposed", () => check({ batchA: [3], M: 17, K: 33, N: 9, ta: true, tb: true }));
+test("matmul a shared by b's batch", () => check({ batchB: [3], M: 17, K: 33, N: 9 }));
+
+test("matmul with a frozen weight computes no weight gradient", async () => {
+  const x = Tensor.fromArray(Float32Array.from(rand(5 * 7, 1)), [5, 7], { requires_grad: true });
+  const w = Tensor.fromArray(Float32Array.from(rand(3 * 7, 2)), [3, 7]);
+  const y = matmul(x, w, { transpose_b: true });
+  const counters = gpu().batch.counters;
+  const before = counters.dispatches;
+  y.backward(Tensor.fromArray(new Float32Array(15).fill(1), [5, 3]));
+  assert.equal(counters.dispatches - before, 1, "backward ran one product (dx) and nothing for the frozen weight");
+  assert.equal(w.grad, null);
+  const want = new Float64Array(35);
+  const wv = rand(21, 2);
+  // dx = dy·W with dy = 1: dx[i, k] = sum_j W[j, k].
+  for (let i = 0; i < 5; i++) for (let k = 0; k < 7; k++) for (let j = 0; j < 3; j++) want[i * 7 + k]! += wv[j * 7 + k]!;
+  const got = await x.grad!.toArray();
+  got.forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-5, `dx[${i}] = ${v}, want ${want[i]}`));
+});
+
+test("matmul shape errors name both shapes and the transposes", () => {
+  const a = Tensor.empty([2, 5, 7]);
+  const b = Tensor.empty([6, 3]);
+  assert.throws(
+    () => matmul(a, b, { transpose_b: true }),
+    /a \[2, 5, 7\] \(transpose_a=false\) and b \[6, 3\] \(transpose_b=true\): inner dims differ \(K=7 from a, K=3 from b\)/,
+  );
+  assert.throws(() => matmul(a, Tensor.empty([3, 7, 4])), /batch dims \[2\] and \[3\] differ/);
+  assert.throws(() => matmul(Tensor.empty([7]), b), /a \[7\] .*at least 2 dims/);
+});
+
+// Every config the autotuner can choose on any adapter, forced, so one that this adapter does not pick is
+// still checked: odd sizes (scalar loads; the backward runs the other transposes but both-transposed) and
+// aligned sizes (vec4 loads), both transposed.
+for (const config of [...MATMUL_CONFIGS.cpu, ...MATMUL_CONFIGS.gpu]) {
+  test(`matmul config ${configName(config)}`, async (t) => {
+    if (!fits(config)) return t.skip("exceeds this adapter's workgroup limits");
+    forceMatmulConfig(config);
+    try {
+      await check({ M: 37, K: 19, N: 45, tb: true }, 3);
+      await check({ batchA: [2], batchB: [2], M: 36, K: 20, N: 68, ta: true, tb: true }, 4, false);
+    } finally {
+      forceMatmulConfig(null);
+    }
+  });
+}
+
+test("tuneMatmul picks one of its candidates and matmul then uses it", async () => {
+  const tuning = await tuneMatmul();
+  const candidates: readonly MatmulConfig[] = MATMUL_CONFIGS[isCpuAdapter(deviceInfo()) ? "cpu" : "gpu"];
+  assert.ok(candidates.includes(tuning.config), configName(tuning.config));
+  assert.equal(tuning.timings.length, candidates.filter(fits).length);
+  assert.equal(matmulConfig(), tuning.config);
+  await check({ M: 65, K: 33, N: 129, tb: true });
+});
