@@ -14,3 +14,4 @@ export { swiglu } from "./ops/swiglu.ts";
 export { embedding, type EmbeddingOptions } from "./ops/embedding.ts";
 export { matmul, type MatmulOptions } from "./ops/matmul.ts";
 export { tuneMatmul, type MatmulConfig, type MatmulTuning } from "./kernels/matmul.ts";
+export { lora_linear, initLoraWeights, type LoraLinearOptions } from "./ops/lora.ts";
