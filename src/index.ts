@@ -15,3 +15,4 @@ export { embedding, type EmbeddingOptions } from "./ops/embedding.ts";
 export { matmul, type MatmulOptions } from "./ops/matmul.ts";
 export { tuneMatmul, type MatmulConfig, type MatmulTuning } from "./kernels/matmul.ts";
 export { lora_linear, initLoraWeights, type LoraLinearOptions } from "./ops/lora.ts";
+export { fused_linear_cross_entropy, IGNORE_INDEX, type FusedCrossEntropyOptions, type CrossEntropyOutput, type CrossEntropyMetrics } from "./ops/cross_entropy.ts";

@@ -1,0 +1,173 @@
+// The LM head's loss: logits = hidden · weightᵀ (+ bias) and cross-entropy against labels, fused and
+// chunked over tokens, with the gradients computed during the forward pass.
+import * as K from "../kernels/cross_entropy.ts";
+import { axpy, sumLeading } from "../kernels/elementwise.ts";
+import { copyBlock } from "../kernels/layout.ts";
+import { matmulInto } from "../kernels/matmul.ts";
+import { is_grad_enabled, record } from "../tensor/autograd.ts";
+import { Tensor } from "../tensor/tensor.ts";
+
+/** Label of a token that is not trained on (padding, prompt, a document boundary). */
+export const IGNORE_INDEX = -100;
+
+/** Bytes of logits one chunk may hold by default. */
+const CHUNK_BYTES = 32 * 1024 * 1024;
+
+/** The default tokens per chunk: the most whose logits (chunk × V f32) fit in 32 MiB, at least 1. */
+export function defaultChunkSize(V: number): number {
+  return Math.max(1, Math.floor(CHUNK_BYTES / (V * 4)));
+}
+
+export interface FusedCrossEntropyOptions {
+  /** Tokens per chunk; default the most whose logits fit in 32 MiB (chunk × V × 4 bytes). */
+  chunk_size?: number;
+  /**
+   * The divisor of the summed token losses and of the gradients: the count of valid labels over the whole
+   * accumulated batch (as TRL passes it). Default: the count of valid labels here.
+   */
+  num_items_in_batch?: number;
+  /** TRL's loss_type "dft": per-token loss -p_y · log p_y with p_y = softmax(logits)[label] held constant. */
+  dft?: boolean;
+  /** The LM head's bias (V), when it has one. */
+  bias?: Tensor | null;
+}
+
+export interface CrossEntropyMetrics {
+  /** Valid (not -100) labels here; known on the CPU. */
+  num_tokens: number;
+  /** Valid tokens whose argmax logit (the first on ties) is the label: a scalar tensor. */
+  correct: Tensor;
+  /** Sum over valid tokens of the entropy -Σ_v p_v log p_v of the predicted distribution, in nats: a scalar tensor. */
+  entropy_sum: Tensor;
+}
+
+export interface CrossEntropyOutput {
+  /** Σ over valid tokens of the token loss, / num_items_in_batch: a scalar tensor (0 with no valid label). */
+  loss: Tensor;
+  metrics: CrossEntropyMetrics;
+}
+
+/**
+ * Cross-entropy of the LM head without a [tokens × V] logits matrix: for each chunk of tokens,
+ * logits = h_chunk · Wᵀ (+ bias), one kernel pass per row (loss, argmax, entropy, and the logits gradient
+ * written over the logits), then dh_chunk = dlogits · W and dW += dlogitsᵀ · h_chunk, and the chunk is freed.
+ *
+ * hidden [..., C] (N rows), weight [V, C], labels N token ids already shifted (label n is the target of
+ * hidden row n), -100 ignored. Nothing is read back: loss and metrics stay on the GPU.
+ *
+ * With L = Σ_n ℓ_n / D (D = num_items_in_batch) and z = logits:
+ *   nll: ℓ = lse(z) - z_y,          dL/dz = (softmax(z) - onehot(y)) / D
+ *   dft: ℓ = -p_y log p_y (p_y const), dL/dz = p_y (softmax(z) - onehot(y)) / D
+ *   dL/dh = dL/dz · W,  dL/dW = (dL/dz)ᵀ · h,  dL/dbias = Σ_n dL/dz.
+ * These are computed here, when grad is enabled and an input requires grad (an input that does not — a
+ * frozen LM head — gets nothing computed or allocated); the recorded backward multiplies them by the
+ * upstream gradient of the loss.
+ */
+export function fused_linear_cross_entropy(
+  hidden: Tensor,
+  weight: Tensor,
+  labels: Int32Array | readonly number[],
+  options: FusedCrossEntropyOptions = {},
+): CrossEntropyOutput {
+  const fail = (why: string): never => {
+    throw new Error(`fused_linear_cross_entropy: hidden [${hidden.shape.join(", ")}], weight [${weight.shape.join(", ")}]: ${why}`);
+  };
+  const bias = options.bias ?? null;
+  if (hidden.dtype !== "f32" || weight.dtype !== "f32" || (bias && bias.dtype !== "f32")) fail("needs f32 tensors");
+  if (weight.ndim !== 2) fail("weight must be (V, C)");
+  if (hidden.ndim < 1) fail("hidden must be (..., C)");
+  const [V, C] = weight.shape as [number, number];
+  if (hidden.shape[hidden.ndim - 1] !== C) fail(`the last dim of hidden must be C=${C}`);
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== V)) fail(`bias must be (V=${V}), got [${bias.shape.join(", ")}]`);
+  const N = hidden.size / C;
+  if (labels.length !== N) fail(`${labels.length} labels for ${N} tokens`);
+  let numTokens = 0;
+  for (let n = 0; n < N; n++) {
+    const y = labels[n]!;
+    if (y === IGNORE_INDEX) continue;
+    if (!Number.isInteger(y) || y < 0 || y >= V) fail(`label ${y} at position ${n} is out of range for V=${V} (use -100 to ignore a token)`);
+    numTokens++;
+  }
+  const D = options.num_items_in_batch ?? numTokens;
+  if (!(D >= 0 && Number.isFinite(D)) || (D === 0 && numTokens > 0)) {
+    fail(`num_items_in_batch must be positive (got ${D}, with ${numTokens} valid labels here)`);
+  }
+  const scale = D > 0 ? 1 / D : 0;
+  const chunk = options.chunk_size ?? defaultChunkSize(V);
+  if (!Number.isInteger(chunk) || chunk < 1) fail(`chunk_size must be a positive integer, got ${chunk}`);
+
+  const grad = is_grad_enabled();
+  const needH = grad && hidden.requires_grad;
+  const needW = grad && weight.requires_grad;
+  const needB = grad && !!bias?.requires_grad;
+  const anyGrad = needH || needW || needB;
+
+  const labelsGpu = Tensor.fromArray(Int32Array.from(labels), [N]);
+  const tok = Tensor.empty([3, N]); // per token: loss, correct, entropy
+  const dh = needH ? Tensor.empty(hidden.shape) : null;
+  let dW: Tensor | null = null;
+  let dB: Tensor | null = null;
+  for (let n0 = 0; n0 < N; n0 += chunk) {
+    const R = Math.min(chunk, N - n0);
+    const h = R === N ? hidden : Tensor.empty([R, C]);
+    if (h !== hidden) copyBlock(hidden, h, { A: 1, Din: N, Dout: R, d: R, srcOff: n0, dstOff: 0, C });
+    const logits = Tensor.empty([R, V]);
+    mm(h, false, weight, true, logits, R, V, C); // [R, C] · [V, C]ᵀ
+    if (bias) K.biasAdd(logits, bias);
+    K.rows(logits, labelsGpu, tok, { row0: n0, scale, grad: anyGrad, dft: options.dft ?? false });
+    if (dh) {
+      const dhc = R === N ? dh : Tensor.empty([R, C]);
+      mm(logits, false, weight, false, dhc, R, C, V); // [R, V] · [V, C]
+      if (dhc !== dh) {
+        copyBlock(dhc, dh, { A: 1, Din: R, Dout: N, d: R, srcOff: 0, dstOff: n0, C });
+        dhc.dispose();
+      }
+    }
+    if (needW) {
+      // matmul writes its output: the first chunk's product is dW itself, later ones are added to it.
+      const dWc = Tensor.empty([V, C]);
+      mm(logits, true, h, false, dWc, V, C, R); // [R, V]ᵀ · [R, C]
+      if (dW) {
+        axpy(dW, dWc);
+        dWc.dispose();
+      } else dW = dWc;
+    }
+    if (needB) {
+      const dBc = sumLeading(logits, [V]);
+      if (dB) {
+        axpy(dB, dBc);
+        dBc.dispose();
+      } else dB = dBc;
+    }
+    logits.dispose();
+    if (h !== hidden) h.dispose();
+  }
+  labelsGpu.dispose();
+  const { loss, correct, entropy } = K.totals(tok, scale);
+  tok.dispose();
+
+  const grads = [dh, dW, dB];
+  const inputs = bias ? [hidden, weight, bias] : [hidden, weight];
+  // The upstream gradient g of the loss (a scalar) scales each precomputed gradient in place (no readback,
+  // no second buffer of V·C); each is handed on as its own tensor before the node releases its hold.
+  const out = record(
+    loss,
+    "fused_linear_cross_entropy",
+    inputs,
+    (g, needs) =>
+      inputs.map((x, i) => {
+        const d = grads[i];
+        if (!needs[i] || !d) return null;
+        K.scaleBy(d, g);
+        return new Tensor(d.storage.retain(), x.shape);
+      }),
+    grads.filter((t): t is Tensor => t !== null),
+  );
+  for (const t of grads) t?.dispose(); // the node holds its own references
+  return { loss: out, metrics: { num_tokens: numTokens, correct, entropy_sum: entropy } };
+}
+
+/** out [M, N] = op(a) [M, K] · op(b) [K, N], op = transpose when the flag is set; one product, no batch. */
+function mm(a: Tensor, ta: boolean, b: Tensor, tb: boolean, out: Tensor, M: number, N: number, K: number): void {
+  matmulInto(a, b, out, { M, N, K, transA: ta, transB: tb, batch: 1, sum: 1, a_z: 0, b_z: 0, c_z: M * N, a_s: 0, b_s: 0 });
+}
