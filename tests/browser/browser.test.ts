@@ -22,6 +22,8 @@ before(async () => {
     logLevel: "error",
   });
   const js = bundle.outputFiles[0]!.text;
+  // Dawn (the `webgpu` package) is for Node only and must never reach a browser bundle.
+  assert.doesNotMatch(js, /dawn\.node|node_modules\/webgpu/, "the browser bundle pulls in Dawn");
   const html = `<!doctype html><meta charset="utf-8"><title>webtune smoke</title><script type="module" src="/smoke.js"></script>`;
   server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
