@@ -1,5 +1,5 @@
-// LoRA linear (PEFT): y = x Wᵀ + b + s · dropout(x) Aᵀ Bᵀ. The three products run on shaders/matmul.wgsl;
-// this file holds the dropout mask, the sum into y, and the seeded uniform init of A.
+// LoRA linear (PEFT): y = x Wᵀ + b + s · dropout(x) Aᵀ Bᵀ. The three products run on shaders/matmul.wgsl (the
+// adapter's accumulating into y); this file holds the dropout mask, the bias add, and the seeded uniform init of A.
 //
 // Random bits come from Philox4x32-10 (Salmon et al. 2011, Random123), a counter-based generator: element
 // i of a tensor takes word i % 4 of philox(counter = (i / 4, step, stream, 0), key = (seed, 0)). A mask is a
@@ -7,8 +7,7 @@
 // bit for bit on any adapter (integer arithmetic only).
 //   dropout:           h = x · keep / (1 - p)                keep = bits >= round(p · 2^32) (threshold)
 //   dropout_backward:  dx += dh · keep / (1 - p)             (scale = 1 / (1 - p))
-//   add_lora:          y += t                                (t = s·u Bᵀ [T, cols])
-//   add_lora_bias:     y += t + b[i % cols]
+//   add_bias:          y += b[i % cols]                      (y [T, cols])
 //   init_uniform:      out = scale · (2u - 1), u in [0, 1)   (u = (bits >> 8) · 2^-24; scale = bound)
 const WG: u32 = 256u;
 
@@ -22,10 +21,9 @@ struct Params { n: u32, cols: u32, seed: u32, step: u32, threshold: u32, scale: 
 @group(0) @binding(2) var<storage, read_write> h: array<f32>;
 @group(0) @binding(3) var<storage, read> dh: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(5) var<storage, read> t: array<f32>;
-@group(0) @binding(6) var<storage, read> bias: array<f32>;
-@group(0) @binding(7) var<storage, read_write> y: array<f32>;
-@group(0) @binding(8) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;
 
 const PHILOX_M0: u32 = 0xD2511F53u;
 const PHILOX_M1: u32 = 0xCD9E8D57u;
@@ -95,19 +93,11 @@ fn dropout_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 }
 
 @compute @workgroup_size(WG)
-fn add_lora(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+fn add_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
   let i = group_index(wid, nwg, lid);
   if (i >= p.n) { return; }
-  y[i] = y[i] + t[i];
-}
-
-@compute @workgroup_size(WG)
-fn add_lora_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32) {
-  let i = group_index(wid, nwg, lid);
-  if (i >= p.n) { return; }
-  y[i] = y[i] + t[i] + bias[i % p.cols];
+  y[i] = y[i] + bias[i % p.cols];
 }
 
 @compute @workgroup_size(WG)

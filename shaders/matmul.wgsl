@@ -1,7 +1,10 @@
-// Matrix multiply with f32 accumulation: C[z] = sum_{s<S} A'[z,s] · B'[z,s], where
+// Matrix multiply with f32 accumulation: C[z] = alpha · sum_{s<S} A'[z,s] · B'[z,s] (+ C[z] when ACCUMULATE), where
 //   A' = A [M, K], or Aᵀ when TRANS_A (A stored [K, M])
 //   B' = B [K, N], or Bᵀ when TRANS_B (B stored [N, K])
 //   C  [M, N], row-major.
+// ACCUMULATE adds the product to what C holds (a parameter gradient summed over chunks, a second term of a
+// sum) instead of a temporary and an add; each element of C is read and written by the one thread that
+// computes it. alpha = 1 leaves the product's bits as they are.
 // z is the batch (third dispatch dim); z and s address each operand by element strides, and a zero stride
 // broadcasts it (a weight shared by the batch). S > 1 sums products over a batch: the gradient of a weight
 // that was broadcast over a batch the rows cannot absorb (TRANS_A).
@@ -26,6 +29,7 @@ const TRANS_A: bool = false;
 const TRANS_B: bool = false;
 const VEC_A: bool = false;
 const VEC_B: bool = false;
+const ACCUMULATE: bool = false;
 const TM: u32 = 16u; // rows of C per thread: 4, 8, 12 or 16
 const TN: u32 = 16u; // columns of C per thread: 4, 8, 12 or 16
 const WG_X: u32 = 8u; // threads along N
@@ -37,7 +41,7 @@ const BC: u32 = TN / 4u; // block columns per thread
 const BM: u32 = TM * WG_Y; // rows of C per workgroup
 const BN: u32 = TN * WG_X; // columns of C per workgroup
 
-struct Params { M: u32, N: u32, K: u32, S: u32, a_z: u32, b_z: u32, c_z: u32, a_s: u32, b_s: u32 }
+struct Params { M: u32, N: u32, K: u32, S: u32, a_z: u32, b_z: u32, c_z: u32, a_s: u32, b_s: u32, alpha: f32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -132,13 +136,20 @@ fn mma(acc: ptr<function, array<mat4x4<f32>, 16>>, at: array<mat4x4<f32>, 4>, bt
   }
 }
 
-// C[r + i, n..n+3] = blk[i], inside M×N.
+// C[r + i, n..n+3] = alpha · blk[i] (+ C[r + i, n..n+3] when ACCUMULATE), inside M×N.
 fn store_block(base: u32, r: u32, n: u32, blk: mat4x4<f32>) {
   for (var i = 0u; i < 4u; i++) {
     if (r + i >= p.M) { return; }
-    let row = blk[i];
+    let row = p.alpha * blk[i];
     for (var q = 0u; q < 4u; q++) {
-      if (n + q < p.N) { c[base + (r + i) * p.N + n + q] = row[q]; }
+      if (n + q < p.N) {
+        let j = base + (r + i) * p.N + n + q;
+        if (ACCUMULATE) {
+          c[j] += row[q];
+        } else {
+          c[j] = row[q];
+        }
+      }
     }
   }
 }

@@ -1,5 +1,5 @@
-// Typed launchers for shaders/lora.wgsl: the Philox dropout mask (applied forward and backward), the sum of
-// the adapter into y, and the seeded uniform init. No autograd.
+// Typed launchers for shaders/lora.wgsl: the Philox dropout mask (applied forward and backward), the bias add,
+// and the seeded uniform init. No autograd.
 import { grid, launch } from "../gpu/launch.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
@@ -41,11 +41,11 @@ export function dropoutBackwardInto(dx: Tensor, dh: Tensor, m: DropoutMask): voi
   });
 }
 
-/** y += t (+ bias over y's rows), in place. y and t: [T, cols]; bias: [cols]. */
-export function addLoraInto(y: Tensor, t: Tensor, bias: Tensor | null, cols: number): void {
-  launch("lora", bias ? "add_lora_bias" : "add_lora", {
-    buffers: bias ? { y: y.buffer, t: t.buffer, bias: bias.buffer } : { y: y.buffer, t: t.buffer },
-    params: { n: y.size, cols, seed: 0, step: 0, threshold: 0, scale: 0 },
+/** y += bias over y's rows, in place. y: [..., cols]; bias: [cols]. */
+export function addBiasInto(y: Tensor, bias: Tensor): void {
+  launch("lora", "add_bias", {
+    buffers: { y: y.buffer, bias: bias.buffer },
+    params: { n: y.size, cols: bias.size, seed: 0, step: 0, threshold: 0, scale: 0 },
     workgroups: grid(y.size, WG),
   });
 }

@@ -47,8 +47,8 @@ export function isCpuAdapter(info: DeviceInfo): boolean {
 }
 
 /**
- * The shape of one launch: C[z] = sum_{s<S} op(A[z,s]) · op(B[z,s]), C[z] of [M, N], with element strides for
- * the batch z (0 broadcasts an operand) and for the summed products s.
+ * The shape of one launch: C[z] = alpha · sum_{s<S} op(A[z,s]) · op(B[z,s]) (+ C[z] with `accumulate`), C[z] of
+ * [M, N], with element strides for the batch z (0 broadcasts an operand) and for the summed products s.
  */
 export interface MatmulDims {
   M: number;
@@ -63,6 +63,10 @@ export interface MatmulDims {
   c_z: number;
   a_s: number;
   b_s: number;
+  /** Add the product to what C holds instead of overwriting it (default false). */
+  accumulate?: boolean;
+  /** Scale of the product (default 1, which leaves its bits as they are). */
+  alpha?: number;
 }
 
 const tuned = new WeakMap<GPUDevice, MatmulConfig>();
@@ -81,7 +85,7 @@ export function forceMatmulConfig(config: MatmulConfig | null): void {
   forced = config;
 }
 
-/** C = op(A)·op(B) into `c` (see MatmulDims). */
+/** C = alpha·op(A)·op(B), or C += alpha·op(A)·op(B) with `accumulate`, into `c` (see MatmulDims). */
 export function matmulInto(a: Tensor, b: Tensor, c: Tensor, d: MatmulDims, config = matmulConfig()): void {
   const BM = config.TM * config.WG_Y;
   const BN = config.TN * config.WG_X;
@@ -93,6 +97,7 @@ export function matmulInto(a: Tensor, b: Tensor, c: Tensor, d: MatmulDims, confi
       TRANS_B: d.transB,
       VEC_A: vec(d.transA ? d.M : d.K, d.a_z, d.a_s),
       VEC_B: vec(d.transB ? d.K : d.N, d.b_z, d.b_s),
+      ACCUMULATE: d.accumulate ?? false,
       TM: config.TM,
       TN: config.TN,
       WG_X: config.WG_X,
@@ -100,7 +105,9 @@ export function matmulInto(a: Tensor, b: Tensor, c: Tensor, d: MatmulDims, confi
       BK: config.BK ?? 16,
     },
     buffers: { a: a.buffer, a4: a.buffer, b: b.buffer, b4: b.buffer, c: c.buffer },
-    params: { M: d.M, N: d.N, K: d.K, S: d.sum, a_z: d.a_z, b_z: d.b_z, c_z: d.c_z, a_s: d.a_s, b_s: d.b_s },
+    params: {
+      M: d.M, N: d.N, K: d.K, S: d.sum, a_z: d.a_z, b_z: d.b_z, c_z: d.c_z, a_s: d.a_s, b_s: d.b_s, alpha: d.alpha ?? 1,
+    },
     workgroups: [Math.ceil(d.N / BN), Math.ceil(d.M / BM), d.batch],
   });
 }

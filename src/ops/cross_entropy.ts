@@ -105,7 +105,8 @@ export function fused_linear_cross_entropy(
   const labelsGpu = Tensor.fromArray(Int32Array.from(labels), [N]);
   const tok = Tensor.empty([3, N]); // per token: loss, correct, entropy
   const dh = needH ? Tensor.empty(hidden.shape) : null;
-  let dW: Tensor | null = null;
+  // The only [V, C] buffer: the first chunk writes it, the others accumulate into it (none without tokens).
+  const dW = needW && N > 0 ? Tensor.empty([V, C]) : null;
   let dB: Tensor | null = null;
   for (let n0 = 0; n0 < N; n0 += chunk) {
     const R = Math.min(chunk, N - n0);
@@ -123,15 +124,7 @@ export function fused_linear_cross_entropy(
         dhc.dispose();
       }
     }
-    if (needW) {
-      // matmul writes its output: the first chunk's product is dW itself, later ones are added to it.
-      const dWc = Tensor.empty([V, C]);
-      mm(logits, true, h, false, dWc, V, C, R); // [R, V]ᵀ · [R, C]
-      if (dW) {
-        axpy(dW, dWc);
-        dWc.dispose();
-      } else dW = dWc;
-    }
+    if (dW) mm(logits, true, h, false, dW, V, C, R, n0 > 0); // [R, V]ᵀ · [R, C]
     if (needB) {
       const dBc = sumLeading(logits, [V]);
       if (dB) {
@@ -167,7 +160,12 @@ export function fused_linear_cross_entropy(
   return { loss: out, metrics: { num_tokens: numTokens, correct, entropy_sum: entropy } };
 }
 
-/** out [M, N] = op(a) [M, K] · op(b) [K, N], op = transpose when the flag is set; one product, no batch. */
-function mm(a: Tensor, ta: boolean, b: Tensor, tb: boolean, out: Tensor, M: number, N: number, K: number): void {
-  matmulInto(a, b, out, { M, N, K, transA: ta, transB: tb, batch: 1, sum: 1, a_z: 0, b_z: 0, c_z: M * N, a_s: 0, b_s: 0 });
+/**
+ * out [M, N] = op(a) [M, K] · op(b) [K, N] (out += with `accumulate`), op = transpose when the flag is set; one
+ * product, no batch.
+ */
+function mm(a: Tensor, ta: boolean, b: Tensor, tb: boolean, out: Tensor, M: number, N: number, K: number, accumulate = false): void {
+  matmulInto(a, b, out, {
+    M, N, K, transA: ta, transB: tb, batch: 1, sum: 1, a_z: 0, b_z: 0, c_z: M * N, a_s: 0, b_s: 0, accumulate,
+  });
 }

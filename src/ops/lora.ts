@@ -1,5 +1,5 @@
 // The LoRA linear layer as PEFT computes it (lora.Linear.forward), its gradient, and PEFT's default init.
-import { axpy, full, sumLeading, unary } from "../kernels/elementwise.ts";
+import { full, sumLeading } from "../kernels/elementwise.ts";
 import * as K from "../kernels/lora.ts";
 import { matmulInto } from "../kernels/matmul.ts";
 import { record } from "../tensor/autograd.ts";
@@ -22,11 +22,13 @@ export interface LoraLinearOptions {
  * result = base_layer(x) + lora_B(lora_A(dropout(x))) · scaling, with x [..., in], weight [out, in], bias [out]
  * or null, lora_A [r, in], lora_B [out, r]; the leading dims of x fold into T rows.
  *
- * h = dropout(x), u = h Aᵀ [T, r], y = x Wᵀ + b + s·u Bᵀ. Gradients (su = s·u, du = s·dy B):
- *   dB = dyᵀ su [out, r]     dA = duᵀ h [r, in]     dx = dy W + (du A) ∘ keep / (1 - p)
+ * h = dropout(x), u = h Aᵀ [T, r], y = x Wᵀ + b + s·u Bᵀ. Gradients (g = dy B [T, r]):
+ *   dB = s·dyᵀ u [out, r]     dA = s·gᵀ h [r, in]     dx = dy W + s·(g A) ∘ keep / (1 - p)
  * and, only if they require grad, dW = dyᵀ x and db = Σ_rows dy: a frozen base layer costs no [out, in] buffer.
+ * The scaling s rides on the products (matmul's alpha) and the adapter's terms accumulate into y and dx, so
+ * no [T, out] or [T, in] temporary exists (with dropout, s·(g A) is one: the mask multiplies it first).
  * The dropout mask is never stored: backward regenerates it (and h) from (seed, step), so the saved state is
- * x (kept alive by its producer anyway, and shared by the q/k/v adapters that read it) and su [T, r].
+ * x (kept alive by its producer anyway, and shared by the q/k/v adapters that read it) and u [T, r].
  */
 export function lora_linear(
   x: Tensor,
@@ -40,15 +42,12 @@ export function lora_linear(
   const s = options.scaling;
   if (!Number.isFinite(s)) throw new Error(`lora_linear: scaling must be a finite number, got ${s}`);
   const mask = dropoutMask(options);
-  const y = product(x, false, weight, true, T, O, I, [...x.shape.slice(0, -1), O]);
+  const y = product(x, false, weight, true, T, O, I, { shape: [...x.shape.slice(0, -1), O] });
+  if (bias) K.addBiasInto(y, bias);
   const h = mask ? K.dropout(x, mask) : x;
   const u = product(h, false, lora_A, true, T, R, I);
   if (mask) h.dispose();
-  const su = unary("scale", u, s);
-  u.dispose();
-  const t = product(su, false, lora_B, true, T, O, R);
-  K.addLoraInto(y, t, bias, O);
-  t.dispose();
+  productInto(u, false, lora_B, true, y, T, O, R, { accumulate: true, alpha: s });
 
   const inputs = bias ? [x, weight, bias, lora_A, lora_B] : [x, weight, lora_A, lora_B];
   // Each gradient reads only some of these: keep what a needed one will read.
@@ -56,7 +55,7 @@ export function lora_linear(
     ...(lora_A.requires_grad || weight.requires_grad ? [x] : []),
     ...(x.requires_grad ? [weight, lora_A] : []),
     ...(x.requires_grad || lora_A.requires_grad ? [lora_B] : []),
-    ...(lora_B.requires_grad ? [su] : []),
+    ...(lora_B.requires_grad ? [u] : []),
   ];
   const out = record(
     y,
@@ -66,26 +65,25 @@ export function lora_linear(
       const [needX, needW] = needs as [boolean, boolean];
       const needBias = bias ? needs[2]! : false;
       const [needA, needB] = needs.slice(-2) as [boolean, boolean];
-      const dB = needB ? product(dy, true, su, false, O, R, T) : null;
+      const dB = needB ? product(dy, true, u, false, O, R, T, { alpha: s }) : null;
       let dA: Tensor | null = null;
       let dx: Tensor | null = null;
       if (needA || needX) {
         const g = product(dy, false, lora_B, false, T, R, O);
-        const du = unary("scale", g, s);
-        g.dispose();
         if (needA) {
           const h = mask ? K.dropout(x, mask) : x; // the forward's h, regenerated
-          dA = product(du, true, h, false, R, I, T);
+          dA = product(g, true, h, false, R, I, T, { alpha: s });
           if (mask) h.dispose();
         }
         if (needX) {
-          dx = product(dy, false, weight, false, T, I, O, x.shape);
-          const dh = product(du, false, lora_A, false, T, I, R);
-          if (mask) K.dropoutBackwardInto(dx, dh, mask);
-          else axpy(dx, dh);
-          dh.dispose();
+          dx = product(dy, false, weight, false, T, I, O, { shape: x.shape });
+          if (mask) {
+            const dh = product(g, false, lora_A, false, T, I, R, { alpha: s });
+            K.dropoutBackwardInto(dx, dh, mask);
+            dh.dispose();
+          } else productInto(g, false, lora_A, false, dx, T, I, R, { accumulate: true, alpha: s });
         }
-        du.dispose();
+        g.dispose();
       }
       const dW = needW ? product(dy, true, x, false, O, I, T) : null;
       const db = needBias ? sumLeading(dy, [O]) : null;
@@ -93,7 +91,7 @@ export function lora_linear(
     },
     save,
   );
-  su.dispose(); // the node holds its own reference when it recorded one
+  u.dispose(); // the node holds its own reference when it recorded one
   return out;
 }
 
@@ -115,11 +113,22 @@ export function initLoraWeights(in_features: number, out_features: number, r: nu
   return { A, B };
 }
 
-/** op(a) · op(b) = [M, N] (viewed as `shape`) from 2-D row-major operands; op transposes when flagged. */
-function product(a: Tensor, ta: boolean, b: Tensor, tb: boolean, M: number, N: number, K: number, shape: readonly number[] = [M, N]): Tensor {
-  const c = Tensor.empty(shape);
-  matmulInto(a, b, c, { M, N, K, transA: ta, transB: tb, batch: 1, sum: 1, a_z: 0, b_z: 0, c_z: 0, a_s: 0, b_s: 0 });
+/** alpha · op(a) · op(b) = [M, N] (viewed as `shape`) from 2-D row-major operands; op transposes when flagged. */
+function product(
+  a: Tensor, ta: boolean, b: Tensor, tb: boolean, M: number, N: number, K: number,
+  o: { alpha?: number; shape?: readonly number[] } = {},
+): Tensor {
+  const c = Tensor.empty(o.shape ?? [M, N]);
+  productInto(a, ta, b, tb, c, M, N, K, { alpha: o.alpha });
   return c;
+}
+
+/** c [M, N] = alpha · op(a) · op(b), or c += alpha · op(a) · op(b) with `accumulate`. */
+function productInto(
+  a: Tensor, ta: boolean, b: Tensor, tb: boolean, c: Tensor, M: number, N: number, K: number,
+  o: { alpha?: number; accumulate?: boolean },
+): void {
+  matmulInto(a, b, c, { M, N, K, transA: ta, transB: tb, batch: 1, sum: 1, a_z: 0, b_z: 0, c_z: 0, a_s: 0, b_s: 0, ...o });
 }
 
 function dims(x: Tensor, weight: Tensor, bias: Tensor | null, A: Tensor, B: Tensor) {

@@ -246,8 +246,8 @@ test("rejects out-of-range labels, a label count that does not fit, and a zero n
 });
 
 // Qwen2's vocabulary at 2,048 tokens: whole, the logits would take 2048 × 151936 × 4 bytes = 1.2 GB. The
-// op holds one chunk of logits at a time, plus buffers of N·C and V·C (hidden chunk, dh, dW and its
-// per-chunk product). Running the default 55-token chunks takes minutes on a CPU adapter, so the default's
+// op holds one chunk of logits at a time, plus buffers of N·C (hidden chunk, dh) and dW, into which every
+// chunk's product accumulates. Running the default 55-token chunks takes minutes on a CPU adapter, so the default's
 // arithmetic is checked here, and the peak on 2 chunks of 4 tokens at the same vocabulary (a trained LM
 // head; dh, of N·C floats, is left out: its K=V product costs seconds per chunk on a CPU adapter).
 test("the default chunk of vocab 151,936 holds at most 32 MiB of logits", () => {
@@ -269,10 +269,36 @@ test("vocab 151,936: the peak holds one chunk of logits, not all of them", async
   out.loss.backward();
   const loss = await out.loss.item();
   assert.ok(Math.abs(loss - Math.log(V)) < 0.05, `loss ${loss} vs log V ${Math.log(V)} (logits near 0)`);
-  // One chunk of logits, dW and one per-chunk dW product, and buffers of N·C and N floats.
-  const bound = sizeClass(chunk * V * 4) + 2 * sizeClass(V * C * 4) + 16 * 1024;
+  // One chunk of logits, dW, and buffers of N·C and N floats: no second buffer of V·C.
+  const bound = sizeClass(chunk * V * 4) + sizeClass(V * C * 4) + 16 * 1024;
+  assert.ok(bound < sizeClass(chunk * V * 4) + 2 * V * C * 4);
   assert.ok(peak <= bound, `peak ${peak} bytes, bound ${bound}`);
   assert.ok(peak < N * V * 4, `peak ${peak} bytes is not below the whole logits' ${N * V * 4}`);
+  for (const t of [h, w, out.loss, out.metrics.correct, out.metrics.entropy_sum]) {
+    t.grad?.dispose();
+    t.dispose();
+  }
+});
+
+test("a trained LM head over several chunks holds dW and no other [V, C] buffer", async () => {
+  // dW (512 KiB) outweighs everything else the op holds, so a per-chunk product of V·C would double the peak.
+  const [N, C, V, chunk] = [12, 128, 1024, 4];
+  const c = makeCase(N, C, V, 101);
+  const h = Tensor.fromArray(Float32Array.from(c.hidden), [N, C], { requires_grad: true });
+  const w = Tensor.fromArray(Float32Array.from(c.weight), [V, C], { requires_grad: true });
+  const { liveBytes } = memoryStats();
+  gpu().pool.resetPeak();
+  const out = fused_linear_cross_entropy(h, w, c.labels, { chunk_size: chunk });
+  out.loss.backward();
+  const peak = memoryStats().peakBytes - liveBytes;
+  // dW, one chunk of logits, dh and its chunk, the hidden chunk, then labels, tok and the three totals.
+  const small = sizeClass(N * C * 4) + 2 * sizeClass(chunk * C * 4) + 5 * 256;
+  const bound = sizeClass(V * C * 4) + sizeClass(chunk * V * 4) + small;
+  assert.ok(peak <= bound, `peak ${peak} bytes, bound ${bound}`);
+  assert.ok(bound < 2 * V * C * 4, "a second [V, C] buffer would pass the bound");
+  const ref = R.crossEntropy(c.hidden, c.weight, c.labels, C);
+  expectAllClose((await w.grad!.toArray()) as Float32Array, ref.dweight, tol.grad, "dweight");
+  expectAllClose((await h.grad!.toArray()) as Float32Array, ref.dhidden, tol.grad, "dhidden");
   for (const t of [h, w, out.loss, out.metrics.correct, out.metrics.entropy_sum]) {
     t.grad?.dispose();
     t.dispose();

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
+import { sizeClass } from "../../src/gpu/buffers.ts";
 import { gpu } from "../../src/gpu/device.ts";
 import type { BufferRef, Params } from "../../src/gpu/encoder.ts";
 import * as K from "../../src/kernels/lora.ts";
@@ -198,7 +199,7 @@ test("dropout 0 or training: false runs no dropout kernel and gives the no-dropo
     dispatches.push(counters.dispatches - before);
     outputs.push(await bitsOf(y));
   }
-  assert.deepEqual(dispatches, [5, 5, 6], "three products, the scale of u and the sum; dropout adds one kernel");
+  assert.deepEqual(dispatches, [3, 3, 4], "three products (s·u Bᵀ accumulates into y); dropout adds one kernel");
   assert.deepEqual(outputs[1], outputs[0]);
   assert.notDeepEqual(outputs[2], outputs[0]);
 });
@@ -257,6 +258,37 @@ test("a frozen base layer gets no gradient: no [out, in] buffer, no weight-gradi
   assert.ok(trainable.peak >= weightBytes);
   assert.ok(w.grad);
   for (const g of grads()) g?.dispose();
+});
+
+test("without dropout the adapter's terms accumulate into y and dx: no [T, out] or [T, in] temporary", async () => {
+  const [T, I, O, Rk] = [4, 256, 384, 4];
+  const x = Tensor.fromArray(Float32Array.from(rand(T * I, 1)), [T, I], { requires_grad: true });
+  const w = Tensor.fromArray(Float32Array.from(rand(O * I, 2)), [O, I]);
+  const A = Tensor.fromArray(Float32Array.from(rand(Rk * I, 3)), [Rk, I], { requires_grad: true });
+  const B = Tensor.fromArray(Float32Array.from(rand(O * Rk, 4)), [O, Rk], { requires_grad: true });
+  const dy = Tensor.fromArray(Float32Array.from(rand(T * O, 5)), [T, O]);
+  const bytes = (rows: number, cols: number) => sizeClass(rows * cols * 4);
+  /** Peak bytes above the start while `fn` runs, and the [M, N] of each kernel it dispatched (null: not a matmul). */
+  const measure = (fn: () => void) => {
+    gpu().pool.resetPeak();
+    const start = memoryStats().liveBytes;
+    const calls = spyDispatches(fn);
+    const kernels = calls.map((c) => (c.label.startsWith("matmul.") ? [c.params.M, c.params.N] : null));
+    return { peak: memoryStats().peakBytes - start, kernels };
+  };
+
+  let y: Tensor | null = null;
+  const forward = measure(() => (y = lora_linear(x, w, null, A, B, { scaling: 2 })));
+  assert.deepEqual(forward.kernels, [[T, O], [T, Rk], [T, O]], "y = x·Wᵀ, u = x·Aᵀ, y += s·u·Bᵀ");
+  assert.equal(forward.peak, bytes(T, O) + bytes(T, Rk), "forward holds y and u only");
+
+  const backward = measure(() => y!.backward(dy));
+  assert.deepEqual(backward.kernels, [[O, Rk], [T, Rk], [Rk, I], [T, I], [T, I]], "dB, g = dy·B, dA, dy·W, dx += s·g·A");
+  // The copy of dy that backward starts from, dB, g, dA and dx.
+  const bound = bytes(T, O) + bytes(O, Rk) + bytes(T, Rk) + bytes(Rk, I) + bytes(T, I);
+  assert.ok(backward.peak <= bound, `backward peaked ${backward.peak} bytes, bound ${bound}`);
+  for (const t of [x, A, B]) t.grad?.dispose();
+  for (const t of [x, w, A, B, dy, y!]) t.dispose();
 });
 
 test("initLoraWeights: A ~ U(±1/sqrt(in)) as PEFT's kaiming_uniform_(a=sqrt(5)), B zeros, seeded", async () => {

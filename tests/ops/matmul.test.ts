@@ -8,10 +8,11 @@ import {
   isCpuAdapter,
   MATMUL_CONFIGS,
   matmulConfig,
+  matmulInto,
   type MatmulConfig,
 } from "../../src/kernels/matmul.ts";
 import { deviceInfo, matmul, Tensor, tuneMatmul } from "../../src/index.ts";
-import { checkOp, rand, setup } from "../helpers.ts";
+import { checkOp, expectAllClose, rand, setup } from "../helpers.ts";
 import * as R from "../reference/matmul.ts";
 
 before(setup);
@@ -143,6 +144,90 @@ for (const config of [...MATMUL_CONFIGS.cpu, ...MATMUL_CONFIGS.gpu]) {
     } finally {
       forceMatmulConfig(null);
     }
+  });
+}
+
+interface IntoCase {
+  M: number;
+  K: number;
+  N: number;
+  ta?: boolean;
+  tb?: boolean;
+  /** Batches Z: each has its own A, B and C. */
+  batch?: number;
+  /** Products S summed into each C (the kernel's sum over s). */
+  sum?: number;
+  alpha: number;
+  /** Default true: C = alpha·Σ A'B' + C0; false: C = alpha·Σ A'B' over whatever C held. */
+  accumulate?: boolean;
+}
+
+/** Elements after C that no store may touch. */
+const GUARD = 7;
+const SENTINEL = 12345;
+
+/**
+ * matmulInto straight on buffers: C [Z, M, N] starts as C0 (random) and must become alpha·Σ_s A'B' (+ C0),
+ * against the float64 reference; the elements past C must keep their sentinel. Operand (z, s) sits at
+ * offset (z·S + s) times its size.
+ */
+async function checkInto(c: IntoCase, config: MatmulConfig = matmulConfig(), seed = 11): Promise<void> {
+  const { M, K, N, alpha } = c;
+  const ta = c.ta ?? false;
+  const tb = c.tb ?? false;
+  const Z = c.batch ?? 1;
+  const S = c.sum ?? 1;
+  const accumulate = c.accumulate ?? true;
+  const av = rand(Z * S * M * K, seed);
+  const bv = rand(Z * S * K * N, seed + 1);
+  const c0 = rand(Z * M * N, seed + 2);
+  const a = Tensor.fromArray(Float32Array.from(av), [Z * S * M * K]);
+  const b = Tensor.fromArray(Float32Array.from(bv), [Z * S * K * N]);
+  const out = Tensor.fromArray(Float32Array.from([...c0, ...new Array<number>(GUARD).fill(SENTINEL)]), [Z * M * N + GUARD]);
+  matmulInto(a, b, out, {
+    M, N, K, transA: ta, transB: tb, batch: Z, sum: S,
+    a_z: S * M * K, b_z: S * K * N, c_z: M * N, a_s: M * K, b_s: K * N, accumulate, alpha,
+  }, config);
+  const got = (await out.toArray()) as Float32Array;
+  for (const t of [a, b, out]) t.dispose();
+  const products = R.matmul(av, bv, Z * S, M, K, N, ta, tb); // [Z·S, M, N]
+  const want = new Float64Array(Z * M * N);
+  for (let z = 0; z < Z; z++) {
+    for (let i = 0; i < M * N; i++) {
+      let p = 0;
+      for (let s = 0; s < S; s++) p += products[(z * S + s) * M * N + i]!;
+      want[z * M * N + i] = alpha * p + (accumulate ? c0[z * M * N + i]! : 0);
+    }
+  }
+  const what = `${configName(config)}: M=${M} K=${K} N=${N} ta=${ta} tb=${tb} Z=${Z} S=${S} alpha=${alpha}`;
+  // |alpha| up to 2.5 and S products per element: the rounding scales with both.
+  const scale = Math.max(1, Math.abs(alpha)) * S;
+  expectAllClose(got.subarray(0, Z * M * N), want, { atol: TOL.atol * scale, rtol: TOL.rtol }, what);
+  assert.deepEqual([...got.subarray(Z * M * N)], new Array<number>(GUARD).fill(SENTINEL), `${what}: stores past C`);
+}
+
+for (const [ta, tb] of TRANSPOSES) {
+  for (const alpha of [1, -0.75]) {
+    test(`matmul accumulate M=65 K=33 N=129 ta=${ta} tb=${tb} alpha=${alpha}`, () => checkInto({ M: 65, K: 33, N: 129, ta, tb, alpha }));
+  }
+  test(`matmul accumulate M=68 K=36 N=132 ta=${ta} tb=${tb} alpha=2.5 (vec4 loads)`, () =>
+    checkInto({ M: 68, K: 36, N: 132, ta, tb, alpha: 2.5 }));
+}
+test("matmul accumulate, batched", () => checkInto({ batch: 3, M: 17, K: 33, N: 9, ta: true, alpha: 0.5 }));
+test("matmul accumulate, batched, vec4 loads", () => checkInto({ batch: 2, M: 12, K: 20, N: 8, tb: true, alpha: -1.5 }));
+test("matmul accumulate, products summed over s (a shared weight's gradient)", () =>
+  checkInto({ sum: 3, M: 17, K: 33, N: 9, ta: true, alpha: 1.5 }));
+test("matmul alpha without accumulate overwrites C with alpha·A'B'", async () => {
+  for (const [ta, tb] of TRANSPOSES) await checkInto({ M: 65, K: 33, N: 129, ta, tb, alpha: -0.75, accumulate: false });
+});
+
+// Every config, as above: odd sizes, aligned batches both transposed, and summed products.
+for (const config of [...MATMUL_CONFIGS.cpu, ...MATMUL_CONFIGS.gpu]) {
+  test(`matmul accumulate, config ${configName(config)}`, async (t) => {
+    if (!fits(config)) return t.skip("exceeds this adapter's workgroup limits");
+    for (const [ta, tb] of TRANSPOSES) await checkInto({ M: 65, K: 33, N: 129, ta, tb, alpha: -2 }, config, 3);
+    await checkInto({ batch: 2, M: 36, K: 20, N: 68, ta: true, tb: true, alpha: 0.5 }, config, 4);
+    await checkInto({ sum: 2, M: 37, K: 19, N: 45, ta: true, alpha: 1 }, config, 5);
   });
 }
 
