@@ -11,6 +11,7 @@ import { deviceInfo, getDevice, logsumexp, matmul, mul, no_grad, scale, softmax,
 import { gpu } from "../src/gpu/device.ts";
 import { isCpuAdapter } from "../src/kernels/matmul.ts";
 import { defaultChunkSize, fused_linear_cross_entropy } from "../src/ops/cross_entropy.ts";
+import { maxRelDiff, median, random } from "./util.ts";
 
 export interface Row {
   name: string;
@@ -120,30 +121,4 @@ export async function benchCrossEntropy(): Promise<Row[]> {
   }));
   for (const t of [h, w, onehot, mask]) t.dispose();
   return rows;
-}
-
-function random(n: number, seed: number, amplitude: number): Float32Array {
-  let s = seed;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = amplitude * (2 * (s / 2 ** 32) - 1);
-  }
-  return out;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((p, q) => p - q);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
-}
-
-function maxRelDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let diff = 0;
-  let top = 0;
-  for (let i = 0; i < want.length; i++) {
-    diff = Math.max(diff, Math.abs(got[i]! - want[i]!));
-    top = Math.max(top, Math.abs(want[i]!));
-  }
-  return diff / (top || 1);
 }

@@ -10,6 +10,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import { deviceInfo, getDevice, matmul, sync, Tensor, tuneMatmul, type DeviceInfo } from "../src/index.ts";
 import { configName } from "../src/kernels/matmul.ts";
+import { maxRelDiff, median, random } from "./util.ts";
 
 interface Shape {
   name: string;
@@ -174,32 +175,6 @@ async function drain(b: WebGPUBackend, dev: GPUDevice): Promise<void> {
   b.endComputePassEncoder();
   b.submitQueue();
   await dev.queue.onSubmittedWorkDone();
-}
-
-function random(n: number, seed: number): Float32Array {
-  let s = seed;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 32 - 0.5;
-  }
-  return out;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((p, q) => p - q);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
-}
-
-function maxRelDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    diff = Math.max(diff, Math.abs(got[i]! - want[i]!));
-    scale = Math.max(scale, Math.abs(want[i]!));
-  }
-  return diff / (scale || 1);
 }
 
 // Run directly (Deno: `deno run -A bench/matmul.ts`); bench/run.ts calls benchMatmul() under Node.

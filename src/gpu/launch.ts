@@ -28,3 +28,8 @@ export function grid(n: number, perGroup: number): [number, number] {
   const y = Math.ceil(groups / max);
   return [Math.ceil(groups / y), y];
 }
+
+/** Threads for one-workgroup-per-row kernels: a power of two from 32 (a SIMD group) to 256, no wider than the row. */
+export function rowWorkgroupSize(n: number): number {
+  return Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(n))));
+}

@@ -1,15 +1,10 @@
 // Typed launchers for shaders/cross_entropy.wgsl: the fused cross-entropy row kernel over a chunk of
 // logits, the bias add, and the totals. No autograd here.
-import { grid, launch } from "../gpu/launch.ts";
+import { grid, launch, rowWorkgroupSize } from "../gpu/launch.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
 /** Threads per workgroup of the elementwise bias add and of the totals. */
 const WG = 256;
-
-/** Threads per row: a power of two from 32 to 256, no wider than the row needs. */
-function rowWorkgroup(V: number): number {
-  return Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(V))));
-}
 
 export interface RowsArgs {
   /** Global index of the chunk's first row in labels and tok. */
@@ -30,7 +25,7 @@ export interface RowsArgs {
 export function rows(logits: Tensor, labels: Tensor, tok: Tensor, a: RowsArgs): void {
   const [R, V] = logits.shape as [number, number];
   launch("cross_entropy", "rows", {
-    consts: { WG: rowWorkgroup(V), GRAD: a.grad, DFT: a.dft },
+    consts: { WG: rowWorkgroupSize(V), GRAD: a.grad, DFT: a.dft },
     buffers: { x: logits.buffer, labels: labels.buffer, tok: tok.buffer },
     params: { rows: R, V, N: labels.size, row0: a.row0, scale: a.scale },
     workgroups: grid(R, 1),

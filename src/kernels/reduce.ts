@@ -1,5 +1,5 @@
 // Typed launchers for shaders/reduce.wgsl: reductions over the last dim, x viewed as (rows, n). No autograd.
-import { grid, launch } from "../gpu/launch.ts";
+import { grid, launch, rowWorkgroupSize } from "../gpu/launch.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
 /** Threads per workgroup of the elementwise (backward) kernels. */
@@ -11,15 +11,10 @@ function rowsOf(x: Tensor): { rows: number; n: number } {
   return { rows: x.size / n, n };
 }
 
-/** Threads per row: a power of two from 32 (one warp / SIMD group) to 256, no wider than the row needs. */
-function rowWorkgroup(n: number): number {
-  return Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(n))));
-}
-
 function launchRows(entry: string, x: Tensor, buffers: Record<string, GPUBuffer>, scale = 1): void {
   const { rows, n } = rowsOf(x);
   launch("reduce", entry, {
-    consts: { WG: rowWorkgroup(n) },
+    consts: { WG: rowWorkgroupSize(n) },
     buffers,
     params: { rows, n, scale },
     workgroups: grid(rows, 1),

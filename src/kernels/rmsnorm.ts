@@ -1,6 +1,6 @@
 // Typed launchers for shaders/rmsnorm.wgsl: RMSNorm over the last dim, x viewed as (N, C). No autograd.
 import { gpu } from "../gpu/device.ts";
-import { grid, launch } from "../gpu/launch.ts";
+import { grid, launch, rowWorkgroupSize } from "../gpu/launch.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
 /** Threads per workgroup of the column (dw) kernels. */
@@ -8,17 +8,12 @@ const WG = 256;
 /** Rows summed by one thread of backward_dw_partial (more when the blocks would pass the grid limit). */
 const ROWS = 64;
 
-/** Threads per row: a power of two from 32 to 256, no wider than the row needs. */
-function rowWorkgroup(C: number): number {
-  return Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(C))));
-}
-
 /** y (N, C) = x * rstd * w and rstd (N) = 1 / sqrt(mean(x^2) + eps). */
 export function forward(x: Tensor, w: Tensor, N: number, C: number, eps: number): { y: Tensor; rstd: Tensor } {
   const y = Tensor.empty(x.shape);
   const rstd = Tensor.empty([N]);
   launch("rmsnorm", "forward", {
-    consts: { WG: rowWorkgroup(C) },
+    consts: { WG: rowWorkgroupSize(C) },
     buffers: { x: x.buffer, w: w.buffer, y: y.buffer, rstd_out: rstd.buffer },
     params: { N, C, eps, rows: 0, blocks: 0 },
     workgroups: grid(N, 1),
@@ -30,7 +25,7 @@ export function forward(x: Tensor, w: Tensor, N: number, C: number, eps: number)
 export function backwardDx(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor, N: number, C: number): Tensor {
   const dx = Tensor.empty(x.shape);
   launch("rmsnorm", "backward_dx", {
-    consts: { WG: rowWorkgroup(C) },
+    consts: { WG: rowWorkgroupSize(C) },
     buffers: { dy: dy.buffer, x: x.buffer, w: w.buffer, rstd: rstd.buffer, dx: dx.buffer },
     params: { N, C, eps: 0, rows: 0, blocks: 0 },
     workgroups: grid(N, 1),
