@@ -2,49 +2,13 @@
 // that compares an op with its float64 reference, the reference's analytic gradient, and finite differences.
 import assert from "node:assert/strict";
 import { getDevice, Tensor } from "../src/index.ts";
+import { expectAllClose, rand, type Tol } from "./compare.ts";
+
+export { expectAllClose, rand, type Tol };
 
 /** The shared device, with every dispatch in its own error scope. */
 export async function setup(): Promise<void> {
   await getDevice({ validate: true });
-}
-
-/** Deterministic uniform values in [lo, hi), rounded to f32 so the reference sees what the GPU sees. */
-export function rand(n: number, seed: number, lo = -1, hi = 1): Float64Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    const u = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    out[i] = Math.fround(lo + (hi - lo) * u);
-  }
-  return out;
-}
-
-export interface Tol {
-  atol: number;
-  rtol: number;
-}
-
-/** |got - want| <= atol + rtol |want| everywhere; the message gives the max difference and first bad index. */
-export function expectAllClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: Tol, what = "values"): void {
-  assert.equal(got.length, want.length, `${what}: length ${got.length} != ${want.length}`);
-  let maxDiff = 0;
-  let firstBad = -1;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i]! - want[i]!);
-    const bad = !(d <= tol.atol + tol.rtol * Math.abs(want[i]!)) && !(Number.isNaN(got[i]!) && Number.isNaN(want[i]!));
-    if (d > maxDiff || Number.isNaN(d)) maxDiff = Number.isNaN(d) ? NaN : d;
-    if (bad && firstBad < 0) firstBad = i;
-  }
-  if (firstBad >= 0) {
-    assert.fail(
-      `${what}: max |diff| ${maxDiff} exceeds atol ${tol.atol} + rtol ${tol.rtol}; first bad index ${firstBad}: ` +
-        `got ${got[firstBad]}, want ${want[firstBad]}`,
-    );
-  }
 }
 
 export interface OpCase {

@@ -24,7 +24,7 @@ before(async () => {
   const js = bundle.outputFiles[0]!.text;
   // Dawn (the `webgpu` package) is for Node only and must never reach a browser bundle.
   assert.doesNotMatch(js, /dawn\.node|node_modules\/webgpu/, "the browser bundle pulls in Dawn");
-  const html = `<!doctype html><meta charset="utf-8"><title>webtune smoke</title><script type="module" src="/smoke.js"></script>`;
+  const html = `<!doctype html><meta charset="utf-8"><title>webtune smoke</title><link rel="icon" href="data:,"><script type="module" src="/smoke.js"></script>`;
   server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/smoke.js") res.writeHead(200, { "content-type": "text/javascript" }).end(js);
@@ -36,7 +36,7 @@ before(async () => {
   origin = `http://localhost:${typeof addr === "object" && addr ? addr.port : 0}`;
 });
 
-after(() => new Promise<void>((ok) => server.close(() => ok())));
+after(() => new Promise<void>((ok) => (server ? server.close(() => ok()) : ok())));
 
 async function runPage(args: string[], query = ""): Promise<{ results: { name: string; ok: boolean; error?: string }[]; adapter?: string; console: string[] }> {
   const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, args: [...QUIET, ...args], headless: true });
@@ -56,9 +56,9 @@ async function runPage(args: string[], query = ""): Promise<{ results: { name: s
 
 test("Chromium + SwiftShader: device, matmul and a backward pass on the GPU", { timeout: 120_000 }, async () => {
   const { results, adapter, console } = await runPage(WEBGPU);
-  assert.ok(results.length >= 4, `ran ${results.length} checks`);
+  assert.equal(results.length, 3, "device, matmul, backward");
   for (const r of results) assert.ok(r.ok, `${r.name}: ${r.error}`);
-  assert.match(adapter ?? "", /swiftshader|google|./i);
+  assert.ok(adapter, "the page reports its adapter");
   assert.deepEqual(console, [], "no console errors");
 });
 

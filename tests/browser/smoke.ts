@@ -2,7 +2,7 @@
 // against float64 references. Results go to window.__webtune for the Node side to assert on.
 import { add, deviceInfo, exp, getDevice, matmul, mul, sum, Tensor } from "../../src/index.ts";
 import * as R from "../reference/matmul.ts";
-import { expectAllClose, rand } from "../helpers.ts";
+import { expectAllClose, rand } from "../compare.ts";
 
 interface Result {
   name: string;
