@@ -7,12 +7,19 @@ export { memoryStats, flush, sync } from "./tensor/memory.ts";
 export { add, sub, mul, div, scale, neg, exp, log, silu, gelu } from "./ops/elementwise.ts";
 export { sum, mean, max, logsumexp, softmax } from "./ops/reduce.ts";
 export { reshape, transpose, slice, concat } from "./ops/layout.ts";
-export { AdamW, clip_grad_norm_ } from "./nn/optim.ts";
+export { matmul, type MatmulOptions } from "./ops/matmul.ts";
+export { tuneMatmul, type MatmulConfig, type MatmulTuning } from "./kernels/matmul.ts";
 export { rmsnorm } from "./ops/rmsnorm.ts";
 export { rope, RotaryEmbedding, ropeInvFreq, type RotaryConfig, type RopeScaling } from "./ops/rope.ts";
 export { swiglu } from "./ops/swiglu.ts";
 export { embedding, type EmbeddingOptions } from "./ops/embedding.ts";
-export { matmul, type MatmulOptions } from "./ops/matmul.ts";
-export { tuneMatmul, type MatmulConfig, type MatmulTuning } from "./kernels/matmul.ts";
+export { attention, type AttentionOptions } from "./ops/attention.ts";
+export {
+  fused_linear_cross_entropy,
+  IGNORE_INDEX,
+  type FusedCrossEntropyOptions,
+  type CrossEntropyOutput,
+  type CrossEntropyMetrics,
+} from "./ops/cross_entropy.ts";
 export { lora_linear, initLoraWeights, type LoraLinearOptions } from "./ops/lora.ts";
-export { fused_linear_cross_entropy, IGNORE_INDEX, type FusedCrossEntropyOptions, type CrossEntropyOutput, type CrossEntropyMetrics } from "./ops/cross_entropy.ts";
+export { AdamW, clip_grad_norm_ } from "./nn/optim.ts";

@@ -1,0 +1,148 @@
+// Causal scaled-dot-product attention for training (flash style: O(tokens × head_dim) memory), with
+// grouped-query heads, packed sequences and padding, and its gradient.
+import * as K from "../kernels/attention.ts";
+import { record } from "../tensor/autograd.ts";
+import { Tensor } from "../tensor/tensor.ts";
+
+/** Per-token integers of a [B, T] batch: flat (B·T values, row-major) or one array per row. */
+export type TokenArray = Int32Array | readonly number[] | readonly (ArrayLike<number>)[];
+
+export interface AttentionOptions {
+  /**
+   * Position ids [B, T] of packed rows: a sequence begins wherever they restart at 0 (as TRL's
+   * padding-free collator writes them), and attends only within itself.
+   */
+  position_ids?: TokenArray;
+  /** [B, T], 1 for a token and 0 for padding (left or right). Padded queries output 0; padded keys are never attended. */
+  attention_mask?: TokenArray;
+  /** Multiplies q·k; default 1/sqrt(head_dim). */
+  scale?: number;
+}
+
+const fmt = (t: Tensor) => `[${t.shape.join(", ")}]`;
+
+/**
+ * softmax(q·kᵀ·scale + causal mask)·v per head: q [B, T, H, D], k and v [B, T, KVH, D] (query head h uses kv
+ * head floor(h / (H / KVH))), output [B, T, H, D]. Query t of a row attends the tokens t' <= t of its own
+ * sequence (see AttentionOptions) that are not padding; a query with no such token outputs 0.
+ *
+ * With p = softmax(s), s = scale·q·kᵀ, o = p·v and Δ_i = rowsum(dy ∘ o)_i:
+ * dv = pᵀ·dy, ds = p ∘ (dy·vᵀ − Δ), dq = scale·ds·k, dk = scale·dsᵀ·q (dk, dv summed over each kv head's
+ * query heads), recomputing p tile by tile from q, k and the saved log-sum-exp.
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): Tensor {
+  const d = dimsOf(q, k, v, options.scale);
+  const ids = options.position_ids && tokenInts("position_ids", options.position_ids, d.B, d.T);
+  const mask = options.attention_mask && tokenInts("attention_mask", options.attention_mask, d.B, d.T);
+  const bounds = Tensor.fromArray(tokenBounds(d.B, d.T, ids, mask), [d.B, d.T, 2], { dtype: "i32" });
+  const { o, lse } = K.forward(q, k, v, bounds, d);
+  const saved: K.AttentionSaved = { q, k, v, o, lse, bounds };
+  const out = record(
+    o,
+    "attention",
+    [q, k, v],
+    (dy, needs) => {
+      const stats = K.rowStats(dy, saved, d);
+      const dq = needs[0] ? K.backwardQ(dy, stats, saved, d) : null;
+      let dk: Tensor | null = null;
+      let dv: Tensor | null = null;
+      if (needs[1] || needs[2]) {
+        ({ dk, dv } = K.backwardKV(dy, stats, saved, d));
+        if (!needs[1]) dk = (dk.dispose(), null);
+        if (!needs[2]) dv = (dv.dispose(), null);
+      }
+      stats.dispose();
+      return [dq, dk, dv];
+    },
+    [q, k, v, o, lse, bounds],
+  );
+  // The node holds its own references when it recorded one.
+  lse.dispose();
+  bounds.dispose();
+  return out;
+}
+
+function dimsOf(q: Tensor, k: Tensor, v: Tensor, scale?: number): K.AttentionDims {
+  const shapes = `q ${fmt(q)}, k ${fmt(k)}, v ${fmt(v)}`;
+  const fail = (why: string): never => {
+    throw new Error(`attention: ${why} (${shapes})`);
+  };
+  for (const [name, t] of [["q", q], ["k", k], ["v", v]] as const) {
+    if (t.dtype !== "f32") fail(`${name} must be f32, got ${t.dtype}`);
+    if (t.ndim !== 4) fail(`${name} must be 4-D [B, T, heads, head_dim]`);
+  }
+  const [B, T, H, D] = q.shape as [number, number, number, number];
+  const [Bk, Tk, KVH, Dk] = k.shape as [number, number, number, number];
+  if (k.shape.join() !== v.shape.join()) fail("k and v must have the same shape");
+  if (Bk !== B || Tk !== T) fail(`q has B=${B}, T=${T} but k and v have B=${Bk}, T=${Tk}`);
+  if (Dk !== D) fail(`head_dim differs: ${D} in q, ${Dk} in k and v`);
+  if (D % 4 !== 0 || D > 256 || D === 0) fail(`head_dim must be a multiple of 4 from 4 to 256, got ${D}`);
+  if (KVH === 0 || H % KVH !== 0) fail(`the ${H} query heads must be a multiple of the ${KVH} kv heads`);
+  if (B === 0 || T === 0) fail("empty batch or sequence");
+  const s = scale ?? 1 / Math.sqrt(D);
+  if (!Number.isFinite(s)) fail(`scale must be finite, got ${scale}`);
+  return { B, T, H, KVH, D, scale: s, config: K.attentionConfig(D) };
+}
+
+/** A [B, T] per-token array flattened to B·T integers, checked. */
+function tokenInts(name: string, a: TokenArray, B: number, T: number): Int32Array {
+  const nested = a.length > 0 && typeof a[0] !== "number";
+  if (nested) {
+    const rows = a as readonly ArrayLike<number>[];
+    if (rows.length !== B || rows.some((r) => r.length !== T)) {
+      throw new Error(`attention: ${name} must be [B, T] = [${B}, ${T}], got ${rows.length} rows of [${rows.map((r) => r.length).join(", ")}]`);
+    }
+  } else if (a.length !== B * T) {
+    throw new Error(`attention: ${name} has ${a.length} values for B·T = ${B}·${T} tokens`);
+  }
+  const flat = nested ? (a as readonly ArrayLike<number>[]).flatMap((r) => Array.from(r)) : (a as ArrayLike<number>);
+  const out = new Int32Array(B * T);
+  for (let i = 0; i < B * T; i++) {
+    const x = flat[i]!;
+    if (!Number.isInteger(x)) throw new Error(`attention: ${name}[${Math.floor(i / T)}][${i % T}] = ${x} is not an integer`);
+    out[i] = x;
+  }
+  return out;
+}
+
+/**
+ * Per token t of each row, as (lo_t, end_t) pairs, i32 (B, T, 2). Query t attends keys lo_t..t; end_t is one
+ * past the last query that attends key t. Sequences begin at t = 0 and wherever position_ids is 0; within
+ * one, the mask must read 0…0 1…1 0…0 (left, then right padding): real tokens [a, c) get lo = a and
+ * end = c, padding gets lo = t + 1 (attends nothing) and end = t (attended by nothing). Both are then
+ * nondecreasing along the row, which the kernels' tile bounds rely on.
+ */
+export function tokenBounds(B: number, T: number, positionIds?: Int32Array, mask?: Int32Array): Int32Array {
+  const out = new Int32Array(2 * B * T);
+  for (let b = 0; b < B; b++) {
+    const row = b * T;
+    for (let s = 0; s < T; ) {
+      let e = s + 1;
+      while (e < T && !(positionIds && positionIds[row + e] === 0)) e++;
+      const real = (t: number) => {
+        const m = mask ? mask[row + t]! : 1;
+        if (m !== 0 && m !== 1) throw new Error(`attention: attention_mask[${b}][${t}] = ${m}; expected 0 or 1`);
+        return m === 1;
+      };
+      let a = s;
+      while (a < e && !real(a)) a++;
+      let c = a;
+      while (c < e && real(c)) c++;
+      for (let t = c; t < e; t++) {
+        if (real(t)) {
+          throw new Error(
+            `attention: attention_mask[${b}] has padding at ${c} between real tokens ${c - 1} and ${t} of one sequence; ` +
+              "only left or right padding is supported",
+          );
+        }
+      }
+      for (let t = s; t < e; t++) {
+        const inside = t >= a && t < c;
+        out[2 * (row + t)] = inside ? a : t + 1;
+        out[2 * (row + t) + 1] = inside ? c : t;
+      }
+      s = e;
+    }
+  }
+  return out;
+}
