@@ -22,7 +22,7 @@ export class Batch {
   /** Error scopes still to be popped (validate mode); awaited at the next readback. */
   private scopes: Promise<void>[] = [];
   /** Labels of the kernels in the open batch, to name them if its submission fails. */
-  private kernels = new Set<string>();
+  private kernels = new Map<string, Promise<Error | null>>();
   /** Upload staging buffers, destroyed once their batch is submitted. */
   private staging: GPUBuffer[] = [];
   /** Counts, for tests and benchmarks: a training step should be a handful of submissions. */
@@ -34,6 +34,7 @@ export class Batch {
   }
 
   dispatch(p: Pipeline, buffers: Record<string, BufferRef>, params: Params, workgroups: readonly number[]): void {
+    if (p.error) throw p.error;
     const [x = 1, y = 1, z = 1] = workgroups;
     if (x * y * z === 0) return;
     const maxWg = this.gpu.info.limits.maxComputeWorkgroupsPerDimension;
@@ -69,15 +70,16 @@ export class Batch {
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
     this.counters.dispatches++;
-    this.kernels.add(p.label);
+    this.kernels.set(p.label, p.ready);
     if (validate) {
       this.flush();
       const label = p.label;
       const pops = [device.popErrorScope(), device.popErrorScope()];
       this.scopes.push(
-        Promise.all(pops).then(([v, oom]) => {
+        Promise.all([...pops, p.ready]).then(([v, oom, compile]) => {
           const e = v ?? oom;
-          if (e) this.gpu.fail(new Error(`WebGPU error in ${label} (${x}×${y}×${z} workgroups): ${e.message}`));
+          if (compile) this.gpu.fail(compile as Error);
+          else if (e) this.gpu.fail(new Error(`WebGPU error in ${label} (${x}×${y}×${z} workgroups): ${e.message}`));
         }),
       );
     }
@@ -126,11 +128,14 @@ export class Batch {
     const scoped = !this.gpu.info.validate;
     if (scoped) device.pushErrorScope("validation");
     device.queue.submit([this.encoder.finish()]);
-    const kernels = [...this.kernels];
+    const kernels = [...this.kernels.keys()];
+    const ready = [...this.kernels.values()];
     this.kernels.clear();
     if (scoped) {
       this.scopes.push(
-        device.popErrorScope().then((e) => {
+        Promise.all([device.popErrorScope(), ...ready]).then(([e, ...compile]) => {
+          const cause = compile.find((c) => c);
+          if (cause) return this.gpu.fail(cause);
           if (!e) return;
           const list = kernels.length > 8 ? `${kernels.slice(0, 8).join(", ")}, …` : kernels.join(", ");
           this.gpu.fail(

@@ -28,6 +28,13 @@ export interface Pipeline {
   /** Fields of the uniform struct, in order (each a 4-byte scalar). */
   params: Field[];
   paramBytes: number;
+  /**
+   * Settles once creation is checked, to the compile error (with the WGSL lines) if there is one: a
+   * dispatch's error waits for it, so the cause is reported rather than "invalid pipeline".
+   */
+  ready: Promise<Error | null>;
+  /** Set once `ready` found a compile error; later launches of this pipeline throw it at once. */
+  error?: Error;
 }
 
 export class PipelineCache {
@@ -63,14 +70,19 @@ export class PipelineCache {
       layout: device.createPipelineLayout({ bindGroupLayouts: [layout], label }),
       compute: { module, entryPoint: entry },
     });
-    device.popErrorScope().then(async (err) => {
-      if (!err) return;
+    const p: Pipeline = { label, pipeline, layout, ready: Promise.resolve(null), ...shader };
+    p.ready = device.popErrorScope().then(async (err) => {
+      if (!err) return null;
       const info = await module.getCompilationInfo();
       const lines = code.split("\n");
-      const msgs = info.messages.map((m) => `  ${m.type} at line ${m.lineNum}: ${m.message}\n    | ${lines[m.lineNum - 1] ?? ""}`);
-      this.gpu.fail(new Error(`Pipeline ${label} failed: ${err.message}\n${msgs.join("\n")}`));
+      // Some implementations (wgpu) give no position: line 0.
+      const msgs = info.messages.map((m) =>
+        m.lineNum ? `  ${m.type} at line ${m.lineNum}: ${m.message}\n    | ${lines[m.lineNum - 1] ?? ""}` : `  ${m.type}: ${m.message}`,
+      );
+      p.error = new Error(`Pipeline ${label} failed: ${err.message}\n${msgs.join("\n")}`);
+      return p.error;
     });
-    return { label, pipeline, layout, ...shader };
+    return p;
   }
 }
 
@@ -109,7 +121,7 @@ function literal(type: string, v: number | boolean): string {
 }
 
 /** The bindings an entry point uses and its uniform struct, from the WGSL source. */
-function reflect(code: string, entry: string, family: string): Omit<Pipeline, "label" | "pipeline" | "layout"> {
+function reflect(code: string, entry: string, family: string): Omit<Pipeline, "label" | "pipeline" | "layout" | "ready" | "error"> {
   const src = code.replace(/\/\/[^\n]*/g, "");
   const all: Binding[] = [];
   for (const m of src.matchAll(/@group\(0\)\s*@binding\((\d+)\)\s*var(?:<([^>]+)>)?\s+(\w+)\s*:\s*([^;]+);/g)) {

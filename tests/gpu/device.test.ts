@@ -112,6 +112,23 @@ test("a validation error is thrown with the kernel's label (validate mode: every
   t.dispose();
 });
 
+test("a shader that fails to compile is reported as such in batched mode too", async () => {
+  await initGpu({ validate: false });
+  try {
+    const t = Tensor.fromArray(new Float32Array(4));
+    launch("elementwise", "fill", {
+      consts: { WG: 0 },
+      buffers: { out: t.buffer },
+      params: { n: 4, na: 4, nb: 4, alpha: 1 },
+      workgroups: [1],
+    });
+    await assert.rejects(t.toArray(), /Pipeline elementwise\.fill\[WG=0\] failed: .*workgroup.?size/is);
+    t.dispose();
+  } finally {
+    await initGpu({ validate: true });
+  }
+});
+
 test("an uncaptured validation error surfaces at the next readback (validate mode off)", async () => {
   await initGpu({ validate: false });
   try {
@@ -131,13 +148,21 @@ test("an uncaptured validation error surfaces at the next readback (validate mod
 
 test("a shader that fails to compile names its pipeline and the WGSL line", async () => {
   const t = Tensor.fromArray(new Float32Array(4));
-  launch("elementwise", "fill", {
-    consts: { WG: 0 }, // @workgroup_size(0) is invalid
-    buffers: { out: t.buffer },
-    params: { n: 4, na: 4, nb: 4, alpha: 1 },
-    workgroups: [1],
-  });
-  await assert.rejects(t.toArray(), /elementwise\.fill\[WG=0\]/);
+  const bad = () =>
+    launch("elementwise", "unary", {
+      consts: { OP: 5, WG: 0 }, // @workgroup_size(0) is invalid
+      buffers: { a: t.buffer, out: t.buffer },
+      params: { n: 4, na: 4, nb: 4, alpha: 1 },
+      workgroups: [1],
+    });
+  bad();
+  await assert.rejects(
+    t.toArray(),
+    // Dawn also quotes the WGSL line; wgpu gives no position.
+    /Pipeline elementwise\.unary\[OP=5,WG=0\] failed: .*workgroup.?size/is,
+  );
+  // Once known, the compile error is thrown by every later launch of that pipeline.
+  assert.throws(bad, /Pipeline elementwise\.unary\[OP=5,WG=0\] failed/);
   t.dispose();
 });
 
