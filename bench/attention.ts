@@ -14,6 +14,7 @@ import { gpu } from "../src/gpu/device.ts";
 import {
   add, attention, concat, deviceInfo, getDevice, matmul, memoryStats, reshape, scale, slice, softmax, sync, Tensor, tidy, transpose,
 } from "../src/index.ts";
+import { median, random } from "./util.ts";
 
 export interface Row {
   name: "flash" | "composed";
@@ -53,12 +54,7 @@ function composed(q: Tensor, k: Tensor, v: Tensor, mask: Tensor): Tensor {
 }
 
 function randomTensor(shape: number[], seed: number, requires_grad = false): Tensor {
-  let s = seed;
-  const data = Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 31 - 1;
-  });
-  return Tensor.fromArray(data, shape, { requires_grad });
+  return Tensor.fromArray(random(shape.reduce((a, b) => a * b, 1), seed, 1), shape, { requires_grad });
 }
 
 /** Times forward + backward of one kind at T; returns the times, the peak and o of the last run. */
@@ -103,7 +99,6 @@ async function measure(name: Row["name"], T: number, warmUp: boolean) {
   return { ms, peakBytes, o };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Benchmarks flash and composed attention at T 512 and 2048; prints a table and returns the rows. */
 export async function benchAttention(): Promise<Row[]> {
