@@ -1,6 +1,7 @@
 // Dispatches are recorded into one shared command encoder (one compute pass) and submitted in batches:
 // at a readback, or when the batch's uniform arena fills. Each dispatch's params live at their own aligned
 // offset of one uniform buffer, written once per submission.
+import { sizeClass } from "./buffers.ts";
 import type { Gpu } from "./device.ts";
 import type { Pipeline } from "./pipelines.ts";
 
@@ -23,6 +24,8 @@ export class Batch {
   private scopes: Promise<void>[] = [];
   /** Labels of the kernels in the open batch, to name them if its submission fails. */
   private kernels = new Map<string, Promise<Error | null>>();
+  /** Unmapped readback staging buffers by size class, reused by later reads. */
+  private readbacks = new Map<number, GPUBuffer[]>();
   /** Upload staging buffers, destroyed once their batch is submitted. */
   private staging: GPUBuffer[] = [];
   /** Counts, for tests and benchmarks: a training step should be a handful of submissions. */
@@ -153,19 +156,27 @@ export class Batch {
 
   /** Copies `bytes` of `buffer` to the CPU, after every recorded dispatch has run. */
   async read(buffer: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
-    const device = this.gpu.device;
-    const size = Math.ceil(bytes / 4) * 4;
-    const staging = device.createBuffer({ size, usage: 0x01 | 0x08, label: "readback" }); // MAP_READ | COPY_DST
-    this.copy(buffer, offset, staging, 0, size);
+    const copied = Math.ceil(bytes / 4) * 4;
+    const size = Math.min(sizeClass(copied), Math.max(copied, this.gpu.device.limits.maxBufferSize));
+    const staging =
+      this.readbacks.get(size)?.pop() ??
+      this.gpu.device.createBuffer({ size, usage: 0x01 | 0x08, label: "readback" }); // MAP_READ | COPY_DST
+    this.copy(buffer, offset, staging, 0, copied);
     this.flush();
     this.counters.readbacks++;
+    let reusable = false;
     try {
       await staging.mapAsync(1); // GPUMapMode.READ
-      const out = staging.getMappedRange(0, size).slice(0, bytes);
+      const out = staging.getMappedRange(0, copied).slice(0, bytes);
       staging.unmap();
+      reusable = true;
       return out;
     } finally {
-      staging.destroy();
+      if (reusable) {
+        let list = this.readbacks.get(size);
+        if (!list) this.readbacks.set(size, (list = []));
+        list.push(staging);
+      } else staging.destroy();
       await this.settle();
     }
   }
