@@ -120,6 +120,16 @@ export function gpu(): Gpu {
   return current;
 }
 
+/**
+ * llvmpipe, SwiftShader and other software adapters: kernels pick register-blocked tiles without
+ * workgroup memory there (barriers are expensive on CPUs), shared-memory tiles on GPUs.
+ */
+export function isCpuAdapter(info: DeviceInfo): boolean {
+  const a = info.adapter;
+  const name = `${a.description} ${a.architecture} ${a.device}`;
+  return info.swiftshader || a.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(name);
+}
+
 /** Adapter, features and limits of the shared device. */
 export function deviceInfo(): DeviceInfo {
   return gpu().info;

@@ -1,9 +1,8 @@
 // Typed launchers for shaders/attention.wgsl (causal flash attention, forward and backward) and the tile
 // config per adapter. No autograd here.
-import { gpu, type DeviceInfo } from "../gpu/device.ts";
+import { gpu, isCpuAdapter, type DeviceInfo } from "../gpu/device.ts";
 import { grid, launch } from "../gpu/launch.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import { isCpuAdapter } from "./matmul.ts";
 
 /** Tiles of shaders/attention.wgsl. */
 export interface AttentionConfig {

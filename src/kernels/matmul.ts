@@ -1,6 +1,6 @@
 // Typed launcher for shaders/matmul.wgsl, and the autotune that picks its tile config per adapter.
 // No autograd here.
-import { gpu, type DeviceInfo } from "../gpu/device.ts";
+import { gpu, isCpuAdapter, type DeviceInfo } from "../gpu/device.ts";
 import { launch } from "../gpu/launch.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { full } from "./elementwise.ts";
@@ -37,13 +37,6 @@ export const MATMUL_CONFIGS: { cpu: readonly MatmulConfig[]; gpu: readonly Matmu
 export function configName(c: MatmulConfig): string {
   const bk = c.kernel === "tiled" ? `, BK ${c.BK ?? 16}` : "";
   return `${c.kernel} ${c.TM}x${c.TN}/thread, ${c.WG_X}x${c.WG_Y} threads${bk}`;
-}
-
-/** llvmpipe, SwiftShader and other software adapters. */
-export function isCpuAdapter(info: DeviceInfo): boolean {
-  const a = info.adapter;
-  const name = `${a.description} ${a.architecture} ${a.device}`;
-  return info.swiftshader || a.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(name);
 }
 
 /**

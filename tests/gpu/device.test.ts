@@ -99,15 +99,19 @@ function launchScale(x: Tensor, alpha: number): Tensor {
   return out;
 }
 
-test("a validation error is thrown with the kernel's label (validate mode: every dispatch in an error scope)", async () => {
-  const t = Tensor.fromArray(new Float32Array(64));
-  // The same buffer bound as read-only and as writable storage in one dispatch is invalid.
+/** The same buffer bound as read-only and as writable storage in one dispatch: invalid. */
+function launchAliased(t: Tensor): void {
   launch("elementwise", "binary", {
     consts: { OP: 0 },
     buffers: { a: t.buffer, b: t.buffer, out: t.buffer },
-    params: { n: 64, na: 64, nb: 64, alpha: 0 },
+    params: { n: t.size, na: t.size, nb: t.size, alpha: 0 },
     workgroups: [1],
   });
+}
+
+test("a validation error is thrown with the kernel's label (validate mode: every dispatch in an error scope)", async () => {
+  const t = Tensor.fromArray(new Float32Array(64));
+  launchAliased(t);
   await assert.rejects(t.toArray(), /WebGPU error in elementwise\.binary\[OP=0\]/);
   t.dispose();
 });
@@ -133,12 +137,7 @@ test("an uncaptured validation error surfaces at the next readback (validate mod
   await initGpu({ validate: false });
   try {
     const t = Tensor.fromArray(new Float32Array(64));
-    launch("elementwise", "binary", {
-      consts: { OP: 0 },
-      buffers: { a: t.buffer, b: t.buffer, out: t.buffer },
-      params: { n: 64, na: 64, nb: 64, alpha: 0 },
-      workgroups: [1],
-    });
+    launchAliased(t);
     await assert.rejects(t.toArray(), /WebGPU error in a batch with elementwise\.binary\[OP=0\]: .*(writable usage|conflicting usages).*validate: true/s);
     t.dispose();
   } finally {

@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { gpu } from "../../src/gpu/device.ts";
+import { gpu, isCpuAdapter } from "../../src/gpu/device.ts";
 import {
   configFits,
   configName,
   forceMatmulConfig,
-  isCpuAdapter,
   MATMUL_CONFIGS,
   matmulConfig,
   matmulInto,
