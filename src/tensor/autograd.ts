@@ -31,6 +31,17 @@ export function no_grad<T>(fn: () => T): T {
   }
 }
 
+/** Runs `fn` with grad recording on, also inside no_grad() or a backward pass (gradient checkpointing). */
+export function enable_grad<T>(fn: () => T): T {
+  const prev = enabled;
+  enabled = true;
+  try {
+    return fn();
+  } finally {
+    enabled = prev;
+  }
+}
+
 export function is_grad_enabled(): boolean {
   return enabled;
 }

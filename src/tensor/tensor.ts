@@ -51,6 +51,11 @@ export class Tensor {
   node: GradNode | null = null;
   /** @internal */
   storage: Storage;
+  /**
+   * The values of an i32 tensor made by fromArray (token ids are small): ops that need ids on the CPU
+   * (embedding's gradient grouping, counting labels) read them here instead of reading the GPU back.
+   */
+  host: Int32Array | null = null;
   private disposed = false;
 
   constructor(storage: Storage, shape: readonly number[], dtype: DType = "f32", requires_grad = false) {
@@ -102,6 +107,7 @@ export class Tensor {
     const host =
       dtype === "f32" ? Float32Array.from(flat) : dtype === "i32" ? Int32Array.from(flat) : f32ToF16(Float32Array.from(flat));
     gpu().batch.upload(t.buffer, 0, host);
+    if (host instanceof Int32Array) t.host = host;
     t.requires_grad = options.requires_grad ?? false;
     return t;
   }

@@ -1,0 +1,327 @@
+// The Llama family as transformers' modeling_llama / modeling_qwen2 / modeling_qwen3 / modeling_mistral
+// computes it, built from webtune's ops: embedding → N × (RMSNorm → attention with RoPE → residual →
+// RMSNorm → SwiGLU MLP → residual) → RMSNorm → LM head, with the loss from the fused chunked cross-entropy.
+import { gpu } from "../gpu/device.ts";
+import { checkpoint } from "../nn/checkpoint.ts";
+import { attention } from "../ops/attention.ts";
+import { fused_linear_cross_entropy, IGNORE_INDEX, type CrossEntropyMetrics } from "../ops/cross_entropy.ts";
+import { add } from "../ops/elementwise.ts";
+import { embedding } from "../ops/embedding.ts";
+import { reshape } from "../ops/layout.ts";
+import { lora_linear } from "../ops/lora.ts";
+import { matmul } from "../ops/matmul.ts";
+import { rmsnorm } from "../ops/rmsnorm.ts";
+import { rope, RotaryEmbedding } from "../ops/rope.ts";
+import { swiglu } from "../ops/swiglu.ts";
+import { is_grad_enabled } from "../tensor/autograd.ts";
+import { Tensor } from "../tensor/tensor.ts";
+import type { LlamaFamilyConfig } from "./config.ts";
+import { flatBatch, type TokenBatch } from "./inputs.ts";
+
+/** A LoRA adapter on one linear layer: y = x Wᵀ + b + scaling · (dropout(x) Aᵀ) Bᵀ. */
+export interface LoraAdapter {
+  /** [r, in] */
+  A: Tensor;
+  /** [out, r] */
+  B: Tensor;
+  scaling: number;
+  dropout: number;
+  /** The dropout stream of this layer (a u32). */
+  seed: number;
+}
+
+/** nn.Linear (weight [out, in], optional bias [out]), optionally with a LoRA adapter. */
+export class Linear {
+  lora: LoraAdapter | null = null;
+  constructor(
+    /** Its module path, as transformers names it (model.layers.0.self_attn.q_proj). */
+    readonly name: string,
+    public weight: Tensor,
+    public bias: Tensor | null,
+  ) {}
+
+  get in_features(): number {
+    return this.weight.shape[1]!;
+  }
+
+  get out_features(): number {
+    return this.weight.shape[0]!;
+  }
+
+  forward(x: Tensor, run: RunState): Tensor {
+    const l = this.lora;
+    if (l) {
+      return lora_linear(x, this.weight, this.bias, l.A, l.B, {
+        scaling: l.scaling,
+        dropout: l.dropout,
+        seed: l.seed,
+        step: run.step,
+        training: run.training,
+      });
+    }
+    const y = matmul(x, this.weight, { transpose_b: true });
+    return this.bias ? add(y, this.bias) : y;
+  }
+
+  /** The tensors a forward reads that may need gradients. */
+  leaves(): Tensor[] {
+    return [this.weight, ...(this.bias ? [this.bias] : []), ...(this.lora ? [this.lora.A, this.lora.B] : [])];
+  }
+}
+
+/** What a forward pass needs besides its tensors. */
+interface RunState {
+  training: boolean;
+  /** Replays LoRA dropout masks: the optimizer step. */
+  step: number;
+}
+
+export interface DecoderLayer {
+  input_layernorm: Tensor;
+  q_proj: Linear;
+  k_proj: Linear;
+  v_proj: Linear;
+  o_proj: Linear;
+  /** Qwen3: [head_dim] */
+  q_norm: Tensor | null;
+  k_norm: Tensor | null;
+  post_attention_layernorm: Tensor;
+  gate_proj: Linear;
+  up_proj: Linear;
+  down_proj: Linear;
+}
+
+export interface ForwardInputs {
+  /** [B, T] token ids. */
+  input_ids: TokenBatch;
+  /**
+   * [B, T] positions; default 0..T-1 on every row. Packed rows (TRL's padding-free batches) restart at 0 at
+   * each sequence, and attention then stays inside each sequence.
+   */
+  position_ids?: TokenBatch;
+  /** [B, T], 1 for a token, 0 for padding (left or right). */
+  attention_mask?: TokenBatch;
+  /**
+   * [B, T] targets, not shifted: as in transformers, logits at t are scored against labels[t + 1];
+   * -100 is ignored.
+   */
+  labels?: TokenBatch;
+  /** The divisor of the summed token losses (valid labels over the whole accumulated batch); default: the valid labels here. */
+  num_items_in_batch?: number;
+  /** Also compute the [B, T, V] logits when labels are given (they always are without labels). */
+  return_logits?: boolean;
+}
+
+export interface CausalLMOutput {
+  /** [B, T, V], when asked for or when no labels were given. */
+  logits?: Tensor;
+  /** Scalar: mean token cross-entropy over the valid shifted labels (see num_items_in_batch). */
+  loss?: Tensor;
+  /** Token accuracy and entropy sums of the loss (with labels). */
+  metrics?: CrossEntropyMetrics;
+}
+
+/** A Llama-family causal LM (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM). */
+export class LlamaForCausalLM {
+  readonly config: LlamaFamilyConfig;
+  readonly embed_tokens: Tensor;
+  readonly layers: DecoderLayer[];
+  readonly norm: Tensor;
+  /** The LM head, [V, C]: embed_tokens itself when tied. */
+  readonly lm_head: Tensor;
+  readonly rotary: RotaryEmbedding;
+  /** generation_config.json, when the model directory has one. */
+  generation_config: Record<string, unknown> | null = null;
+  /** Where it was loaded from. */
+  name_or_path = "";
+  /** Whether forward recomputes each decoder layer in backward instead of keeping its activations. */
+  is_gradient_checkpointing = false;
+  training = false;
+  /** The optimizer step, which LoRA dropout masks are drawn from (set by the trainer). */
+  step = 0;
+
+  constructor(config: LlamaFamilyConfig, params: Map<string, Tensor>) {
+    this.config = config;
+    const take = (name: string): Tensor => {
+      const t = params.get(name);
+      if (!t) throw new Error(`LlamaForCausalLM: weight "${name}" is missing`);
+      return t;
+    };
+    const opt = (name: string): Tensor | null => params.get(name) ?? null;
+    this.embed_tokens = take("model.embed_tokens.weight");
+    this.norm = take("model.norm.weight");
+    this.lm_head = config.tie_word_embeddings ? this.embed_tokens : take("lm_head.weight");
+    this.layers = [];
+    for (let i = 0; i < config.num_hidden_layers; i++) {
+      const p = `model.layers.${i}`;
+      const linear = (sub: string, bias = false) => new Linear(`${p}.${sub}`, take(`${p}.${sub}.weight`), bias ? take(`${p}.${sub}.bias`) : null);
+      this.layers.push({
+        input_layernorm: take(`${p}.input_layernorm.weight`),
+        q_proj: linear("self_attn.q_proj", config.attention_bias),
+        k_proj: linear("self_attn.k_proj", config.attention_bias),
+        v_proj: linear("self_attn.v_proj", config.attention_bias),
+        o_proj: linear("self_attn.o_proj"),
+        q_norm: config.qk_norm ? take(`${p}.self_attn.q_norm.weight`) : opt(`${p}.self_attn.q_norm.weight`),
+        k_norm: config.qk_norm ? take(`${p}.self_attn.k_norm.weight`) : opt(`${p}.self_attn.k_norm.weight`),
+        post_attention_layernorm: take(`${p}.post_attention_layernorm.weight`),
+        gate_proj: linear("mlp.gate_proj"),
+        up_proj: linear("mlp.up_proj"),
+        down_proj: linear("mlp.down_proj"),
+      });
+    }
+    this.rotary = new RotaryEmbedding({
+      head_dim: config.head_dim,
+      rope_theta: config.rope_theta,
+      rope_scaling: config.rope_scaling,
+      max_position_embeddings: config.max_position_embeddings,
+    });
+  }
+
+  /**
+   * The weights by their transformers names (state-dict order; a tied LM head appears once, as
+   * model.embed_tokens.weight, like torch's named_parameters).
+   */
+  named_parameters(): [string, Tensor][] {
+    const out: [string, Tensor][] = [["model.embed_tokens.weight", this.embed_tokens]];
+    this.layers.forEach((l, i) => {
+      const p = `model.layers.${i}`;
+      for (const lin of this.linearsOf(l)) {
+        out.push([`${lin.name}.weight`, lin.weight]);
+        if (lin.bias) out.push([`${lin.name}.bias`, lin.bias]);
+      }
+      if (l.q_norm) out.push([`${p}.self_attn.q_norm.weight`, l.q_norm]);
+      if (l.k_norm) out.push([`${p}.self_attn.k_norm.weight`, l.k_norm]);
+      out.push([`${p}.input_layernorm.weight`, l.input_layernorm]);
+      out.push([`${p}.post_attention_layernorm.weight`, l.post_attention_layernorm]);
+    });
+    out.push(["model.norm.weight", this.norm]);
+    if (this.lm_head !== this.embed_tokens) out.push(["lm_head.weight", this.lm_head]);
+    return out;
+  }
+
+  /** The parameters that require grad. */
+  parameters(): Tensor[] {
+    return this.named_parameters()
+      .map(([, t]) => t)
+      .filter((t) => t.requires_grad);
+  }
+
+  /** Every linear layer of the decoder, by module path (the LM head is not among them, as for PEFT's all-linear). */
+  linears(): Linear[] {
+    return this.layers.flatMap((l) => this.linearsOf(l));
+  }
+
+  private linearsOf(l: DecoderLayer): Linear[] {
+    return [l.q_proj, l.k_proj, l.v_proj, l.o_proj, l.gate_proj, l.up_proj, l.down_proj];
+  }
+
+  train(mode = true): this {
+    this.training = mode;
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  gradient_checkpointing_enable(): void {
+    this.is_gradient_checkpointing = true;
+  }
+
+  gradient_checkpointing_disable(): void {
+    this.is_gradient_checkpointing = false;
+  }
+
+  /** Gives every weight requires_grad = `flag` (full fine-tuning: true). */
+  requires_grad_(flag = true): this {
+    for (const [, t] of this.named_parameters()) t.requires_grad = flag;
+    return this;
+  }
+
+  /**
+   * The forward pass. With labels: the loss of the shifted labels from the fused chunked cross-entropy (no
+   * [tokens × V] logits unless return_logits), with its gradients ready for loss.backward(). Synchronous: it
+   * only records GPU work, and nothing is read back.
+   */
+  forward(inputs: ForwardInputs): CausalLMOutput {
+    const cfg = this.config;
+    const ids = flatBatch("input_ids", inputs.input_ids);
+    const { B, T } = ids;
+    const positions = inputs.position_ids ? flatBatch("position_ids", inputs.position_ids, ids).data : null;
+    const mask = inputs.attention_mask ? flatBatch("attention_mask", inputs.attention_mask, ids).data : null;
+    const labels = inputs.labels ? flatBatch("labels", inputs.labels, ids).data : null;
+    if (cfg.sliding_window !== null && T > cfg.sliding_window) {
+      throw new Error(`${cfg.architecture}: sequences of ${T} tokens exceed sliding_window ${cfg.sliding_window}, which webtune does not implement; use max_length ≤ ${cfg.sliding_window}`);
+    }
+    const pos = positions ?? Int32Array.from({ length: B * T }, (_, i) => i % T);
+    const run: RunState = { training: this.training, step: this.step };
+    let h = embedding(this.embed_tokens, ids.data, [B, T], { padding_idx: this.paddingIdx() });
+    const checkpointing = this.is_gradient_checkpointing && this.training && is_grad_enabled();
+    for (const layer of this.layers) {
+      const f = (x: Tensor) => this.decoderLayer(layer, x, B, T, pos, positions, mask, run);
+      h = checkpointing ? checkpoint(([x]) => f(x!), [h], this.layerLeaves(layer)) : f(h);
+    }
+    h = rmsnorm(h, this.norm, cfg.rms_norm_eps);
+    const out: CausalLMOutput = {};
+    if (labels) {
+      const shifted = new Int32Array(B * T).fill(IGNORE_INDEX);
+      for (let b = 0; b < B; b++) for (let t = 0; t + 1 < T; t++) shifted[b * T + t] = labels[b * T + t + 1]!;
+      const ce = fused_linear_cross_entropy(h, this.lm_head, shifted, { num_items_in_batch: inputs.num_items_in_batch });
+      out.loss = ce.loss;
+      out.metrics = ce.metrics;
+    }
+    if (!labels || inputs.return_logits) out.logits = matmul(h, this.lm_head, { transpose_b: true });
+    return out;
+  }
+
+  /** One decoder layer on h [B, T, C]. */
+  private decoderLayer(
+    l: DecoderLayer, x: Tensor, B: number, T: number, pos: Int32Array,
+    packed: Int32Array | null, mask: Int32Array | null, run: RunState,
+  ): Tensor {
+    const cfg = this.config;
+    const { num_attention_heads: H, num_key_value_heads: KVH, head_dim: D, rms_norm_eps: eps } = cfg;
+    const h = rmsnorm(x, l.input_layernorm, eps);
+    let q = reshape(l.q_proj.forward(h, run), [B, T, H, D]);
+    let k = reshape(l.k_proj.forward(h, run), [B, T, KVH, D]);
+    const v = reshape(l.v_proj.forward(h, run), [B, T, KVH, D]);
+    if (l.q_norm) q = rmsnorm(q, l.q_norm, eps);
+    if (l.k_norm) k = rmsnorm(k, l.k_norm, eps);
+    q = rope(q, pos, this.rotary);
+    k = rope(k, pos, this.rotary);
+    const a = attention(q, k, v, {
+      ...(packed ? { position_ids: packed } : {}),
+      ...(mask ? { attention_mask: mask } : {}),
+    });
+    const x2 = add(x, l.o_proj.forward(reshape(a, [B, T, H * D]), run));
+    const h2 = rmsnorm(x2, l.post_attention_layernorm, eps);
+    const mlp = l.down_proj.forward(swiglu(l.gate_proj.forward(h2, run), l.up_proj.forward(h2, run)), run);
+    return add(x2, mlp);
+  }
+
+  private layerLeaves(l: DecoderLayer): Tensor[] {
+    const norms = [l.input_layernorm, l.post_attention_layernorm, ...(l.q_norm ? [l.q_norm] : []), ...(l.k_norm ? [l.k_norm] : [])];
+    return [...norms, ...this.linearsOf(l).flatMap((lin) => lin.leaves())];
+  }
+
+  /** transformers gives the embedding padding_idx = pad_token_id: that row gets no gradient. */
+  private paddingIdx(): number | null {
+    const p = this.config.pad_token_id;
+    return p !== null && p >= 0 && p < this.config.vocab_size ? p : null;
+  }
+
+  /** Frees every weight (and adapter) of the model. */
+  dispose(): void {
+    for (const [, t] of this.named_parameters()) t.dispose();
+    for (const lin of this.linears()) {
+      lin.lora?.A.dispose();
+      lin.lora?.B.dispose();
+    }
+    this.rotary.dispose();
+  }
+
+  /** The device the model lives on. */
+  get device(): GPUDevice {
+    return gpu().device;
+  }
+}
