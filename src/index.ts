@@ -23,3 +23,10 @@ export {
 } from "./ops/cross_entropy.ts";
 export { lora_linear, initLoraWeights, type LoraLinearOptions } from "./ops/lora.ts";
 export { AdamW, clip_grad_norm_ } from "./nn/optim.ts";
+export { checkpoint } from "./nn/checkpoint.ts";
+export { AutoModelForCausalLM, type PretrainedOptions } from "./models/auto.ts";
+export { LlamaForCausalLM, type ForwardInputs, type CausalLMOutput } from "./models/llama.ts";
+export { parseConfig, SUPPORTED_ARCHITECTURES, type LlamaFamilyConfig } from "./models/config.ts";
+export { get_peft_model, PeftModel, type LoraConfig } from "./models/peft.ts";
+export { openSource, type ModelSource, type ModelLocation, type SourceOptions } from "./models/files.ts";
+export { writeSafetensors, openWeights, SafetensorsFile } from "./models/safetensors.ts";
