@@ -30,3 +30,4 @@ export { parseConfig, SUPPORTED_ARCHITECTURES, type LlamaFamilyConfig } from "./
 export { get_peft_model, PeftModel, type LoraConfig } from "./models/peft.ts";
 export { openSource, type ModelSource, type ModelLocation, type SourceOptions } from "./models/files.ts";
 export { writeSafetensors, openWeights, SafetensorsFile } from "./models/safetensors.ts";
+export { AutoTokenizer, PreTrainedTokenizer } from "./data/tokenizer.ts";
