@@ -31,3 +31,6 @@ export { get_peft_model, PeftModel, type LoraConfig } from "./models/peft.ts";
 export { openSource, type ModelSource, type ModelLocation, type SourceOptions } from "./models/files.ts";
 export { writeSafetensors, openWeights, SafetensorsFile } from "./models/safetensors.ts";
 export { AutoTokenizer, PreTrainedTokenizer } from "./data/tokenizer.ts";
+export { kv_cache_write, attention_cached, type CachedAttentionOptions } from "./ops/kv_cache.ts";
+export { sampleToken, createRng, type SamplingOptions, type Rng } from "./models/sampling.ts";
+export { generate, type GenerateOptions } from "./models/generate.ts";

@@ -7,7 +7,8 @@ import { attention } from "../ops/attention.ts";
 import { fused_linear_cross_entropy, IGNORE_INDEX, type CrossEntropyMetrics } from "../ops/cross_entropy.ts";
 import { add } from "../ops/elementwise.ts";
 import { embedding } from "../ops/embedding.ts";
-import { reshape } from "../ops/layout.ts";
+import { kv_cache_write, attention_cached } from "../ops/kv_cache.ts";
+import { reshape, slice } from "../ops/layout.ts";
 import { lora_linear } from "../ops/lora.ts";
 import { matmul } from "../ops/matmul.ts";
 import { rmsnorm } from "../ops/rmsnorm.ts";
@@ -16,6 +17,7 @@ import { swiglu } from "../ops/swiglu.ts";
 import { is_grad_enabled } from "../tensor/autograd.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import type { LlamaFamilyConfig } from "./config.ts";
+import { generate, type GenerateOptions } from "./generate.ts";
 import { flatBatch, type TokenBatch } from "./inputs.ts";
 
 /** A LoRA adapter on one linear layer: y = x Wᵀ + b + scaling · (dropout(x) Aᵀ) Bᵀ. */
@@ -67,6 +69,12 @@ export class Linear {
   leaves(): Tensor[] {
     return [this.weight, ...(this.bias ? [this.bias] : []), ...(this.lora ? [this.lora.A, this.lora.B] : [])];
   }
+}
+
+/** One decoder layer's KV cache: k and v, [B, capacity, KVH, D]. */
+export interface KVCacheLayer {
+  k: Tensor;
+  v: Tensor;
 }
 
 /** What a forward pass needs besides its tensors. */
@@ -274,10 +282,33 @@ export class LlamaForCausalLM {
     return out;
   }
 
+  /**
+   * Inference over a KV cache: the S new tokens `ids` [B, S] at positions `pos` [B, S], after `past` cached
+   * ones; each layer writes its k and v at past..past+S-1 of its cache [B, capacity, KVH, D] and attends
+   * the cache under `mask` [B, past + S]. Returns the final hidden state of the last new token, [B, C].
+   * Call inside no_grad().
+   */
+  forwardCached(ids: Int32Array, pos: Int32Array, B: number, S: number, past: number, mask: Int32Array, cache: KVCacheLayer[]): Tensor {
+    const run: RunState = { training: false, step: this.step };
+    let h = embedding(this.embed_tokens, ids, [B, S]);
+    this.layers.forEach((layer, i) => {
+      const c = cache[i]!;
+      h = this.decoderLayer(layer, h, B, S, pos, null, null, run, (q, k, v) => {
+        kv_cache_write(c.k, k, past);
+        kv_cache_write(c.v, v, past);
+        return attention_cached(q, c.k, c.v, { past, attention_mask: mask });
+      });
+    });
+    const last = S === 1 ? h : slice(h, 1, S - 1, S);
+    return rmsnorm(reshape(last, [B, this.config.hidden_size]), this.norm, this.config.rms_norm_eps);
+  }
+
   /** One decoder layer on h [B, T, C]. */
   private decoderLayer(
     l: DecoderLayer, x: Tensor, B: number, T: number, pos: Int32Array,
     packed: Int32Array | null, mask: Int32Array | null, run: RunState,
+    attend: (q: Tensor, k: Tensor, v: Tensor) => Tensor = (q, k, v) =>
+      attention(q, k, v, { ...(packed ? { position_ids: packed } : {}), ...(mask ? { attention_mask: mask } : {}) }),
   ): Tensor {
     const cfg = this.config;
     const { num_attention_heads: H, num_key_value_heads: KVH, head_dim: D, rms_norm_eps: eps } = cfg;
@@ -289,10 +320,7 @@ export class LlamaForCausalLM {
     if (l.k_norm) k = rmsnorm(k, l.k_norm, eps);
     q = rope(q, pos, this.rotary);
     k = rope(k, pos, this.rotary);
-    const a = attention(q, k, v, {
-      ...(packed ? { position_ids: packed } : {}),
-      ...(mask ? { attention_mask: mask } : {}),
-    });
+    const a = attend(q, k, v);
     const x2 = add(x, l.o_proj.forward(reshape(a, [B, T, H * D]), run));
     const h2 = rmsnorm(x2, l.post_attention_layernorm, eps);
     const mlp = l.down_proj.forward(swiglu(l.gate_proj.forward(h2, run), l.up_proj.forward(h2, run)), run);
@@ -308,6 +336,14 @@ export class LlamaForCausalLM {
   private paddingIdx(): number | null {
     const p = this.config.pad_token_id;
     return p !== null && p >= 0 && p < this.config.vocab_size ? p : null;
+  }
+
+  /**
+   * Continues each row of `input_ids` (number[] for one row) with a KV cache on the GPU; returns prompt + new
+   * tokens per row. See GenerateOptions (max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id, seed, …).
+   */
+  generate(input_ids: readonly number[] | TokenBatch, options: GenerateOptions = {}): Promise<number[][]> {
+    return generate(this, input_ids, options);
   }
 
   /** Frees every weight (and adapter) of the model. */

@@ -5,6 +5,8 @@ import { initLoraWeights } from "../ops/lora.ts";
 import { keep } from "../tensor/scope.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { openSource, type ModelLocation, type SourceOptions } from "./files.ts";
+import type { GenerateOptions } from "./generate.ts";
+import type { TokenBatch } from "./inputs.ts";
 import type { Linear, LlamaForCausalLM, CausalLMOutput, ForwardInputs } from "./llama.ts";
 import { SafetensorsFile, writeSafetensors, type SafetensorsEntry } from "./safetensors.ts";
 
@@ -188,6 +190,11 @@ export class PeftModel {
 
   forward(inputs: ForwardInputs): CausalLMOutput {
     return this.model.forward(inputs);
+  }
+
+  /** Generation with the adapters applied (see LlamaForCausalLM.generate). */
+  generate(input_ids: readonly number[] | TokenBatch, options: GenerateOptions = {}): Promise<number[][]> {
+    return this.model.generate(input_ids, options);
   }
 
   train(mode = true): this {

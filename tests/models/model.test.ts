@@ -163,3 +163,35 @@ for (const arch of Object.keys(cases)) {
     });
   });
 }
+
+for (const arch of Object.keys(cases)) {
+  test(`${arch}: greedy generation equals transformers' (with and without the adapter), and the KV cache changes nothing`, async () => {
+    const { dir, adapter, c } = await modelDirs(arch);
+    const model = await AutoModelForCausalLM.from_pretrained(dir);
+    try {
+      const g = c.generate;
+      const opts = { max_new_tokens: g.max_new_tokens, do_sample: false, eos_token_id: null };
+      const base = await model.generate(g.prompt, opts);
+      assert.deepEqual(base[0]!.slice(g.prompt.length), g.base, "base model greedy tokens");
+      const peft = await PeftModel.from_pretrained(model, adapter);
+      const streamed: number[] = [];
+      const withCache = await peft.generate(g.prompt, { ...opts, on_token: (t) => streamed.push(t[0]!) });
+      assert.deepEqual(withCache[0]!.slice(g.prompt.length), g.adapter, "adapter greedy tokens");
+      assert.deepEqual(streamed, g.adapter, "streamed tokens");
+      const noCache = await peft.generate(g.prompt, { ...opts, use_cache: false });
+      assert.deepEqual(noCache, withCache, "use_cache: false");
+      // A left-padded batch: the padded row continues exactly as it does alone.
+      const short = g.prompt.slice(2);
+      const batch = await peft.generate([g.prompt, [0, 0, ...short]], { ...opts, attention_mask: [g.prompt.map(() => 1), [0, 0, ...short.map(() => 1)]] });
+      const alone = await peft.generate(short, opts);
+      assert.deepEqual(batch[0], withCache[0]);
+      assert.deepEqual(batch[1]!.slice(g.prompt.length), alone[0]!.slice(short.length), "left-padded row");
+      // Sampling with a seed replays.
+      const s1 = await peft.generate(g.prompt, { max_new_tokens: 6, do_sample: true, temperature: 1.5, top_k: 20, top_p: 0.95, seed: 7 });
+      const s2 = await peft.generate(g.prompt, { max_new_tokens: 6, do_sample: true, temperature: 1.5, top_k: 20, top_p: 0.95, seed: 7 });
+      assert.deepEqual(s1, s2);
+    } finally {
+      model.dispose();
+    }
+  });
+}
