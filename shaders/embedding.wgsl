@@ -7,6 +7,10 @@
 //   csr[0, U)                 the distinct ids, increasing
 //   csr[U, 2U + 1)            offsets: id csr[u] occurs at positions csr[2U + 1 + k], offsets[u] <= k < offsets[u + 1]
 //   csr[2U + 1, 2U + 1 + M)   the positions (M of them), increasing within each id
+//   forward_rows: the gather from one row block of a weight stored as blocks (ops/row_blocks.ts): pairs
+//              (2K) i32 holds, for the K positions whose id lies in this block, (position n, row of the
+//              block); out[n, c] = weight[row, c], one thread per (k, c). The other positions are left
+//              to the other blocks' dispatches.
 // Threads are numbered (wid.x + wid.y * nwg.x) * WG + lid.
 const WG: u32 = 256u;
 
@@ -19,6 +23,7 @@ struct Params { N: u32, C: u32, U: u32 }
 @group(0) @binding(4) var<storage, read> csr: array<i32>;             // (2U + 1 + M)
 @group(0) @binding(5) var<storage, read> dy: array<f32>;              // (N, C)
 @group(0) @binding(6) var<storage, read_write> dweight: array<f32>;   // (V, C), zero where no id occurs
+@group(0) @binding(7) var<storage, read> pairs: array<i32>;           // (2K): (position, row of the block)
 
 fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
   return (wid.x + wid.y * nwg.x) * WG + lid;
@@ -31,6 +36,17 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   if (i >= p.N * p.C) { return; }
   let n = i / p.C;
   out[i] = weight[u32(ids[n]) * p.C + (i - n * p.C)];
+}
+
+// p.N = K pairs.
+@compute @workgroup_size(WG)
+fn forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+  let i = index(wid, nwg, lid);
+  if (i >= p.N * p.C) { return; }
+  let k = i / p.C;
+  let c = i - k * p.C;
+  out[u32(pairs[2u * k]) * p.C + c] = weight[u32(pairs[2u * k + 1u]) * p.C + c];
 }
 
 @compute @workgroup_size(WG)

@@ -34,3 +34,4 @@ export { AutoTokenizer, PreTrainedTokenizer } from "./data/tokenizer.ts";
 export { kv_cache_write, attention_cached, type CachedAttentionOptions } from "./ops/kv_cache.ts";
 export { sampleToken, createRng, type SamplingOptions, type Rng } from "./models/sampling.ts";
 export { generate, type GenerateOptions } from "./models/generate.ts";
+export { splitRows } from "./ops/row_blocks.ts";

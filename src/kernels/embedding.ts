@@ -17,6 +17,20 @@ export function forward(weight: Tensor, ids: Tensor, shape: readonly number[]): 
   return out;
 }
 
+/**
+ * out (N, C) rows at the K positions of `pairs` (2K) i32 = (position, row of `block`) from `block`
+ * (V_j, C), in place: the gather from one row block; the other rows of out are left as they are.
+ */
+export function forwardRows(block: Tensor, pairs: Tensor, out: Tensor): void {
+  const C = block.shape[1]!;
+  const K = pairs.size / 2;
+  launch("embedding", "forward_rows", {
+    buffers: { weight: block.buffer, pairs: pairs.buffer, out: out.buffer },
+    params: { N: K, C, U: 0 },
+    workgroups: grid(K * C, WG),
+  });
+}
+
 /** dweight (V, C): the dy (N, C) rows summed per id in position order, from the grouping `csr` of U distinct ids. */
 export function backward(dy: Tensor, csr: Tensor, U: number, V: number, C: number): Tensor {
   const dweight = full([V, C], 0);

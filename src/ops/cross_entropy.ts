@@ -2,10 +2,11 @@
 // chunked over tokens, with the gradients computed during the forward pass.
 import * as K from "../kernels/cross_entropy.ts";
 import { axpy, sumLeading } from "../kernels/elementwise.ts";
-import { copyBlock } from "../kernels/layout.ts";
+import { copyBlock, type Block } from "../kernels/layout.ts";
 import { matmulInto } from "../kernels/matmul.ts";
 import { is_grad_enabled, record } from "../tensor/autograd.ts";
 import { Tensor } from "../tensor/tensor.ts";
+import { describeBlocks, rowBlocks } from "./row_blocks.ts";
 
 /** Label of a token that is not trained on (padding, prompt, a document boundary). */
 export const IGNORE_INDEX = -100;
@@ -62,21 +63,32 @@ export interface CrossEntropyOutput {
  * These are computed here, when grad is enabled and an input requires grad (an input that does not — a
  * frozen LM head — gets nothing computed or allocated); the recorded backward multiplies them by the
  * upstream gradient of the loss.
+ *
+ * The weight may be an array of row blocks W_j [V_j, C] (see ops/row_blocks.ts), the weight being their
+ * row-concatenation (a vocabulary too large for one binding). Per chunk, h · W_jᵀ goes into a [rows, V_j]
+ * slab and is copied into columns off_j.. of the chunk's logits; the row kernel runs on whole rows as
+ * above; then each block's columns of dlogits are copied back out to the slab for dh_chunk += slab · W_j
+ * and dW_j += slabᵀ · h_chunk. Each block that requires grad gets its own gradient [V_j, C]. The slab, at
+ * most the chunk's logits, is the only extra memory. The bias stays one tensor (V).
  */
 export function fused_linear_cross_entropy(
   hidden: Tensor,
-  weight: Tensor,
+  weight: Tensor | readonly Tensor[],
   labels: Int32Array | readonly number[],
   options: FusedCrossEntropyOptions = {},
 ): CrossEntropyOutput {
+  if (!(weight instanceof Tensor) && weight.length === 1) return fused_linear_cross_entropy(hidden, weight[0]!, labels, options);
+  const blocks = weight instanceof Tensor ? null : rowBlocks("fused_linear_cross_entropy", weight);
+  const ws: readonly Tensor[] = weight instanceof Tensor ? [weight] : weight;
   const fail = (why: string): never => {
-    throw new Error(`fused_linear_cross_entropy: hidden [${hidden.shape.join(", ")}], weight [${weight.shape.join(", ")}]: ${why}`);
+    const w = weight instanceof Tensor ? `[${weight.shape.join(", ")}]` : describeBlocks(weight);
+    throw new Error(`fused_linear_cross_entropy: hidden [${hidden.shape.join(", ")}], weight ${w}: ${why}`);
   };
   const bias = options.bias ?? null;
-  if (hidden.dtype !== "f32" || weight.dtype !== "f32" || (bias && bias.dtype !== "f32")) fail("needs f32 tensors");
-  if (weight.ndim !== 2) fail("weight must be (V, C)");
+  if (hidden.dtype !== "f32" || ws.some((w) => w.dtype !== "f32") || (bias && bias.dtype !== "f32")) fail("needs f32 tensors");
+  if (!blocks && ws[0]!.ndim !== 2) fail("weight must be (V, C)");
   if (hidden.ndim < 1) fail("hidden must be (..., C)");
-  const [V, C] = weight.shape as [number, number];
+  const [V, C] = blocks ? [blocks.V, blocks.C] : (ws[0]!.shape as [number, number]);
   if (hidden.shape[hidden.ndim - 1] !== C) fail(`the last dim of hidden must be C=${C}`);
   if (bias && (bias.ndim !== 1 || bias.shape[0] !== V)) fail(`bias must be (V=${V}), got [${bias.shape.join(", ")}]`);
   const N = hidden.size / C;
@@ -98,33 +110,67 @@ export function fused_linear_cross_entropy(
 
   const grad = is_grad_enabled();
   const needH = grad && hidden.requires_grad;
-  const needW = grad && weight.requires_grad;
+  const needWs = ws.map((w) => grad && w.requires_grad);
   const needB = grad && !!bias?.requires_grad;
-  const anyGrad = needH || needW || needB;
+  const anyGrad = needH || needWs.some((x) => x) || needB;
 
   const labelsGpu = Tensor.fromArray(Int32Array.from(labels), [N]);
   const tok = Tensor.empty([3, N]); // per token: loss, correct, entropy
   const dh = needH ? Tensor.empty(hidden.shape) : null;
-  // The only [V, C] buffer: the first chunk writes it, the others accumulate into it (none without tokens).
-  const dW = needW && N > 0 ? Tensor.empty([V, C]) : null;
+  // The only [V, C] buffers (one per block): the first chunk writes them, the others accumulate into them
+  // (none without tokens).
+  const dWs = ws.map((w, j) => (needWs[j] && N > 0 ? Tensor.empty(w.shape) : null));
   let dB: Tensor | null = null;
+  // Blocks: one [rows, V_j] slab (the largest block's, at most the chunk's logits) that each block's
+  // logits pass through on their way into, and their gradient on its way out of, the chunk's columns.
+  const slab = blocks && N > 0 ? Tensor.empty([Math.min(chunk, N), ws.reduce((m, w) => Math.max(m, w.shape[0]!), 0)]) : null;
   for (let n0 = 0; n0 < N; n0 += chunk) {
     const R = Math.min(chunk, N - n0);
     const h = R === N ? hidden : Tensor.empty([R, C]);
     if (h !== hidden) copyBlock(hidden, h, { A: 1, Din: N, Dout: R, d: R, srcOff: n0, dstOff: 0, C });
     const logits = Tensor.empty([R, V]);
-    mm(h, false, weight, true, logits, R, V, C); // [R, C] · [V, C]ᵀ
-    if (bias) K.biasAdd(logits, bias);
-    K.rows(logits, labelsGpu, tok, { row0: n0, scale, grad: anyGrad, dft: options.dft ?? false });
-    if (dh) {
-      const dhc = R === N ? dh : Tensor.empty([R, C]);
-      mm(logits, false, weight, false, dhc, R, C, V); // [R, V] · [V, C]
-      if (dhc !== dh) {
-        copyBlock(dhc, dh, { A: 1, Din: R, Dout: N, d: R, srcOff: 0, dstOff: n0, C });
+    if (!blocks) {
+      const weight = ws[0]!;
+      const dW = dWs[0]!;
+      mm(h, false, weight, true, logits, R, V, C); // [R, C] · [V, C]ᵀ
+      if (bias) K.biasAdd(logits, bias);
+      K.rows(logits, labelsGpu, tok, { row0: n0, scale, grad: anyGrad, dft: options.dft ?? false });
+      if (dh) {
+        const dhc = R === N ? dh : Tensor.empty([R, C]);
+        mm(logits, false, weight, false, dhc, R, C, V); // [R, V] · [V, C]
+        if (dhc !== dh) {
+          copyBlock(dhc, dh, { A: 1, Din: R, Dout: N, d: R, srcOff: 0, dstOff: n0, C });
+          dhc.dispose();
+        }
+      }
+      if (dW) mm(logits, true, h, false, dW, V, C, R, n0 > 0); // [R, V]ᵀ · [R, C]
+    } else {
+      const { offsets } = blocks;
+      // Columns off_j .. off_j + V_j of the chunk's logits (as one [R, V_j] matrix in the slab) and back.
+      const toLogits = (j: number): Block => ({ A: R, Din: ws[j]!.shape[0]!, Dout: V, d: ws[j]!.shape[0]!, srcOff: 0, dstOff: offsets[j]!, C: 1 });
+      const fromLogits = (j: number): Block => ({ A: R, Din: V, Dout: ws[j]!.shape[0]!, d: ws[j]!.shape[0]!, srcOff: offsets[j]!, dstOff: 0, C: 1 });
+      ws.forEach((w, j) => {
+        mm(h, false, w, true, slab!, R, w.shape[0]!, C); // [R, C] · [V_j, C]ᵀ
+        copyBlock(slab!, logits, toLogits(j));
+      });
+      if (bias) K.biasAdd(logits, bias);
+      K.rows(logits, labelsGpu, tok, { row0: n0, scale, grad: anyGrad, dft: options.dft ?? false });
+      const dhc = !dh ? null : R === N ? dh : Tensor.empty([R, C]);
+      let first = true;
+      ws.forEach((w, j) => {
+        const dW = dWs[j];
+        if (!dhc && !dW) return;
+        const Vj = w.shape[0]!;
+        copyBlock(logits, slab!, fromLogits(j));
+        if (dhc) mm(slab!, false, w, false, dhc, R, C, Vj, !first); // dh_chunk (+)= [R, V_j] · [V_j, C]
+        if (dW) mm(slab!, true, h, false, dW, Vj, C, R, n0 > 0); // dW_j (+)= [R, V_j]ᵀ · [R, C]
+        first = false;
+      });
+      if (dhc && dhc !== dh) {
+        copyBlock(dhc, dh!, { A: 1, Din: R, Dout: N, d: R, srcOff: 0, dstOff: n0, C });
         dhc.dispose();
       }
     }
-    if (dW) mm(logits, true, h, false, dW, V, C, R, n0 > 0); // [R, V]ᵀ · [R, C]
     if (needB) {
       const dBc = sumLeading(logits, [V]);
       if (dB) {
@@ -135,12 +181,13 @@ export function fused_linear_cross_entropy(
     logits.dispose();
     if (h !== hidden) h.dispose();
   }
+  slab?.dispose();
   labelsGpu.dispose();
   const { loss, correct, entropy } = K.totals(tok, scale);
   tok.dispose();
 
-  const grads = [dh, dW, dB];
-  const inputs = bias ? [hidden, weight, bias] : [hidden, weight];
+  const grads = [dh, ...dWs, dB];
+  const inputs = bias ? [hidden, ...ws, bias] : [hidden, ...ws];
   // The upstream gradient g of the loss (a scalar) scales each precomputed gradient in place (no readback,
   // no second buffer of V·C); each is handed on as its own tensor before the node releases its hold.
   const out = record(
