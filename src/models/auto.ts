@@ -6,7 +6,8 @@ import { keep } from "../tensor/scope.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { parseConfig, type LlamaFamilyConfig } from "./config.ts";
 import { openSource, type ModelLocation, type ModelSource, type SourceOptions } from "./files.ts";
-import { LlamaForCausalLM } from "./llama.ts";
+import { splitRows } from "../ops/row_blocks.ts";
+import { LlamaForCausalLM, type VocabWeight } from "./llama.ts";
 import { openWeights } from "./safetensors.ts";
 
 export interface PretrainedOptions extends SourceOptions {
@@ -17,6 +18,11 @@ export interface PretrainedOptions extends SourceOptions {
    * F16/BF16 files are widened as they load).
    */
   dtype?: "auto" | "float32";
+  /**
+   * Store a weight larger than this many bytes as row blocks (vocabulary-sized weights) or refuse it
+   * (others); default and maximum: the adapter's maxStorageBufferBindingSize.
+   */
+  max_tensor_bytes?: number;
 }
 
 /** The weights a config implies, with their shapes, in transformers' order. */
@@ -41,10 +47,15 @@ export function expectedWeights(cfg: LlamaFamilyConfig): [string, number[]][] {
   return out;
 }
 
-const MiB = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+/** Bytes for a message: 8.0 KiB, 544.5 MiB, 1.20 GiB. */
+function MiB(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
+  return `${(n / 2 ** 10).toFixed(1)} KiB`;
+}
 
 /** Reads config.json and the weights of `source` onto the GPU (the device must be initialised). */
-export async function loadCausalLM(source: ModelSource): Promise<LlamaForCausalLM> {
+export async function loadCausalLM(source: ModelSource, options: { max_tensor_bytes?: number } = {}): Promise<LlamaForCausalLM> {
   const cfg = parseConfig(await source.json<Record<string, unknown>>("config.json"), `config.json in ${source.name}`);
   const weights = await openWeights(source);
   // Qwen2's configs have no attention_bias key, and other checkpoints may disagree with theirs: the weights decide.
@@ -53,7 +64,8 @@ export async function loadCausalLM(source: ModelSource): Promise<LlamaForCausalL
     throw new Error(`${source.name}: config.json has tie_word_embeddings false but the weights have no lm_head.weight`);
   }
   const expected = expectedWeights(cfg);
-  checkFits(cfg, expected, source.name);
+  const limit = bindingLimit(options.max_tensor_bytes);
+  checkFits(cfg, expected, source.name, limit);
   const missing = expected.filter(([n]) => !weights.has(n)).map(([n]) => n);
   if (missing.length) {
     throw new Error(
@@ -62,28 +74,50 @@ export async function loadCausalLM(source: ModelSource): Promise<LlamaForCausalL
     );
   }
   const params = new Map<string, Tensor>();
+  const vocab = new Map<string, VocabWeight>();
+  const all: Tensor[] = [];
   try {
     for (const [name, shape] of expected) {
       const info = weights.info(name);
       if (info.shape.join() !== shape.join()) {
         throw new Error(`${info.file} in ${source.name}: tensor "${name}" is [${info.shape.join(", ")}] but config.json implies [${shape.join(", ")}]`);
       }
-      params.set(name, keep(Tensor.fromArray(await weights.readF32(name), shape)));
+      const data = await weights.readF32(name);
+      if (VOCAB_WEIGHTS.includes(name) && 4 * data.length > limit) {
+        // Larger than one binding: row blocks, each its own buffer (embedding and cross-entropy take them).
+        const [, C] = shape as [number, number];
+        const blocks: Tensor[] = [];
+        let row = 0;
+        for (const rows of splitRows(shape[0]!, C, limit)) {
+          blocks.push(keep(Tensor.fromArray(data.subarray(row * C, (row + rows) * C), [rows, C])));
+          row += rows;
+        }
+        all.push(...blocks);
+        vocab.set(name, blocks);
+      } else {
+        const t = keep(Tensor.fromArray(data, shape));
+        all.push(t);
+        if (VOCAB_WEIGHTS.includes(name)) vocab.set(name, t);
+        else params.set(name, t);
+      }
     }
     // Surface an out-of-memory from the uploads here, with the sizes, rather than at the first step.
     await sync();
   } catch (e) {
-    for (const t of params.values()) t.dispose();
+    for (const t of all) t.dispose();
     if (e instanceof Error && /out of memory|OutOfMemory|allocation/i.test(e.message)) {
       throw new Error(`${source.name}: ${oomMessage(expected)} (${e.message})`, { cause: e });
     }
     throw e;
   }
-  const model = new LlamaForCausalLM(cfg, params);
+  const model = new LlamaForCausalLM(cfg, params, { embed_tokens: vocab.get(VOCAB_WEIGHTS[0])!, lm_head: vocab.get(VOCAB_WEIGHTS[1]) });
   model.name_or_path = source.name;
   if (await source.exists("generation_config.json")) model.generation_config = await source.json("generation_config.json");
   return model;
 }
+
+/** The [V, C] weights, stored as row blocks when one buffer binding cannot hold them. */
+const VOCAB_WEIGHTS = ["model.embed_tokens.weight", "lm_head.weight"];
 
 function totalBytes(expected: [string, number[]][]): number {
   return expected.reduce((s, [, shape]) => s + 4 * shape.reduce((a, b) => a * b, 1), 0);
@@ -94,18 +128,24 @@ function oomMessage(expected: [string, number[]][]): string {
   return `the weights need ${MiB(totalBytes(expected))} of GPU memory in f32, more than this adapter could allocate (maxBufferSize ${MiB(l.maxBufferSize)}); use a smaller model`;
 }
 
-/** Every tensor must fit one buffer binding of this adapter. */
-function checkFits(cfg: LlamaFamilyConfig, expected: [string, number[]][], where: string): void {
+/** The most bytes one tensor may have: the adapter's binding limit (or a smaller one asked for). */
+function bindingLimit(asked?: number): number {
   const l = deviceInfo().limits;
   const limit = Math.min(l.maxStorageBufferBindingSize, l.maxBufferSize);
-  const big = expected.filter(([, s]) => 4 * s.reduce((a, b) => a * b, 1) > limit);
+  return asked ? Math.min(asked, limit) : limit;
+}
+
+/** Every tensor but the vocabulary-sized ones (which are split) must fit one buffer binding. */
+function checkFits(cfg: LlamaFamilyConfig, expected: [string, number[]][], where: string, limit: number): void {
+  const l = deviceInfo().limits;
+  const big = expected.filter(([n, s]) => !VOCAB_WEIGHTS.includes(n) && 4 * s.reduce((a, b) => a * b, 1) > limit);
   if (big.length) {
     const [name, shape] = big[0]!;
     const bytes = 4 * shape.reduce((a, b) => a * b, 1);
     throw new Error(
-      `${where}: ${cfg.architecture} tensor "${name}" [${shape.join(", ")}] needs ${MiB(bytes)} in f32, but this adapter binds at most ${MiB(l.maxStorageBufferBindingSize)} ` +
-        `(maxStorageBufferBindingSize; maxBufferSize ${MiB(l.maxBufferSize)}); the whole model needs ${MiB(totalBytes(expected))}. ` +
-        `Use a model with a smaller vocabulary or hidden size, or an adapter with higher limits.`,
+      `${where}: ${cfg.architecture} tensor "${name}" [${shape.join(", ")}] needs ${MiB(bytes)} in f32, but this adapter binds at most ${MiB(limit)} ` +
+        `(maxStorageBufferBindingSize ${MiB(l.maxStorageBufferBindingSize)}, maxBufferSize ${MiB(l.maxBufferSize)}); the whole model needs ${MiB(totalBytes(expected))}. ` +
+        `Use a smaller model, or an adapter with higher limits.`,
     );
   }
 }
@@ -122,6 +162,6 @@ export const AutoModelForCausalLM = {
       throw new Error(`from_pretrained: dtype "${String(dtype)}" is not supported; use "float32" (or "auto"): webtune computes in f32`);
     }
     await getDevice(options.device && options.device !== "webgpu" ? { device: options.device } : {});
-    return loadCausalLM(await openSource(location, options));
+    return loadCausalLM(await openSource(location, options), options);
   },
 };

@@ -1,7 +1,6 @@
 // Text generation as transformers' generate(): prefill the prompt into a KV cache on the GPU, then one token
 // per step — greedy or sampled (temperature, top-k, top-p) with a seed — until max_new_tokens or EOS.
 import { reshape, slice } from "../ops/layout.ts";
-import { matmul } from "../ops/matmul.ts";
 import { no_grad } from "../tensor/autograd.ts";
 import { tidy } from "../tensor/scope.ts";
 import { Tensor } from "../tensor/tensor.ts";
@@ -107,7 +106,7 @@ export async function generate(
           const ids = step === 0 ? prompt : Int32Array.from(rows.map((r) => r[r.length - 1]!));
           const pos = step === 0 ? promptPos : Int32Array.from(next, (p) => p - 1);
           const h = model.forwardCached(ids, pos, B, S, past, Int32Array.from(maskRows.flat()), cache);
-          return matmul(h, model.lm_head, { transpose_b: true });
+          return model.logitsOf(h);
         }),
       );
       const values = (await logits.toArray()) as Float32Array;

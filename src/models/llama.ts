@@ -8,7 +8,7 @@ import { fused_linear_cross_entropy, IGNORE_INDEX, type CrossEntropyMetrics } fr
 import { add } from "../ops/elementwise.ts";
 import { embedding } from "../ops/embedding.ts";
 import { kv_cache_write, attention_cached } from "../ops/kv_cache.ts";
-import { reshape, slice } from "../ops/layout.ts";
+import { concat, reshape, slice } from "../ops/layout.ts";
 import { lora_linear } from "../ops/lora.ts";
 import { matmul } from "../ops/matmul.ts";
 import { rmsnorm } from "../ops/rmsnorm.ts";
@@ -69,6 +69,13 @@ export class Linear {
   leaves(): Tensor[] {
     return [this.weight, ...(this.bias ? [this.bias] : []), ...(this.lora ? [this.lora.A, this.lora.B] : [])];
   }
+}
+
+/** A [V, C] weight, or its row blocks (each within one buffer binding). */
+export type VocabWeight = Tensor | readonly Tensor[];
+
+function vocabEntries(name: string, w: VocabWeight): [string, Tensor][] {
+  return Array.isArray(w) ? w.map((b, j): [string, Tensor] => [`${name}:${j}`, b]) : [[name, w as Tensor]];
 }
 
 /** One decoder layer's KV cache: k and v, [B, capacity, KVH, D]. */
@@ -132,11 +139,12 @@ export interface CausalLMOutput {
 /** A Llama-family causal LM (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM). */
 export class LlamaForCausalLM {
   readonly config: LlamaFamilyConfig;
-  readonly embed_tokens: Tensor;
+  /** [V, C], or its row blocks when larger than one buffer binding (see splitRows). */
+  readonly embed_tokens: VocabWeight;
   readonly layers: DecoderLayer[];
   readonly norm: Tensor;
-  /** The LM head, [V, C]: embed_tokens itself when tied. */
-  readonly lm_head: Tensor;
+  /** The LM head, [V, C] (or row blocks): embed_tokens itself when tied. */
+  readonly lm_head: VocabWeight;
   readonly rotary: RotaryEmbedding;
   /** generation_config.json, when the model directory has one. */
   generation_config: Record<string, unknown> | null = null;
@@ -148,7 +156,7 @@ export class LlamaForCausalLM {
   /** The optimizer step, which LoRA dropout masks are drawn from (set by the trainer). */
   step = 0;
 
-  constructor(config: LlamaFamilyConfig, params: Map<string, Tensor>) {
+  constructor(config: LlamaFamilyConfig, params: Map<string, Tensor>, vocab: { embed_tokens: VocabWeight; lm_head?: VocabWeight }) {
     this.config = config;
     const take = (name: string): Tensor => {
       const t = params.get(name);
@@ -156,9 +164,10 @@ export class LlamaForCausalLM {
       return t;
     };
     const opt = (name: string): Tensor | null => params.get(name) ?? null;
-    this.embed_tokens = take("model.embed_tokens.weight");
+    this.embed_tokens = vocab.embed_tokens;
     this.norm = take("model.norm.weight");
-    this.lm_head = config.tie_word_embeddings ? this.embed_tokens : take("lm_head.weight");
+    if (!config.tie_word_embeddings && !vocab.lm_head) throw new Error("LlamaForCausalLM: weight \"lm_head.weight\" is missing");
+    this.lm_head = config.tie_word_embeddings ? this.embed_tokens : vocab.lm_head!;
     this.layers = [];
     for (let i = 0; i < config.num_hidden_layers; i++) {
       const p = `model.layers.${i}`;
@@ -187,10 +196,11 @@ export class LlamaForCausalLM {
 
   /**
    * The weights by their transformers names (state-dict order; a tied LM head appears once, as
-   * model.embed_tokens.weight, like torch's named_parameters).
+   * model.embed_tokens.weight, like torch's named_parameters). A weight stored as row blocks appears as
+   * one entry per block, named `model.embed_tokens.weight:0`, `:1`, … in row order.
    */
   named_parameters(): [string, Tensor][] {
-    const out: [string, Tensor][] = [["model.embed_tokens.weight", this.embed_tokens]];
+    const out: [string, Tensor][] = vocabEntries("model.embed_tokens.weight", this.embed_tokens);
     this.layers.forEach((l, i) => {
       const p = `model.layers.${i}`;
       for (const lin of this.linearsOf(l)) {
@@ -203,7 +213,7 @@ export class LlamaForCausalLM {
       out.push([`${p}.post_attention_layernorm.weight`, l.post_attention_layernorm]);
     });
     out.push(["model.norm.weight", this.norm]);
-    if (this.lm_head !== this.embed_tokens) out.push(["lm_head.weight", this.lm_head]);
+    if (this.lm_head !== this.embed_tokens) out.push(...vocabEntries("lm_head.weight", this.lm_head));
     return out;
   }
 
@@ -278,7 +288,7 @@ export class LlamaForCausalLM {
       out.loss = ce.loss;
       out.metrics = ce.metrics;
     }
-    if (!labels || inputs.return_logits) out.logits = matmul(h, this.lm_head, { transpose_b: true });
+    if (!labels || inputs.return_logits) out.logits = this.logitsOf(h);
     return out;
   }
 
@@ -301,6 +311,13 @@ export class LlamaForCausalLM {
     });
     const last = S === 1 ? h : slice(h, 1, S - 1, S);
     return rmsnorm(reshape(last, [B, this.config.hidden_size]), this.norm, this.config.rms_norm_eps);
+  }
+
+  /** h [..., C] · lm_headᵀ → [..., V] (block by block when the head is split). */
+  logitsOf(h: Tensor): Tensor {
+    const w = this.lm_head;
+    if (!Array.isArray(w)) return matmul(h, w as Tensor, { transpose_b: true });
+    return concat(w.map((b) => matmul(h, b, { transpose_b: true })), h.ndim - 1);
   }
 
   /** One decoder layer on h [B, T, C]. */
