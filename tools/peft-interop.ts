@@ -1,0 +1,30 @@
+// The TypeScript half of the PEFT interop check (tools/fixtures/peft_interop.py runs it): makes a tiny model,
+// wraps it with get_peft_model, moves the adapter off its identity init, saves it with save_pretrained,
+// and writes the logits webtune computes with it, for Python PEFT to load the adapter and compare.
+//   node --import tsx tools/peft-interop.ts DIR
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { AutoModelForCausalLM, get_peft_model, getDevice, Tensor, tidy } from "../src/index.ts";
+import { makeModel } from "./make-model.ts";
+
+const dir = process.argv[2];
+if (!dir) throw new Error("usage: peft-interop.ts DIR");
+await getDevice();
+const results: Record<string, unknown> = {};
+for (const arch of ["llama", "qwen2", "qwen3"] as const) {
+  const modelDir = join(dir, arch);
+  await makeModel(modelDir, { arch, seed: 5, tokenizer: false });
+  const model = await AutoModelForCausalLM.from_pretrained(modelDir);
+  const peft = get_peft_model(model, { r: 4, lora_alpha: 16, target_modules: "all-linear", lora_dropout: 0.1 });
+  for (const lin of peft.adapted) {
+    const B = lin.lora!.B;
+    lin.lora!.B = Tensor.fromArray(Float32Array.from({ length: B.size }, (_, i) => Math.sin(i + lin.name.length) * 0.1), B.shape, { requires_grad: true });
+    B.dispose();
+  }
+  const input_ids = [[3, 17, 33, 65, 129, 257, 11]];
+  const logits = await tidy(() => peft.eval().forward({ input_ids }).logits!).toArray();
+  await peft.save_pretrained(join(dir, `${arch}-adapter`));
+  results[arch] = { input_ids, logits: Array.from(logits) };
+  model.dispose();
+}
+await writeFile(join(dir, "webtune.json"), JSON.stringify(results));
