@@ -25,6 +25,11 @@
 // so interior and edge tiles run the same branch-free inner loop; only the stores are guarded.
 // VEC_A / VEC_B: the operand's contiguous dim and its strides are multiples of 4, so 4 consecutive
 // elements are one vec4 load (a4 and b4 view the same buffers as a and b).
+//
+// A_TYPE / B_TYPE: the element type of a and b in storage. f32 here; src/kernels/matmul.ts makes the f16
+// variants of this file (frozen weights stored as f16, on adapters with shader-f16) by rewriting the alias to
+// f16 and prepending `enable f16;`. Loads widen to f32 (f32(x) and vec4<f32>(v), no-ops for f32), so the
+// tiles, the products and the accumulation are f32 in every variant; c is always f32.
 const TRANS_A: bool = false;
 const TRANS_B: bool = false;
 const VEC_A: bool = false;
@@ -35,6 +40,8 @@ const TN: u32 = 16u; // columns of C per thread: 4, 8, 12 or 16
 const WG_X: u32 = 8u; // threads along N
 const WG_Y: u32 = 8u; // threads along M
 const BK: u32 = 16u; // k-depth of the workgroup-memory slices (matmul_tiled), a multiple of 4
+alias A_TYPE = f32;
+alias B_TYPE = f32;
 
 const BR: u32 = TM / 4u; // block rows per thread
 const BC: u32 = TN / 4u; // block columns per thread
@@ -44,10 +51,10 @@ const BN: u32 = TN * WG_X; // columns of C per workgroup
 struct Params { M: u32, N: u32, K: u32, S: u32, a_z: u32, b_z: u32, c_z: u32, a_s: u32, b_s: u32, alpha: f32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> a4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> a: array<A_TYPE>;
+@group(0) @binding(2) var<storage, read> a4: array<vec4<A_TYPE>>;
+@group(0) @binding(3) var<storage, read> b: array<B_TYPE>;
+@group(0) @binding(4) var<storage, read> b4: array<vec4<B_TYPE>>;
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
 
 var<workgroup> a_tile: array<vec4<f32>, BK * BM / 4u>; // [k][m/4]: A'[m..m+3, k]
@@ -57,18 +64,18 @@ var<workgroup> b_tile: array<vec4<f32>, BK * BN / 4u>; // [k][n/4]: B'[k, n..n+3
 // run (with VEC_A, j and len are multiples of 4 and the clamp keeps j aligned).
 fn load_a(base: u32, j: u32, len: u32) -> vec4<f32> {
   if (VEC_A) {
-    return a4[(base + min(j, len - 4u)) / 4u];
+    return vec4<f32>(a4[(base + min(j, len - 4u)) / 4u]);
   }
   let l = len - 1u;
-  return vec4<f32>(a[base + min(j, l)], a[base + min(j + 1u, l)], a[base + min(j + 2u, l)], a[base + min(j + 3u, l)]);
+  return vec4<f32>(f32(a[base + min(j, l)]), f32(a[base + min(j + 1u, l)]), f32(a[base + min(j + 2u, l)]), f32(a[base + min(j + 3u, l)]));
 }
 
 fn load_b(base: u32, j: u32, len: u32) -> vec4<f32> {
   if (VEC_B) {
-    return b4[(base + min(j, len - 4u)) / 4u];
+    return vec4<f32>(b4[(base + min(j, len - 4u)) / 4u]);
   }
   let l = len - 1u;
-  return vec4<f32>(b[base + min(j, l)], b[base + min(j + 1u, l)], b[base + min(j + 2u, l)], b[base + min(j + 3u, l)]);
+  return vec4<f32>(f32(b[base + min(j, l)]), f32(b[base + min(j + 1u, l)]), f32(b[base + min(j + 2u, l)]), f32(b[base + min(j + 3u, l)]));
 }
 
 // Which of k..k+3 are inside K.

@@ -2,7 +2,8 @@
 // No autograd here.
 import { gpu, isCpuAdapter, type DeviceInfo } from "../gpu/device.ts";
 import { launch } from "../gpu/launch.ts";
-import { Tensor } from "../tensor/tensor.ts";
+import { WGSL } from "../gpu/shaders.generated.ts";
+import { Tensor, type DType } from "../tensor/tensor.ts";
 import { full } from "./elementwise.ts";
 
 /** A kernel of shaders/matmul.wgsl and its tile: each thread computes TM×TN outputs (multiples of 4, at most 16). */
@@ -78,13 +79,55 @@ export function forceMatmulConfig(config: MatmulConfig | null): void {
   forced = config;
 }
 
-/** C = alpha·op(A)·op(B), or C += alpha·op(A)·op(B) with `accumulate`, into `c` (see MatmulDims). */
+/**
+ * Checks the storage types of a launch: a and b f32 or f16 (f16 only where the device has shader-f16), c f32.
+ * `who` prefixes the message. Throws before anything is allocated or recorded.
+ */
+export function checkMatmulDtypes(a: DType, b: DType, who = "matmul", c: DType = "f32"): void {
+  const ok = (t: DType) => t === "f32" || t === "f16";
+  if (!ok(a) || !ok(b) || c !== "f32") {
+    throw new Error(`${who}: operands must be f32 or f16 and the output f32 (got a ${a}, b ${b}, c ${c})`);
+  }
+  if ((a === "f16" || b === "f16") && !gpu().info.features.shader_f16) {
+    throw new Error(
+      `${who}: an f16 operand needs the adapter's shader-f16 feature, which this device does not have ` +
+        `(got a ${a}, b ${b}); keep the weight in f32 here`,
+    );
+  }
+}
+
+/**
+ * The shader family for the operands' storage types: shaders/matmul.wgsl itself for f32 × f32, else a variant
+ * of the same text with `alias A_TYPE`/`alias B_TYPE` rewritten to f16 and `enable f16;` prepended (valid only
+ * with shader-f16, so it is made and compiled only when an f16 operand is launched), registered beside the
+ * embedded files under its own name so the pipeline cache keys and compiles it like any family.
+ */
+function family(a: DType, b: DType): string {
+  if (a === "f32" && b === "f32") return "matmul";
+  const name = `matmul_f16${a === "f16" ? "a" : ""}${b === "f16" ? "b" : ""}`;
+  if (WGSL[name] === undefined) {
+    let code = WGSL["matmul"]!;
+    for (const [alias, dtype] of [["A_TYPE", a], ["B_TYPE", b]] as const) {
+      const re = new RegExp(`^alias\\s+${alias}\\s*=\\s*f32\\s*;`, "m");
+      if (!re.test(code)) throw new Error(`shaders/matmul.wgsl has no top-level \`alias ${alias} = f32;\` to make its f16 variant`);
+      code = code.replace(re, `alias ${alias} = ${dtype};`);
+    }
+    WGSL[name] = `enable f16;\n${code}`;
+  }
+  return name;
+}
+
+/**
+ * C = alpha·op(A)·op(B), or C += alpha·op(A)·op(B) with `accumulate`, into `c` (see MatmulDims). A and B may be
+ * stored as f16 (widened to f32 as they are loaded; the arithmetic is f32) where the device has shader-f16.
+ */
 export function matmulInto(a: Tensor, b: Tensor, c: Tensor, d: MatmulDims, config = matmulConfig()): void {
+  checkMatmulDtypes(a.dtype, b.dtype, "matmul", c.dtype);
   const BM = config.TM * config.WG_Y;
   const BN = config.TN * config.WG_X;
   // vec4 loads need 4-aligned runs along the operand's contiguous dim and 4-aligned operand offsets.
   const vec = (len: number, ...strides: number[]) => len % 4 === 0 && strides.every((s) => s % 4 === 0);
-  launch("matmul", config.kernel === "reg" ? "matmul_reg" : "matmul_tiled", {
+  launch(family(a.dtype, b.dtype), config.kernel === "reg" ? "matmul_reg" : "matmul_tiled", {
     consts: {
       TRANS_A: d.transA,
       TRANS_B: d.transB,

@@ -1,7 +1,7 @@
 // The LoRA linear layer as PEFT computes it (lora.Linear.forward), its gradient, and PEFT's default init.
 import { full, sumLeading } from "../kernels/elementwise.ts";
 import * as K from "../kernels/lora.ts";
-import { matmulInto } from "../kernels/matmul.ts";
+import { checkMatmulDtypes, matmulInto } from "../kernels/matmul.ts";
 import { record } from "../tensor/autograd.ts";
 import { numel, Tensor } from "../tensor/tensor.ts";
 
@@ -29,6 +29,8 @@ export interface LoraLinearOptions {
  * no [T, out] or [T, in] temporary exists (with dropout, s·(g A) is one: the mask multiplies it first).
  * The dropout mask is never stored: backward regenerates it (and h) from (seed, step), so the saved state is
  * x (kept alive by its producer anyway, and shared by the q/k/v adapters that read it) and u [T, r].
+ * The weight may be stored as f16 (frozen, on an adapter with shader-f16): both products that read it (y and
+ * dx) widen it to f32 as they load it; everything else is f32.
  */
 export function lora_linear(
   x: Tensor,
@@ -136,7 +138,18 @@ function dims(x: Tensor, weight: Tensor, bias: Tensor | null, A: Tensor, B: Tens
     `x [${x.shape.join(", ")}], weight [${weight.shape.join(", ")}], bias ${bias ? `[${bias.shape.join(", ")}]` : "null"}, ` +
     `lora_A [${A.shape.join(", ")}], lora_B [${B.shape.join(", ")}]`;
   for (const [name, t] of [["x", x], ["weight", weight], ["bias", bias], ["lora_A", A], ["lora_B", B]] as const) {
-    if (t && t.dtype !== "f32") throw new Error(`lora_linear: ${name} must be f32, got ${t.dtype}`);
+    if (t && t.dtype !== "f32" && !(t === weight && t.dtype === "f16")) throw new Error(`lora_linear: ${name} must be f32, got ${t.dtype}`);
+  }
+  if (weight.dtype === "f16") {
+    // A frozen base weight may be stored as f16; the products widen it to f32 as they load it.
+    if (weight.requires_grad) {
+      throw new Error("lora_linear: an f16 weight cannot require grad; f16 storage is for frozen weights");
+    }
+    try {
+      checkMatmulDtypes("f32", "f16", "lora_linear");
+    } catch (e) {
+      throw new Error(`lora_linear: weight must be f32, got f16: ${(e as Error).message.replace(/^lora_linear: /, "")}`);
+    }
   }
   if (x.ndim < 1 || weight.ndim !== 2 || A.ndim !== 2 || B.ndim !== 2 || (bias && bias.ndim !== 1)) {
     throw new Error(`lora_linear: need x [..., in], weight [out, in], bias [out], lora_A [r, in], lora_B [out, r]; got ${shapes()}`);

@@ -1,5 +1,5 @@
 // Matrix multiply with batching and transposed operands, and its gradient.
-import { matmulInto, type MatmulDims } from "../kernels/matmul.ts";
+import { checkMatmulDtypes, matmulInto, type MatmulDims } from "../kernels/matmul.ts";
 import { record } from "../tensor/autograd.ts";
 import { numel, Tensor } from "../tensor/tensor.ts";
 
@@ -18,10 +18,19 @@ export interface MatmulOptions {
  * With C = A'B' (A' = op(a), B' = op(b)): dA' = dC·B'ᵀ and dB' = A'ᵀ·dC, each one product of the same
  * kernel with the operands' transposes flipped; a shared operand's gradient is summed over the batch
  * inside that product.
+ *
+ * Either operand may be stored as f16 (a frozen weight, half the memory) on an adapter with shader-f16: it is
+ * widened to f32 as the kernel loads it and all arithmetic stays f32. An f16 operand cannot require grad;
+ * the other operand's gradient reads it as stored.
  */
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   const ta = options.transpose_a ?? false;
   const tb = options.transpose_b ?? false;
+  for (const [name, t] of [["a", a], ["b", b]] as const) {
+    if (t.dtype === "f16" && t.requires_grad) {
+      throw new Error(`matmul: ${name} [${t.shape.join(", ")}]: an f16 operand cannot require grad; f16 storage is for frozen weights`);
+    }
+  }
   const out = product(a, ta, b, tb, false);
   // Each gradient reads the other operand: keep only what a needed gradient will read.
   const save = [...(b.requires_grad ? [a] : []), ...(a.requires_grad ? [b] : [])];
@@ -52,7 +61,9 @@ function product(a: Tensor, ta: boolean, b: Tensor, tb: boolean, sumBatch: boole
     throw new Error(`matmul: ${operands}: ${why}`);
   };
   if (a.ndim < 2 || b.ndim < 2) fail("both operands need at least 2 dims");
-  if (a.dtype !== "f32" || b.dtype !== "f32") fail(`f32 operands only (got ${a.dtype} and ${b.dtype})`);
+  const f = (t: Tensor) => t.dtype === "f32" || t.dtype === "f16";
+  if (!f(a) || !f(b)) fail(`f32 or f16 operands only (got ${a.dtype} and ${b.dtype})`);
+  checkMatmulDtypes(a.dtype, b.dtype); // f16 needs shader-f16: fail before allocating the output
   const [ra, ca] = a.shape.slice(-2) as [number, number];
   const [rb, cb] = b.shape.slice(-2) as [number, number];
   const [M, K] = ta ? [ca, ra] : [ra, ca];
