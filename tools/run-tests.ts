@@ -19,6 +19,7 @@ const DENO_SMOKE = [
   "tests/data/tokenizer.test.ts",
   // Deno's wgpu has shader-f16 on llvmpipe (Node's Dawn + SwiftShader does not).
   "tests/ops/f16_weights.test.ts",
+  "tests/models/f16.test.ts",
 ];
 
 function testFiles(dir: string): string[] {

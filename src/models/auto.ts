@@ -14,10 +14,12 @@ export interface PretrainedOptions extends SourceOptions {
   /** The GPUDevice to use (default: webtune's shared device, requested on first use), or "webgpu". */
   device?: GPUDevice | "webgpu";
   /**
-   * How weights are stored on the GPU. Compute is always f32; "auto" and "float32" store f32 (weights in
-   * F16/BF16 files are widened as they load).
+   * How weights are stored on the GPU; compute is always f32. "auto" and "float32": f32 (F16/BF16 files are
+   * widened as they load). "float16": the decoder's linear weights (the bulk of a model) are stored as f16,
+   * halving their memory, which suits LoRA (they stay frozen); norms, biases, the embedding and the LM head
+   * stay f32. Needs the adapter's shader-f16 feature.
    */
-  dtype?: "auto" | "float32";
+  dtype?: "auto" | "float32" | "float16";
   /**
    * Store a weight larger than this many bytes as row blocks (vocabulary-sized weights) or refuse it
    * (others); default and maximum: the adapter's maxStorageBufferBindingSize.
@@ -55,7 +57,11 @@ function MiB(n: number): string {
 }
 
 /** Reads config.json and the weights of `source` onto the GPU (the device must be initialised). */
-export async function loadCausalLM(source: ModelSource, options: { max_tensor_bytes?: number } = {}): Promise<LlamaForCausalLM> {
+export async function loadCausalLM(
+  source: ModelSource,
+  options: { max_tensor_bytes?: number; dtype?: PretrainedOptions["dtype"] } = {},
+): Promise<LlamaForCausalLM> {
+  const half = options.dtype === "float16";
   const cfg = parseConfig(await source.json<Record<string, unknown>>("config.json"), `config.json in ${source.name}`);
   const weights = await openWeights(source);
   // Qwen2's configs have no attention_bias key, and other checkpoints may disagree with theirs: the weights decide.
@@ -95,7 +101,9 @@ export async function loadCausalLM(source: ModelSource, options: { max_tensor_by
         all.push(...blocks);
         vocab.set(name, blocks);
       } else {
-        const t = keep(Tensor.fromArray(data, shape));
+        const t = keep(
+          half && LINEAR.test(name) ? Tensor.fromArray(data, shape, { dtype: "f16" }) : Tensor.fromArray(data, shape),
+        );
         all.push(t);
         if (VOCAB_WEIGHTS.includes(name)) vocab.set(name, t);
         else params.set(name, t);
@@ -115,6 +123,9 @@ export async function loadCausalLM(source: ModelSource, options: { max_tensor_by
   if (await source.exists("generation_config.json")) model.generation_config = await source.json("generation_config.json");
   return model;
 }
+
+/** The decoder's linear weights: what dtype "float16" stores as f16. */
+const LINEAR = /^model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/;
 
 /** The [V, C] weights, stored as row blocks when one buffer binding cannot hold them. */
 const VOCAB_WEIGHTS = ["model.embed_tokens.weight", "lm_head.weight"];
@@ -158,10 +169,13 @@ export const AutoModelForCausalLM = {
    */
   async from_pretrained(location: ModelLocation, options: PretrainedOptions = {}): Promise<LlamaForCausalLM> {
     const dtype = options.dtype ?? "auto";
-    if (dtype !== "auto" && dtype !== "float32") {
-      throw new Error(`from_pretrained: dtype "${String(dtype)}" is not supported; use "float32" (or "auto"): webtune computes in f32`);
+    if (dtype !== "auto" && dtype !== "float32" && dtype !== "float16") {
+      throw new Error(`from_pretrained: dtype "${String(dtype)}" is not supported; use "float32", "float16" (f16 storage of the frozen linear weights) or "auto"`);
     }
     await getDevice(options.device && options.device !== "webgpu" ? { device: options.device } : {});
+    if (dtype === "float16" && !deviceInfo().features.shader_f16) {
+      throw new Error(`from_pretrained: dtype "float16" needs the adapter's shader-f16 feature, which ${deviceInfo().adapter.description || "this adapter"} lacks; use dtype "float32"`);
+    }
     return loadCausalLM(await openSource(location, options), options);
   },
 };

@@ -252,6 +252,10 @@ export class LlamaForCausalLM {
 
   /** Gives every weight requires_grad = `flag` (full fine-tuning: true). */
   requires_grad_(flag = true): this {
+    const half = this.named_parameters().find(([, t]) => t.dtype === "f16");
+    if (flag && half) {
+      throw new Error(`requires_grad_: ${half[0]} is stored as f16 (dtype "float16"), which is for frozen weights; load the model with dtype "float32" for full fine-tuning`);
+    }
     for (const [, t] of this.named_parameters()) t.requires_grad = flag;
     return this;
   }

@@ -308,6 +308,8 @@ export class PeftModel {
 
   /** Folds every adapter into its base weight (W += scaling · B·A) and returns the plain model. */
   merge_and_unload(): LlamaForCausalLM {
+    const half = this.adapted.find((l) => l.weight.dtype !== "f32");
+    if (half) throw new Error(`merge_and_unload: ${half.name}.weight is stored as f16; merging needs f32 weights (load with dtype "float32")`);
     for (const lin of this.adapted) {
       const { A, B, scaling } = lin.lora!;
       const [O, I] = lin.weight.shape as [number, number];
