@@ -1,6 +1,8 @@
 // Runs in headless Chromium (bundled by browser.test.ts): the device, a matmul, and one backward, checked
 // against float64 references. Results go to window.__webtune for the Node side to assert on.
-import { add, deviceInfo, exp, getDevice, matmul, mul, sum, Tensor } from "../../src/index.ts";
+import {
+  add, AutoModelForCausalLM, AutoTokenizer, deviceInfo, exp, getDevice, matmul, mul, PeftModel, sum, Tensor, tidy,
+} from "../../src/index.ts";
 import * as R from "../reference/matmul.ts";
 import { expectAllClose, rand } from "../compare.ts";
 
@@ -19,9 +21,63 @@ async function check(name: string, fn: () => Promise<void>, out: Result[]): Prom
   }
 }
 
-async function main(): Promise<{ results: Result[]; adapter?: string }> {
+/** What the model mode measured, for the Node side to compare with the PyTorch fixture. */
+interface ModelReport {
+  loss?: number;
+  tokens?: number[];
+  encoded?: number[];
+  progress_files?: string[];
+}
+
+/**
+ * A tiny model, its adapter and its tokenizer as a user's page loads them: the model and adapter from a URL
+ * (the test server; read through the Cache API), the tokenizer from File objects (as from an <input type=file>).
+ */
+async function modelMode(results: Result[], report: ModelReport): Promise<void> {
+  const c = (await (await fetch("/case.json")).json()) as {
+    padded: { input_ids: number[][]; attention_mask: number[][]; labels: number[][] };
+    generate: { prompt: number[]; max_new_tokens: number };
+    text: string;
+  };
+  await getDevice();
+  const base = `${location.origin}/model`;
+  await check("from_pretrained(URL) + PeftModel.from_pretrained(URL): loss, backward, generate", async () => {
+    const files = new Set<string>();
+    const model = await AutoModelForCausalLM.from_pretrained(base, { progress_callback: (p) => files.add(p.file) });
+    report.progress_files = [...files].sort();
+    const peft = await PeftModel.from_pretrained(model, `${base}/adapter`, { is_trainable: true });
+    const out = tidy(() => peft.forward({ ...c.padded }));
+    report.loss = await out.loss!.item();
+    tidy(() => out.loss!.backward());
+    if (!peft.parameters().every((p) => p.grad)) throw new Error("a LoRA parameter has no gradient");
+    const tokens = await peft.generate(c.generate.prompt, { max_new_tokens: c.generate.max_new_tokens, eos_token_id: null });
+    report.tokens = tokens[0]!.slice(c.generate.prompt.length);
+    model.dispose();
+  }, results);
+  await check("a second from_pretrained(URL) is served by the Cache API", async () => {
+    const before = (await (await fetch("/requests")).json()) as number;
+    const model = await AutoModelForCausalLM.from_pretrained(base);
+    model.dispose();
+    const after = (await (await fetch("/requests")).json()) as number;
+    if (after !== before) throw new Error(`${after - before} model file requests reached the server on the second load`);
+  }, results);
+  await check("AutoTokenizer.from_pretrained(File[])", async () => {
+    const files = await Promise.all(
+      ["tokenizer.json", "tokenizer_config.json"].map(async (name) => new File([await (await fetch(`${base}/${name}`)).blob()], name)),
+    );
+    const tok = await AutoTokenizer.from_pretrained(files);
+    report.encoded = tok.encode(c.text);
+  }, results);
+}
+
+async function main(): Promise<{ results: Result[]; adapter?: string; report?: ModelReport }> {
   const results: Result[] = [];
   const mode = new URLSearchParams(location.search).get("mode");
+  if (mode === "model") {
+    const report: ModelReport = {};
+    await modelMode(results, report);
+    return { results, report };
+  }
   if (mode === "no-webgpu") {
     await check("getDevice() without WebGPU says what to do", async () => {
       let message = "";
