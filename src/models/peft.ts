@@ -69,6 +69,12 @@ function resolve(config: LoraConfig): ResolvedLoraConfig {
   if (c.modules_to_save && c.modules_to_save.length) fail(`modules_to_save (${c.modules_to_save.join(", ")}) is not supported yet; train those modules with full fine-tuning instead`);
   if (c.task_type !== undefined && c.task_type !== "CAUSAL_LM") fail(`task_type "${c.task_type}" is not supported; use "CAUSAL_LM"`);
   if (c.peft_type !== undefined && c.peft_type !== "LORA") fail(`peft_type "${String(c.peft_type)}" is not LoRA; webtune loads LoRA adapters only`);
+  if (c.use_dora) fail("use_dora (DoRA) is not supported; train a plain LoRA adapter");
+  if (c.fan_in_fan_out) fail("fan_in_fan_out is for GPT-2-style Conv1D layers, which the Llama family does not have");
+  for (const key of ["rank_pattern", "alpha_pattern"] as const) {
+    const v = c[key];
+    if (v && typeof v === "object" && Object.keys(v).length) fail(`${key} (per-module r or lora_alpha) is not supported; use one r and lora_alpha for every module`);
+  }
   const t = c.target_modules;
   if (!(typeof t === "string" || (Array.isArray(t) && t.every((x) => typeof x === "string")))) {
     fail(`target_modules must be a list of module names, a regular expression or "all-linear", got ${JSON.stringify(t)}`);

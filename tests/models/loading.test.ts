@@ -279,3 +279,16 @@ describe("bad model files give errors that name the problem", () => {
     }
   });
 });
+
+test("adapter_config.json options webtune cannot honour are errors, not silently different adapters", async () => {
+  const { dir } = await made("llama", "peft-config");
+  const model = await AutoModelForCausalLM.from_pretrained(dir);
+  try {
+    assert.throws(() => get_peft_model(model, { use_dora: true }), /use_dora \(DoRA\) is not supported/);
+    assert.throws(() => get_peft_model(model, { rank_pattern: { q_proj: 16 } }), /rank_pattern \(per-module r or lora_alpha\) is not supported/);
+    assert.throws(() => get_peft_model(model, { modules_to_save: ["lm_head"] }), /modules_to_save \(lm_head\) is not supported yet/);
+    assert.equal(model.linears().filter((l) => l.lora).length, 0);
+  } finally {
+    model.dispose();
+  }
+});
