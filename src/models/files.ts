@@ -712,3 +712,18 @@ export async function openSource(location: ModelLocation, options: SourceOptions
   }
   throw new Error(`openSource: got ${describe(location)}; expected ${ACCEPTED}`);
 }
+
+/**
+ * Writes `files` into the directory `dir` (Deno/Node), creating it: each file goes to a temporary name
+ * first and is renamed into place, so an interrupted save never leaves a half-written file under its name.
+ */
+export async function writeDirectory(dir: string, files: Record<string, Uint8Array | string>): Promise<void> {
+  const f = await fs();
+  await f.mkdir(dir, { recursive: true });
+  for (const [name, bytes] of Object.entries(files)) {
+    const path = joinPath(dir, name);
+    const tmp = `${path}.tmp-${Math.random().toString(36).slice(2)}`;
+    await f.writeFile(tmp, bytes);
+    await f.rename(tmp, path);
+  }
+}

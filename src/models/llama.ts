@@ -18,7 +18,9 @@ import { is_grad_enabled } from "../tensor/autograd.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import type { LlamaFamilyConfig } from "./config.ts";
 import { generate, type GenerateOptions } from "./generate.ts";
+import { writeDirectory } from "./files.ts";
 import { flatBatch, type TokenBatch } from "./inputs.ts";
+import { writeSafetensors, type SafetensorsEntry } from "./safetensors.ts";
 
 /** A LoRA adapter on one linear layer: y = x Wᵀ + b + scaling · (dropout(x) Aᵀ) Bᵀ. */
 export interface LoraAdapter {
@@ -73,6 +75,10 @@ export class Linear {
 
 /** A [V, C] weight, or its row blocks (each within one buffer binding). */
 export type VocabWeight = Tensor | readonly Tensor[];
+
+function blocksOf(w: VocabWeight): readonly Tensor[] {
+  return Array.isArray(w) ? w : [w as Tensor];
+}
 
 function vocabEntries(name: string, w: VocabWeight): [string, Tensor][] {
   return Array.isArray(w) ? w.map((b, j): [string, Tensor] => [`${name}:${j}`, b]) : [[name, w as Tensor]];
@@ -365,6 +371,53 @@ export class LlamaForCausalLM {
    */
   generate(input_ids: readonly number[] | TokenBatch, options: GenerateOptions = {}): Promise<number[][]> {
     return generate(this, input_ids, options);
+  }
+
+  /**
+   * The weights under transformers' names as f32 host arrays (row blocks joined back into one tensor; a
+   * tied head appears once), read back from the GPU one tensor at a time.
+   */
+  async state_dict(): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
+    const out = new Map<string, { shape: number[]; data: Float32Array }>();
+    const vocab = new Map<string, readonly Tensor[]>([["model.embed_tokens.weight", blocksOf(this.embed_tokens)]]);
+    if (this.lm_head !== this.embed_tokens) vocab.set("lm_head.weight", blocksOf(this.lm_head));
+    for (const [name, t] of this.named_parameters()) {
+      const base = name.replace(/:\d+$/, "");
+      const blocks = vocab.get(base);
+      if (blocks) {
+        if (out.has(base)) continue;
+        const C = blocks[0]!.shape[1]!;
+        const rows = blocks.reduce((s, b) => s + b.shape[0]!, 0);
+        const data = new Float32Array(rows * C);
+        let at = 0;
+        for (const b of blocks) {
+          data.set((await b.toArray()) as Float32Array, at);
+          at += b.size;
+        }
+        out.set(base, { shape: [rows, C], data });
+      } else {
+        out.set(name, { shape: [...t.shape], data: (await t.toArray()) as Float32Array });
+      }
+    }
+    return out;
+  }
+
+  /** A Hugging Face model directory's files: config.json, generation_config.json (if any) and model.safetensors (f32). */
+  async model_files(): Promise<Record<string, Uint8Array>> {
+    const tensors: Record<string, SafetensorsEntry> = {};
+    for (const [name, t] of await this.state_dict()) tensors[name] = { dtype: "F32", shape: t.shape, data: t.data };
+    const json = (o: unknown) => new TextEncoder().encode(JSON.stringify(o, null, 2) + "\n");
+    const config = { ...this.config.raw, torch_dtype: "float32" };
+    return {
+      "config.json": json(config),
+      ...(this.generation_config ? { "generation_config.json": json(this.generation_config) } : {}),
+      "model.safetensors": writeSafetensors(tensors, { format: "pt" }),
+    };
+  }
+
+  /** Writes config.json, generation_config.json and model.safetensors to `dir` (Deno/Node), as transformers' save_pretrained. */
+  async save_pretrained(dir: string): Promise<void> {
+    await writeDirectory(dir, await this.model_files());
   }
 
   /** Frees every weight (and adapter) of the model. */

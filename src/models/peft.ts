@@ -4,7 +4,7 @@ import { matmulInto } from "../kernels/matmul.ts";
 import { initLoraWeights } from "../ops/lora.ts";
 import { keep } from "../tensor/scope.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import { openSource, type ModelLocation, type SourceOptions } from "./files.ts";
+import { openSource, writeDirectory, type ModelLocation, type SourceOptions } from "./files.ts";
 import type { GenerateOptions } from "./generate.ts";
 import type { TokenBatch } from "./inputs.ts";
 import type { Linear, LlamaForCausalLM, CausalLMOutput, ForwardInputs } from "./llama.ts";
@@ -301,15 +301,7 @@ export class PeftModel {
 
   /** Writes the adapter to a directory (Deno/Node), as PEFT's save_pretrained. */
   async save_pretrained(dir: string): Promise<void> {
-    const spec = "node:fs/promises";
-    const fs = (await import(/* @vite-ignore */ spec)) as typeof import("node:fs/promises");
-    await fs.mkdir(dir, { recursive: true });
-    for (const [name, bytes] of Object.entries(await this.adapter_files())) {
-      // Write then rename, so an interrupted save never leaves a half-written adapter file.
-      const path = `${dir}/${name}`;
-      await fs.writeFile(`${path}.tmp`, bytes);
-      await fs.rename(`${path}.tmp`, path);
-    }
+    await writeDirectory(dir, await this.adapter_files());
   }
 
   /** Folds every adapter into its base weight (W += scaling · B·A) and returns the plain model. */

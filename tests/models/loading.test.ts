@@ -292,3 +292,25 @@ test("adapter_config.json options webtune cannot honour are errors, not silently
     model.dispose();
   }
 });
+
+test("a merged model saved with save_pretrained loads back with the same logits (split head joined back)", async () => {
+  const { dir, adapter, c } = await made("llama3", "merge-save");
+  const model = await AutoModelForCausalLM.from_pretrained(dir, { max_tensor_bytes: 20000 });
+  try {
+    const peft = await PeftModel.from_pretrained(model, adapter);
+    const want = (await tidy(() => peft.forward({ input_ids: c.padded.input_ids }).logits!).toArray()) as Float32Array;
+    const merged = peft.merge_and_unload();
+    const out = join(root, "merged");
+    await merged.save_pretrained(out);
+    const again = await AutoModelForCausalLM.from_pretrained(out);
+    try {
+      assert.ok(!Array.isArray(again.embed_tokens), "saved as one [V, C] tensor");
+      const got = (await tidy(() => again.forward({ input_ids: c.padded.input_ids }).logits!).toArray()) as Float32Array;
+      expectAllClose(got, want, { atol: 1e-5, rtol: 1e-5 }, "logits of the saved merged model");
+    } finally {
+      again.dispose();
+    }
+  } finally {
+    model.dispose();
+  }
+});
