@@ -5,6 +5,7 @@ cd "$(dirname "$0")/fixtures"
 for f in *.py; do
   [ "$f" = common.py ] || [ "$f" = models.py ] && continue
   [ "$f" = tokenizer.py ] && continue
+  [ "$f" = trl_sft.py ] && continue
   /usr/bin/python3 "$f"
 done
 # tokenizer.py needs transformers, tokenizers and jinja2 (not Debian's torch): the project's virtual
@@ -12,3 +13,5 @@ done
 "${WEBTUNE_VENV_PYTHON:-../../.venv/bin/python}" tokenizer.py
 # Whole-model references need transformers + peft (the project's .venv) and node_modules (tsx).
 "${WEBTUNE_VENV_PYTHON:-../../.venv/bin/python}" models.py
+# TRL's own SFTTrainer, 5 LoRA steps on the tiny llama (transformers + peft + trl + datasets, and tsx).
+"${WEBTUNE_VENV_PYTHON:-../../.venv/bin/python}" trl_sft.py
