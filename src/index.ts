@@ -35,3 +35,6 @@ export { kv_cache_write, attention_cached, type CachedAttentionOptions } from ".
 export { sampleToken, createRng, type SamplingOptions, type Rng } from "./models/sampling.ts";
 export { generate, type GenerateOptions } from "./models/generate.ts";
 export { splitRows } from "./ops/row_blocks.ts";
+export { pack_dataset, packStream, DEFAULT_PACKING_WINDOW, type PackedRow, type PackInputRow, type PackingStrategy, type PackStreamOptions } from "./data/packing.ts";
+export { DataCollatorForLanguageModeling, type CollatedBatch, type CollatorExample, type DataCollatorForLanguageModelingOptions } from "./data/collator.ts";
+export { openStorage, rotateCheckpoints, FileSystemStorage, IndexedDBStorage, type CheckpointStorage, type StorageLocation } from "./trainer/storage.ts";

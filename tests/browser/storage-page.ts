@@ -1,0 +1,187 @@
+// Runs in headless Chromium (bundled by storage.test.ts): checkpoint storage on IndexedDB. Results go to
+// window.__result for the Node side to assert on. "?mode=reload" checks what the first load left behind.
+import { createStore, del, get, keys } from "idb-keyval";
+import { SafetensorsFile, writeSafetensors } from "../../src/models/safetensors.ts";
+import { CHUNK_SIZE, IndexedDBStorage, MANIFEST, openStorage, rotateCheckpoints, type CheckpointManifest } from "../../src/trainer/storage.ts";
+
+interface Result {
+  name: string;
+  ok: boolean;
+  error?: string;
+}
+
+const DB = "webtune-storage-test";
+const raw = createStore(DB, "files");
+
+async function check(name: string, fn: () => Promise<void>, out: Result[]): Promise<void> {
+  try {
+    await fn();
+    out.push({ name, ok: true });
+  } catch (e) {
+    out.push({ name, ok: false, error: String((e as Error).stack ?? e) });
+  }
+}
+
+function assert(cond: unknown, what: string): asserts cond {
+  if (!cond) throw new Error(what);
+}
+
+function same(a: unknown, b: unknown, what: string): void {
+  const [x, y] = [JSON.stringify(a), JSON.stringify(b)];
+  if (x !== y) throw new Error(`${what}: got ${x}, expected ${y}`);
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array, what: string): void {
+  if (a.length !== b.length) throw new Error(`${what}: ${a.length} bytes, expected ${b.length}`);
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) throw new Error(`${what}: byte ${i} is ${a[i]}, expected ${b[i]}`);
+}
+
+async function rejects(p: Promise<unknown>, re: RegExp, what: string): Promise<void> {
+  try {
+    await p;
+  } catch (e) {
+    if (!re.test((e as Error).message)) throw new Error(`${what}: wrong error: ${(e as Error).message}`);
+    return;
+  }
+  throw new Error(`${what}: did not fail`);
+}
+
+/** Deterministic pseudo-random bytes. */
+function bytes(size: number, seed: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+const BIG = 2 * CHUNK_SIZE + 12345; // three chunks, the last one partial
+
+async function rawKeys(prefix = ""): Promise<string[]> {
+  return ((await keys(raw)) as string[]).filter((k) => k.startsWith(prefix)).sort();
+}
+
+async function main(): Promise<Result[]> {
+  const results: Result[] = [];
+  if (new URLSearchParams(location.search).get("mode") === "reload") {
+    await check("after a reload: the checkpoints are still there, byte-exact", async () => {
+      const s = openStorage(DB);
+      same(await s.list(), ["checkpoint-1", "checkpoint-5"], "list");
+      equalBytes(await s.read("checkpoint-5", "big.bin"), bytes(BIG, 9), "big.bin");
+    }, results);
+    return results;
+  }
+
+  await check("openStorage: a plain name and indexeddb: names open IndexedDB", async () => {
+    for (const loc of [DB, `indexeddb:${DB}`, { indexeddb: DB }]) {
+      const s = openStorage(loc);
+      assert(s instanceof IndexedDBStorage, `${JSON.stringify(loc)} opens IndexedDB`);
+      same(s.name, `indexeddb:${DB}`, "name");
+    }
+  }, results);
+
+  const s = openStorage(DB);
+  const big = bytes(BIG, 1);
+  await check("write a checkpoint with a file of three chunks; read it back byte-exact; the keys", async () => {
+    same(await s.list(), [], "empty at first");
+    await s.writeCheckpoint("checkpoint-1", { "big.bin": big, "adapter_config.json": JSON.stringify({ r: 8 }), "sub/empty.bin": new Uint8Array(0) });
+    same(await s.list(), ["checkpoint-1"], "list");
+    same(await s.files("checkpoint-1"), ["adapter_config.json", "big.bin", "sub/empty.bin"], "files");
+    equalBytes(await s.read("checkpoint-1", "big.bin"), big, "big.bin");
+    const [a, b] = [CHUNK_SIZE - 100, 2 * CHUNK_SIZE + 50]; // across both chunk boundaries
+    equalBytes(await s.read("checkpoint-1", "big.bin", a, b), big.subarray(a, b), "a range across chunks");
+    equalBytes(await s.read("checkpoint-1", "big.bin", CHUNK_SIZE, CHUNK_SIZE + 1), big.subarray(CHUNK_SIZE, CHUNK_SIZE + 1), "one byte");
+    equalBytes(await s.read("checkpoint-1", "sub/empty.bin"), new Uint8Array(0), "empty file");
+    same(await s.readText("checkpoint-1", "adapter_config.json"), '{"r":8}', "text");
+    same(await s.size("checkpoint-1", "big.bin"), BIG, "size");
+    same(await s.has("checkpoint-1", "big.bin"), true, "has");
+    same(await s.has("checkpoint-1", "nope"), false, "has (missing file)");
+    same(await s.has("checkpoint-9", "big.bin"), false, "has (missing checkpoint)");
+    await rejects(s.read("checkpoint-1", "nope"), /nope not found in checkpoint "checkpoint-1"/, "a missing file");
+    await rejects(s.read("checkpoint-1", "big.bin", 0, BIG + 1), /bytes \[0, \d+\)/, "past the end");
+    const m = (await get<CheckpointManifest>(`checkpoint-1/${MANIFEST}`, raw))!;
+    same(m.files, { "big.bin": BIG, "adapter_config.json": 7, "sub/empty.bin": 0 }, "manifest files");
+    same(await rawKeys(), [
+      `checkpoint-1/${m.gen}/adapter_config.json#0`,
+      `checkpoint-1/${m.gen}/big.bin#0`,
+      `checkpoint-1/${m.gen}/big.bin#1`,
+      `checkpoint-1/${m.gen}/big.bin#2`,
+      `checkpoint-1/${MANIFEST}`,
+    ], "keys");
+  }, results);
+
+  await check("source(id): exists, size, ranged reads, json; a safetensors file read through it", async () => {
+    const w = Float32Array.from({ length: 3000 }, (_, i) => Math.cos(i));
+    await s.writeCheckpoint("checkpoint-2", { "adapter_model.safetensors": writeSafetensors({ w: { dtype: "F32", shape: [30, 100], data: w } }), "adapter_config.json": '{"r": 4}' });
+    const src = s.source("checkpoint-2");
+    same(src.name, `indexeddb:${DB}/checkpoint-2`, "name");
+    same(await src.exists("adapter_config.json"), true, "exists");
+    same(await src.exists("nope"), false, "exists (missing)");
+    same(await src.json("adapter_config.json"), { r: 4 }, "json");
+    const f = await SafetensorsFile.open(src, "adapter_model.safetensors");
+    same(Array.from(await f.readF32("w")), Array.from(w), "tensor");
+    const big1 = s.source("checkpoint-1");
+    equalBytes(await big1.read("big.bin", 5, CHUNK_SIZE + 5), big.subarray(5, CHUNK_SIZE + 5), "source range");
+    await s.delete("checkpoint-2");
+  }, results);
+
+  await check("an interrupted write (chunks, no manifest) is not listed; the next write collects its chunks", async () => {
+    // Another object stands for a page that was closed mid-write: it staged chunks and never committed.
+    const crashed = new IndexedDBStorage(DB);
+    const staged = await crashed.stageCheckpoint("checkpoint-3", { "big.bin": bytes(BIG, 2), "a.txt": "a" });
+    same((await rawKeys(`checkpoint-3/`)).length, 4, "the staged chunks are there");
+    const fresh = openStorage(DB);
+    same(await fresh.list(), ["checkpoint-1"], "list after the interrupted write");
+    same(await fresh.has("checkpoint-3", "a.txt"), false, "has");
+    await rejects(fresh.read("checkpoint-3", "a.txt"), /no complete checkpoint "checkpoint-3"/, "read");
+    await fresh.writeCheckpoint("checkpoint-4", { "x.txt": "x" });
+    same(await rawKeys(`checkpoint-3/`), [], "the interrupted write's chunks are collected");
+    same(await fresh.list(), ["checkpoint-1", "checkpoint-4"], "list");
+    // Committing it now fails: its chunks are gone; nothing half-made appears.
+    await rejects(crashed.commitCheckpoint(staged), /chunks are gone/, "a commit after collection");
+    same(await fresh.list(), ["checkpoint-1", "checkpoint-4"], "list after the failed commit");
+    same(await rawKeys(`checkpoint-3/`), [], "no manifest either");
+  }, results);
+
+  await check("a manifest whose chunks are missing is not listed", async () => {
+    await s.writeCheckpoint("checkpoint-6", { "big.bin": bytes(CHUNK_SIZE + 1, 3) });
+    same(await s.list(), ["checkpoint-1", "checkpoint-4", "checkpoint-6"], "list");
+    const chunk = (await rawKeys("checkpoint-6/")).find((k) => k.endsWith("big.bin#1"))!;
+    await del(chunk, raw);
+    same(await s.list(), ["checkpoint-1", "checkpoint-4"], "list without a chunk");
+    await s.delete("checkpoint-6");
+    same(await rawKeys("checkpoint-6/"), [], "deleted");
+  }, results);
+
+  await check("rewriting a checkpoint replaces it; the old generation's chunks go", async () => {
+    await s.writeCheckpoint("checkpoint-4", { "y.txt": "yy" });
+    same(await s.files("checkpoint-4"), ["y.txt"], "files");
+    same(await s.readText("checkpoint-4", "y.txt"), "yy", "text");
+    const m = (await get<CheckpointManifest>(`checkpoint-4/${MANIFEST}`, raw))!;
+    same(await rawKeys("checkpoint-4/"), [`checkpoint-4/${m.gen}/y.txt#0`, `checkpoint-4/${MANIFEST}`], "keys");
+  }, results);
+
+  await check("delete: manifest and chunks gone; deleting a missing checkpoint is fine", async () => {
+    await s.delete("checkpoint-4");
+    await s.delete("checkpoint-4");
+    same(await s.list(), ["checkpoint-1"], "list");
+    same(await rawKeys("checkpoint-4/"), [], "keys");
+  }, results);
+
+  await check("rotateCheckpoints keeps the newest and never `keep`", async () => {
+    for (const step of [20, 10, 30]) await s.writeCheckpoint(`checkpoint-${step}`, { "s.txt": String(step) });
+    same(await s.list(), ["checkpoint-1", "checkpoint-10", "checkpoint-20", "checkpoint-30"], "list by step");
+    same(await rotateCheckpoints(s, 2, "checkpoint-1"), ["checkpoint-10", "checkpoint-20"], "deleted");
+    same(await s.list(), ["checkpoint-1", "checkpoint-30"], "list");
+    same(await rotateCheckpoints(s, 1, "checkpoint-1"), ["checkpoint-30"], "deleted");
+    same((await rawKeys()).filter((k) => !k.startsWith("checkpoint-1/")), [], "only checkpoint-1's keys left");
+    await s.writeCheckpoint("checkpoint-5", { "big.bin": bytes(BIG, 9) });
+  }, results);
+  return results;
+}
+
+(globalThis as { __result?: unknown }).__result = main();
