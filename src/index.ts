@@ -38,3 +38,5 @@ export { splitRows } from "./ops/row_blocks.ts";
 export { pack_dataset, packStream, DEFAULT_PACKING_WINDOW, type PackedRow, type PackInputRow, type PackingStrategy, type PackStreamOptions } from "./data/packing.ts";
 export { DataCollatorForLanguageModeling, type CollatedBatch, type CollatorExample, type DataCollatorForLanguageModelingOptions } from "./data/collator.ts";
 export { openStorage, rotateCheckpoints, FileSystemStorage, IndexedDBStorage, type CheckpointStorage, type StorageLocation } from "./trainer/storage.ts";
+export { SFTTrainer, type SFTTrainerInit, type TrainerCallback, type TrainerState, type TrainerControl, type TrainOutput } from "./trainer/trainer.ts";
+export { sftConfig, loadSFTConfig, SFT_DEFAULTS, SFTConfigError, type SFTConfig, type ResolvedSFTConfig, type LoadedSFTConfig } from "./trainer/config.ts";
