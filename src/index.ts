@@ -39,4 +39,8 @@ export { pack_dataset, packStream, DEFAULT_PACKING_WINDOW, type PackedRow, type 
 export { DataCollatorForLanguageModeling, type CollatedBatch, type CollatorExample, type DataCollatorForLanguageModelingOptions } from "./data/collator.ts";
 export { openStorage, rotateCheckpoints, FileSystemStorage, IndexedDBStorage, type CheckpointStorage, type StorageLocation } from "./trainer/storage.ts";
 export { SFTTrainer, type SFTTrainerInit, type TrainerCallback, type TrainerState, type TrainerControl, type TrainOutput } from "./trainer/trainer.ts";
-export { sftConfig, loadSFTConfig, SFT_DEFAULTS, SFTConfigError, type SFTConfig, type ResolvedSFTConfig, type LoadedSFTConfig } from "./trainer/config.ts";
+export { sftConfig, loadSFTConfig, splitConfig, SFT_DEFAULTS, SFTConfigError, type SFTConfig, type ResolvedSFTConfig, type LoadedSFTConfig } from "./trainer/config.ts";
+export { loadDataset, Dataset, type DatasetSource, type Row } from "./data/sources.ts";
+export { prepareDataset, truncate_dataset, PreparedDataset, type PreparedExample, type PrepareOptions } from "./data/prepare.ts";
+export { is_conversational, maybe_convert_to_chatml } from "./data/formats.ts";
+export { FACTS } from "./data/facts.ts";

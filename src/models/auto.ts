@@ -120,6 +120,7 @@ export async function loadCausalLM(
   }
   const model = new LlamaForCausalLM(cfg, params, { embed_tokens: vocab.get(VOCAB_WEIGHTS[0])!, lm_head: vocab.get(VOCAB_WEIGHTS[1]) });
   model.name_or_path = source.name;
+  model.source = source;
   if (await source.exists("generation_config.json")) model.generation_config = await source.json("generation_config.json");
   return model;
 }

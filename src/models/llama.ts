@@ -18,7 +18,7 @@ import { is_grad_enabled } from "../tensor/autograd.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import type { LlamaFamilyConfig } from "./config.ts";
 import { generate, type GenerateOptions } from "./generate.ts";
-import { writeDirectory } from "./files.ts";
+import { writeDirectory, type ModelSource } from "./files.ts";
 import { flatBatch, type TokenBatch } from "./inputs.ts";
 import { writeSafetensors, type SafetensorsEntry } from "./safetensors.ts";
 
@@ -156,6 +156,8 @@ export class LlamaForCausalLM {
   generation_config: Record<string, unknown> | null = null;
   /** Where it was loaded from. */
   name_or_path = "";
+  /** The files it was loaded from (the trainer copies the tokenizer's files from here). */
+  source: ModelSource | null = null;
   /** Whether forward recomputes each decoder layer in backward instead of keeping its activations. */
   is_gradient_checkpointing = false;
   training = false;

@@ -1,0 +1,690 @@
+// Where training rows come from, streamed one at a time so a dataset larger than memory works: arrays, any
+// (async) iterable, JSON Lines / JSON / Parquet files given as a local path (Deno/Node), a URL, or a browser
+// File / Blob, and lists of those (shards, e.g. a Hub dataset's refs/convert/parquet files).
+//
+// loadDataset(source) returns a Dataset: async-iterable, re-iterable (one pass per epoch reads the source
+// again), with skip(n) for resuming (Parquet skips whole row groups; JSON Lines skips lines without parsing them).
+//
+// JSON Lines is read in chunks (options.chunk_size bytes) and split on newlines; the whole file is never held.
+// Blank lines are skipped, as Hugging Face datasets' JSON loader skips them; a line that is not valid JSON, or
+// not a JSON object, is an error naming the file and the line, never a silent skip. A ".gz" name is
+// decompressed on the fly (DecompressionStream). A JSON file must hold an array of rows (or, with
+// options.field, an object whose `field` is one); a ".json" file that is really JSON Lines is read as such.
+// Parquet goes through hyparquet one row group at a time, with ranged reads (HTTP Range for URLs); int64 values
+// become numbers.
+import type { FetchLike } from "../models/files.ts";
+
+/** One row of a dataset: a JSON object. */
+export type Row = Record<string, unknown>;
+
+/** Where each row came from ("data.jsonl:12", "train.parquet row 7"), on a non-enumerable symbol key. */
+export const ROW_SOURCE: unique symbol = Symbol.for("webtune.row_source") as never;
+
+/** The location ROW_SOURCE holds for a row, if any. */
+export function rowSource(row: unknown): string | undefined {
+  return row && typeof row === "object" ? ((row as { [ROW_SOURCE]?: string })[ROW_SOURCE] ?? undefined) : undefined;
+}
+
+function tagRow(row: Row, where: string): Row {
+  Object.defineProperty(row, ROW_SOURCE, { value: where, enumerable: false, configurable: true });
+  return row;
+}
+
+/** A file format a source can be read as. */
+export type DataFormat = "jsonl" | "json" | "parquet";
+
+/** One file: a local path or a URL (string or URL), or a browser File / Blob. */
+export type FileSource = string | URL | Blob;
+
+/** Everything loadDataset takes. */
+export type DatasetSource =
+  | Dataset
+  | readonly Row[]
+  | Iterable<Row>
+  | AsyncIterable<Row>
+  | (() => Iterable<Row> | AsyncIterable<Row>)
+  | FileSource
+  | readonly FileSource[];
+
+export interface LoadDatasetOptions {
+  /** How to read files: default from the name's extension (.jsonl/.ndjson, .json, .parquet, each optionally .gz), else by sniffing the first bytes. */
+  format?: DataFormat;
+  /** Bytes read at a time from a file, a Blob or a response body (default 1 MiB). */
+  chunk_size?: number;
+  /** For a JSON file holding an object: the key whose array holds the rows (as datasets' `field`). */
+  field?: string;
+  /** Parquet: the columns to read (default all). */
+  columns?: string[];
+  /** Sent as `Authorization: Bearer <token>` with URL requests (private or gated Hub datasets). */
+  token?: string;
+  /** Extra request headers for URLs. */
+  headers?: Record<string, string>;
+  /** The fetch to use for URLs (default the global fetch). */
+  fetch?: FetchLike;
+  /** The name used in messages (default: the path, URL or file name). */
+  name?: string;
+}
+
+const DEFAULT_CHUNK = 1 << 20;
+
+/** Opens a fresh pass over the rows, starting after the first `skip` of them. */
+type Opener = (skip: number) => AsyncIterable<Row>;
+
+/**
+ * Rows, as an async iterable that can be iterated again (each pass reads the source from its start) and
+ * skipped into. `num_rows` is known for arrays and Parquet files, else null.
+ */
+export class Dataset implements AsyncIterable<Row> {
+  constructor(
+    private readonly opener: Opener,
+    /** What the rows come from, for messages. */
+    readonly name: string,
+    private readonly offset = 0,
+    private readonly total: number | null = null,
+    private readonly counter: (() => Promise<number | null>) | null = null,
+  ) {}
+
+  /** The row count (after skip) when it costs no pass over the rows (arrays, Parquet footers); else null. */
+  async countIfCheap(): Promise<number | null> {
+    const n = this.total ?? (this.counter ? await this.counter() : null);
+    return n === null ? null : Math.max(0, n - this.offset);
+  }
+
+  /** The number of rows (after skip), where known without reading them all: arrays and Parquet files; else null. */
+  get num_rows(): number | null {
+    return this.total === null ? null : Math.max(0, this.total - this.offset);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Row> {
+    return this.opener(this.offset)[Symbol.asyncIterator]();
+  }
+
+  /** The rows after the first `n` (for resuming); files skip without parsing where they can. */
+  skip(n: number): Dataset {
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`Dataset.skip: n must be a non-negative integer, got ${n}`);
+    return new Dataset(this.opener, this.name, this.offset + n, this.total, this.counter);
+  }
+
+  /** The first row, or undefined for an empty dataset. */
+  async first(): Promise<Row | undefined> {
+    for await (const row of this) return row;
+    return undefined;
+  }
+
+  /** All rows in an array (small datasets and tests). */
+  async toArray(): Promise<Row[]> {
+    const out: Row[] = [];
+    for await (const row of this) out.push(row);
+    return out;
+  }
+}
+
+/** A row checked to be a plain object. */
+function asRow(value: unknown, where: string): Row {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new Error(`${where}: a row must be a JSON object, got ${describe(value)}`);
+  }
+  return value as Row;
+}
+
+/** "an array", "a string", "null", … */
+export function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "object") return "an object";
+  const t = typeof value;
+  return t === "undefined" ? "undefined" : `${/^[aeiou]/.test(t) ? "an" : "a"} ${t}`;
+}
+
+function isFileSource(x: unknown): x is FileSource {
+  return typeof x === "string" || x instanceof URL || (typeof Blob !== "undefined" && x instanceof Blob);
+}
+
+/** Rows from anything loadDataset takes, as a re-iterable Dataset. */
+export function loadDataset(source: DatasetSource, options: LoadDatasetOptions = {}): Dataset {
+  if (source instanceof Dataset) return source;
+  if (isFileSource(source)) return fileDataset(source, options);
+  if (Array.isArray(source)) {
+    if (source.length > 0 && source.every(isFileSource)) return shardsDataset(source as FileSource[], options);
+    const rows = source as readonly Row[];
+    const name = options.name ?? `an array of ${rows.length} rows`;
+    return new Dataset(
+      (skip) =>
+        (async function* () {
+          for (let i = skip; i < rows.length; i++) yield asRow(rows[i], `row ${i} of ${name}`);
+        })(),
+      name,
+      0,
+      rows.length,
+    );
+  }
+  if (typeof source === "function") {
+    const make = source as () => Iterable<Row> | AsyncIterable<Row>;
+    const name = options.name ?? "the rows of a function";
+    return new Dataset((skip) => iterate(make(), skip, name), name);
+  }
+  if (source && typeof source === "object" && (Symbol.asyncIterator in source || Symbol.iterator in source)) {
+    const it = source as Iterable<Row> | AsyncIterable<Row>;
+    const name = options.name ?? "an iterable";
+    // A generator (an iterator that is its own iterable) can be read once; a second pass would be empty.
+    const once = typeof (it as { next?: unknown }).next === "function";
+    let used = false;
+    return new Dataset((skip) => {
+      if (once && used) {
+        throw new Error(
+          `${name} is an iterator (e.g. a generator), which can be read only once, so a second pass (another epoch) ` +
+            `would see no rows. Pass an array, a file, or a function that returns a fresh iterable: loadDataset(() => gen())`,
+        );
+      }
+      used = true;
+      return iterate(it, skip, name);
+    }, name);
+  }
+  throw new Error(
+    `loadDataset: cannot read ${describe(source)} as a dataset. Give an array of row objects, an (async) iterable of them, ` +
+      `a function returning one, a path or URL of a .jsonl / .json / .parquet file, a File or Blob, or a list of files`,
+  );
+}
+
+async function* iterate(it: Iterable<Row> | AsyncIterable<Row>, skip: number, name: string): AsyncGenerator<Row> {
+  let i = 0;
+  for await (const row of it as AsyncIterable<Row>) {
+    if (i >= skip) yield asRow(row, `row ${i} of ${name}`);
+    i++;
+  }
+}
+
+/** Several files read one after the other; skip passes over whole Parquet files by their footers' row counts. */
+function shardsDataset(files: FileSource[], options: LoadDatasetOptions): Dataset {
+  const parts = files.map((f) => fileDataset(f, { ...options, name: undefined }));
+  const name = options.name ?? `${files.length} files (${parts[0].name}, …)`;
+  return new Dataset(
+    (skip) =>
+      (async function* () {
+        let left = skip;
+        for (const part of parts) {
+          if (left === 0) {
+            yield* part;
+            continue;
+          }
+          const n = await part.countIfCheap();
+          if (n !== null) {
+            if (n <= left) left -= n;
+            else {
+              yield* part.skip(left);
+              left = 0;
+            }
+            continue;
+          }
+          for await (const row of part) {
+            if (left > 0) left--;
+            else yield row;
+          }
+        }
+      })(),
+    name,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Files: bytes from a path, a URL or a Blob.
+
+/** Random-access and streamed reads of one file. */
+interface ByteFile {
+  readonly name: string;
+  /** Chunks from the start (decompressed when the name ends in .gz). */
+  chunks(chunkSize: number): AsyncIterable<Uint8Array>;
+  /** Random access for Parquet: the size and [start, end) reads (null when the source cannot seek). */
+  random(): Promise<{ byteLength: number; slice(start: number, end?: number): Promise<ArrayBuffer> } | null>;
+  /** The first few bytes (to sniff the format). */
+  head(n: number): Promise<Uint8Array>;
+}
+
+type Fs = typeof import("node:fs/promises");
+let fsModule: Promise<Fs> | null = null;
+/** node:fs/promises (Node and Deno); loaded through a variable so browser bundles do not include it. */
+function fs(): Promise<Fs> {
+  const spec = "node:fs/promises";
+  return (fsModule ??= import(/* @vite-ignore */ spec) as Promise<Fs>);
+}
+
+function isUrl(s: string): boolean {
+  return /^(https?|blob|data):/i.test(s);
+}
+
+/** file: URLs become paths (Deno/Node). */
+function fileUrlToPath(u: URL): string {
+  return decodeURIComponent(u.pathname);
+}
+
+function localFile(path: string): ByteFile {
+  const open = async () => {
+    try {
+      return await (await fs()).open(path, "r");
+    } catch (e) {
+      throw new Error(`cannot open the dataset file ${path}: ${(e as Error).message}`, { cause: e });
+    }
+  };
+  const readAt = async (handle: Awaited<ReturnType<Fs["open"]>>, start: number, length: number) => {
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await handle.read(out, done, length - done, start + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return done === length ? out : out.subarray(0, done);
+  };
+  return {
+    name: path,
+    chunks: (chunkSize) =>
+      maybeGunzip(path, {
+        async *[Symbol.asyncIterator]() {
+          const handle = await open();
+          try {
+            let pos = 0;
+            for (;;) {
+              const chunk = await readAt(handle, pos, chunkSize);
+              if (chunk.length === 0) return;
+              pos += chunk.length;
+              yield chunk;
+            }
+          } finally {
+            await handle.close();
+          }
+        },
+      }),
+    async random() {
+      const handle = await open();
+      const size = (await handle.stat()).size;
+      await handle.close();
+      return {
+        byteLength: size,
+        async slice(start: number, end?: number) {
+          const h = await open();
+          try {
+            const bytes = await readAt(h, start, (end ?? size) - start);
+            return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+          } finally {
+            await h.close();
+          }
+        },
+      };
+    },
+    async head(n) {
+      const handle = await open();
+      try {
+        return await readAt(handle, 0, n);
+      } finally {
+        await handle.close();
+      }
+    },
+  };
+}
+
+function blobFile(blob: Blob, name: string): ByteFile {
+  return {
+    name,
+    chunks: (chunkSize) =>
+      maybeGunzip(name, {
+        async *[Symbol.asyncIterator]() {
+          for (let pos = 0; pos < blob.size; pos += chunkSize) {
+            yield new Uint8Array(await blob.slice(pos, Math.min(blob.size, pos + chunkSize)).arrayBuffer());
+          }
+        },
+      }),
+    async random() {
+      return { byteLength: blob.size, slice: (start: number, end?: number) => blob.slice(start, end ?? blob.size).arrayBuffer() };
+    },
+    async head(n) {
+      return new Uint8Array(await blob.slice(0, n).arrayBuffer());
+    },
+  };
+}
+
+function urlFile(url: string, options: LoadDatasetOptions): ByteFile {
+  const fetcher: FetchLike = options.fetch ?? ((u, init) => globalThis.fetch(u, init));
+  const headers: Record<string, string> = { ...(options.headers ?? {}) };
+  if (options.token) headers.Authorization = `Bearer ${options.token}`;
+  const get = async (extra: Record<string, string> = {}, method = "GET") => {
+    let res: Response;
+    try {
+      res = await fetcher(url, { method, headers: { ...headers, ...extra } });
+    } catch (e) {
+      throw new Error(`fetching the dataset ${url} failed: ${(e as Error).message} (check the address and the network)`, { cause: e });
+    }
+    if (!res.ok) {
+      const hint = res.status === 401 || res.status === 403 ? " (a private or gated dataset needs `token`)" : res.status === 404 ? " (no such file)" : "";
+      throw new Error(`fetching the dataset ${url} failed: HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}${hint}`);
+    }
+    return res;
+  };
+  let whole: Promise<ArrayBuffer> | null = null;
+  return {
+    name: url,
+    chunks: () =>
+      maybeGunzip(url, {
+        async *[Symbol.asyncIterator]() {
+          const res = await get();
+          if (!res.body) {
+            yield new Uint8Array(await res.arrayBuffer());
+            return;
+          }
+          const reader = res.body.getReader();
+          try {
+            for (;;) {
+              const { done, value } = await reader.read();
+              if (done) return;
+              if (value && value.length) yield value;
+            }
+          } finally {
+            reader.releaseLock();
+            await res.body.cancel().catch(() => {});
+          }
+        },
+      }),
+    async random() {
+      // The size from a 1-byte ranged GET (HEAD is not always allowed); a server without ranges gives the whole file.
+      const probe = await get({ Range: "bytes=0-0" });
+      let size: number | null = null;
+      if (probe.status === 206) {
+        const m = /\/(\d+)\s*$/.exec(probe.headers.get("content-range") ?? "");
+        size = m ? Number(m[1]) : null;
+        await probe.body?.cancel().catch(() => {});
+      }
+      if (size === null) {
+        whole ??= probe.status === 200 ? probe.arrayBuffer() : get().then((r) => r.arrayBuffer());
+        const buf = await whole;
+        return { byteLength: buf.byteLength, slice: async (s: number, e?: number) => buf.slice(s, e) };
+      }
+      return {
+        byteLength: size,
+        async slice(start: number, end?: number) {
+          const res = await get({ Range: `bytes=${start}-${(end ?? size) - 1}` });
+          const buf = await res.arrayBuffer();
+          // A server that ignores Range sends the whole file (200).
+          return res.status === 206 ? buf : buf.slice(start, end);
+        },
+      };
+    },
+    async head(n) {
+      const res = await get({ Range: `bytes=0-${n - 1}` });
+      return new Uint8Array(await res.arrayBuffer()).subarray(0, n);
+    },
+  };
+}
+
+/** Decompresses a ".gz" file's chunks (DecompressionStream: browsers, Deno, Node 18+). */
+function maybeGunzip(name: string, chunks: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  if (!/\.gz$/i.test(stripQuery(name))) return chunks;
+  return {
+    async *[Symbol.asyncIterator]() {
+      if (typeof DecompressionStream === "undefined") throw new Error(`${name}: this host has no DecompressionStream to read .gz files with`);
+      const it = chunks[Symbol.asyncIterator]();
+      const input = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          const { done, value } = await it.next();
+          if (done) controller.close();
+          else controller.enqueue(value);
+        },
+        async cancel() {
+          await it.return?.();
+        },
+      });
+      const reader = input.pipeThrough(new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>).getReader();
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) return;
+          yield value;
+        }
+      } catch (e) {
+        throw new Error(`${name}: gzip decompression failed: ${(e as Error).message}`, { cause: e });
+      } finally {
+        reader.releaseLock();
+      }
+    },
+  };
+}
+
+function stripQuery(name: string): string {
+  return name.replace(/[?#].*$/, "");
+}
+
+/** The format a name's extension says, or null. */
+function formatOf(name: string): DataFormat | null {
+  const n = stripQuery(name).toLowerCase().replace(/\.gz$/, "");
+  if (n.endsWith(".jsonl") || n.endsWith(".ndjson")) return "jsonl";
+  if (n.endsWith(".json")) return "json";
+  if (n.endsWith(".parquet")) return "parquet";
+  return null;
+}
+
+/** The format from the first bytes: "PAR1" Parquet, "[" JSON, else JSON Lines. */
+function sniff(head: Uint8Array): DataFormat {
+  if (head.length >= 4 && head[0] === 0x50 && head[1] === 0x41 && head[2] === 0x52 && head[3] === 0x31) return "parquet";
+  const text = new TextDecoder().decode(head).replace(/^\uFEFF/, "").trimStart();
+  return text.startsWith("[") ? "json" : "jsonl";
+}
+
+function byteFile(source: FileSource, options: LoadDatasetOptions): ByteFile {
+  if (typeof source === "string") return isUrl(source) ? urlFile(source, options) : localFile(source);
+  if (source instanceof URL) return source.protocol === "file:" ? localFile(fileUrlToPath(source)) : urlFile(source.href, options);
+  const name = options.name ?? ((source as File).name ? `the file ${(source as File).name}` : `a Blob of ${source.size} bytes`);
+  return blobFile(source, name);
+}
+
+/** The rows of one file. */
+function fileDataset(source: FileSource, options: LoadDatasetOptions): Dataset {
+  const file = byteFile(source, options);
+  const name = options.name ?? file.name;
+  const chunkSize = options.chunk_size ?? DEFAULT_CHUNK;
+  if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) throw new Error(`loadDataset: chunk_size must be a positive integer, got ${chunkSize}`);
+  const rawName = typeof source === "string" ? source : source instanceof URL ? source.href : ((source as File).name ?? "");
+  let format: Promise<DataFormat> | null = null;
+  const getFormat = () =>
+    (format ??= (async () => {
+      if (options.format) return options.format;
+      const byName = formatOf(rawName);
+      if (byName) return byName;
+      if (/\.gz$/i.test(stripQuery(rawName))) {
+        for await (const c of file.chunks(64)) return sniff(c);
+        return "jsonl";
+      }
+      return sniff(await file.head(64));
+    })());
+  let parquetRows: Promise<number> | null = null;
+  // Parquet files know their row count from the footer: shards are skipped over without reading them.
+  const counter = async () => {
+    if ((await getFormat()) !== "parquet") return null;
+    parquetRows ??= parquetMeta(file, name).then(({ metadata }) => Number(metadata.num_rows));
+    return parquetRows;
+  };
+  return new Dataset(
+    (skip) =>
+      (async function* () {
+        const fmt = await getFormat();
+        if (fmt === "parquet") yield* parquetRowsOf(file, name, skip, options);
+        else if (fmt === "jsonl") yield* jsonLines(file.chunks(chunkSize), name, skip);
+        else yield* jsonRows(file, name, skip, chunkSize, options.field);
+      })(),
+    name,
+    0,
+    null,
+    counter,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// JSON Lines and JSON.
+
+/** Rows of JSON Lines chunks: split on "\n" (a trailing "\r" dropped), blank lines skipped, errors at file:line. */
+export async function* jsonLines(chunks: AsyncIterable<Uint8Array>, name: string, skip = 0): AsyncGenerator<Row> {
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  let carry = "";
+  let line = 0;
+  let index = 0;
+  let first = true;
+  const emit = (text: string): Row | null => {
+    line++;
+    if (first) {
+      text = text.replace(/^\uFEFF/, "");
+      first = false;
+    }
+    if (text.endsWith("\r")) text = text.slice(0, -1);
+    if (text.trim() === "") return null;
+    if (index++ < skip) return null;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (e) {
+      const shown = text.length > 80 ? `${text.slice(0, 80)}…` : text;
+      throw new Error(`${name}:${line}: not valid JSON: ${(e as Error).message}. The line: ${shown}`);
+    }
+    if (value === null || typeof value !== "object" || Array.isArray(value)) {
+      throw new Error(`${name}:${line}: a row must be a JSON object, got ${describe(value)}`);
+    }
+    return tagRow(value as Row, `${name}:${line}`);
+  };
+  const decode = (bytes: Uint8Array | undefined, stream: boolean) => {
+    try {
+      return decoder.decode(bytes, { stream });
+    } catch (e) {
+      throw new Error(`${name}: not UTF-8 text after line ${line}: ${(e as Error).message}`, { cause: e });
+    }
+  };
+  for await (const chunk of chunks) {
+    carry += decode(chunk, true);
+    let nl: number;
+    let from = 0;
+    while ((nl = carry.indexOf("\n", from)) >= 0) {
+      const row = emit(carry.slice(from, nl));
+      from = nl + 1;
+      if (row) yield row;
+    }
+    carry = carry.slice(from);
+  }
+  carry += decode(undefined, false);
+  if (carry.length > 0) {
+    const row = emit(carry);
+    if (row) yield row;
+  }
+}
+
+/** Rows of a JSON file: an array of objects (or `field` of an object); a ".json" holding JSON Lines is read as such. */
+async function* jsonRows(file: ByteFile, name: string, skip: number, chunkSize: number, field: string | undefined): AsyncGenerator<Row> {
+  const head = new TextDecoder().decode(await file.head(1 << 16)).replace(/^\uFEFF/, "");
+  const start = head.trimStart();
+  if (start.startsWith("{") && field === undefined) {
+    // JSON Lines under a .json name (datasets reads those too): the first line is a whole object.
+    const firstLine = start.split("\n", 1)[0].replace(/\r$/, "");
+    let isLines = false;
+    try {
+      isLines = typeof JSON.parse(firstLine) === "object";
+    } catch {
+      isLines = false;
+    }
+    if (isLines) {
+      yield* jsonLines(file.chunks(chunkSize), name, skip);
+      return;
+    }
+  }
+  const parts: string[] = [];
+  const decoder = new TextDecoder();
+  for await (const c of file.chunks(chunkSize)) parts.push(decoder.decode(c, { stream: true }));
+  parts.push(decoder.decode());
+  let value: unknown;
+  try {
+    value = JSON.parse(parts.join("").replace(/^\uFEFF/, ""));
+  } catch (e) {
+    throw new Error(`${name} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (field !== undefined) {
+    if (!value || typeof value !== "object" || Array.isArray(value) || !Array.isArray((value as Row)[field])) {
+      throw new Error(`${name}: field "${field}" was asked for, but the file is ${describe(value)}${value && typeof value === "object" && !Array.isArray(value) ? ` with keys ${Object.keys(value).join(", ")}` : ""}, not an object whose "${field}" is an array of rows`);
+    }
+    value = (value as Row)[field];
+  }
+  if (!Array.isArray(value)) {
+    const keys = value && typeof value === "object" ? Object.keys(value as Row) : [];
+    const arrays = keys.filter((k) => Array.isArray((value as Row)[k]));
+    throw new Error(
+      `${name}: a JSON dataset file must hold an array of rows ([{...}, {...}]), or be JSON Lines (one object per line); ` +
+        `this one is ${describe(value)}${keys.length ? ` with keys ${keys.join(", ")}` : ""}` +
+        (arrays.length ? `. To read the rows under one key, pass { field: "${arrays[0]}" }` : ""),
+    );
+  }
+  for (let i = skip; i < value.length; i++) {
+    const row = value[i];
+    if (row === null || typeof row !== "object" || Array.isArray(row)) throw new Error(`${name}: element ${i}: a row must be a JSON object, got ${describe(row)}`);
+    yield tagRow(row as Row, `${name} element ${i}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Parquet (hyparquet), one row group at a time.
+
+type Hyparquet = typeof import("hyparquet");
+let hyparquet: Promise<Hyparquet> | null = null;
+function loadHyparquet(): Promise<Hyparquet> {
+  return (hyparquet ??= import("hyparquet"));
+}
+
+async function parquetMeta(file: ByteFile, name: string) {
+  const hp = await loadHyparquet();
+  const random = await file.random();
+  if (!random) throw new Error(`${name}: Parquet needs random access to the file`);
+  try {
+    const metadata = await hp.parquetMetadataAsync(random);
+    return { hp, random, metadata };
+  } catch (e) {
+    throw new Error(`${name} is not a readable Parquet file: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** int64 (bigint) values as numbers, typed arrays as arrays, recursively: rows as JSON would give them. */
+export function plainValue(v: unknown): unknown {
+  if (typeof v === "bigint") {
+    const n = Number(v);
+    if (!Number.isSafeInteger(n)) throw new Error(`a 64-bit integer ${v} is beyond what a JavaScript number holds exactly`);
+    return n;
+  }
+  if (Array.isArray(v)) return v.map(plainValue);
+  if (ArrayBuffer.isView(v) && !(v instanceof DataView)) {
+    if (v instanceof Uint8Array) return v;
+    return Array.from(v as unknown as ArrayLike<number | bigint>, plainValue);
+  }
+  if (v && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
+    const out: Row = {};
+    for (const [k, x] of Object.entries(v)) out[k] = plainValue(x);
+    return out;
+  }
+  return v;
+}
+
+async function* parquetRowsOf(file: ByteFile, name: string, skip: number, options: LoadDatasetOptions): AsyncGenerator<Row> {
+  const { hp, random, metadata } = await parquetMeta(file, name);
+  let groupStart = 0;
+  for (const group of metadata.row_groups) {
+    const n = Number(group.num_rows);
+    const groupEnd = groupStart + n;
+    if (groupEnd <= skip) {
+      groupStart = groupEnd;
+      continue;
+    }
+    const rowStart = Math.max(groupStart, skip);
+    let rows: Record<string, unknown>[];
+    try {
+      rows = await hp.parquetReadObjects({ file: random, metadata, rowStart, rowEnd: groupEnd, columns: options.columns });
+    } catch (e) {
+      const msg = (e as Error).message;
+      const hint = /compression|codec|unsupported/i.test(msg) ? " (webtune reads uncompressed and snappy Parquet; rewrite the file with snappy, as Hugging Face's refs/convert/parquet files are)" : "";
+      throw new Error(`${name}: reading Parquet rows ${rowStart}-${groupEnd - 1} failed: ${msg}${hint}`, { cause: e });
+    }
+    for (let i = 0; i < rows.length; i++) {
+      const row = plainValue(rows[i]) as Row;
+      yield tagRow(row, `${name} row ${rowStart + i}`);
+    }
+    groupStart = groupEnd;
+  }
+}

@@ -1,0 +1,635 @@
+// SFTTrainer: TRL's supervised fine-tuning loop on WebGPU — data preparation and packing, gradient
+// accumulation normalised by the tokens of the whole accumulated batch, AdamW with a schedule and clipping,
+// TRL's metrics, checkpoints that resume exactly, and PEFT adapters.
+import { deviceInfo, getDevice } from "../gpu/device.ts";
+import { DataCollatorForLanguageModeling, type CollatedBatch, type CollatorExample } from "../data/collator.ts";
+import { pack_dataset, packStream, type PackedRow, type PackInputRow } from "../data/packing.ts";
+import { prepareDataset, type PreparedExample } from "../data/prepare.ts";
+import type { DatasetSource } from "../data/sources.ts";
+import { AutoTokenizer, type PreTrainedTokenizer } from "../data/tokenizer.ts";
+import { AutoModelForCausalLM } from "../models/auto.ts";
+import type { ModelSource } from "../models/files.ts";
+import { LlamaForCausalLM } from "../models/llama.ts";
+import { get_peft_model, PeftModel, type LoraConfig } from "../models/peft.ts";
+import { SafetensorsFile, writeSafetensors, type SafetensorsEntry } from "../models/safetensors.ts";
+import { AdamW, clip_grad_norm_, type AdamWStateDict } from "../nn/optim.ts";
+import { concat, reshape } from "../ops/layout.ts";
+import { no_grad } from "../tensor/autograd.ts";
+import { memoryStats } from "../tensor/memory.ts";
+import { keep, tidy } from "../tensor/scope.ts";
+import { Tensor } from "../tensor/tensor.ts";
+import { gpu } from "../gpu/device.ts";
+import { assertMaxStepsForStream, baseWeightsDtype, sftConfig, type ResolvedSFTConfig, type SFTConfig } from "./config.ts";
+import { lrLambda, warmupSteps } from "./schedule.ts";
+import { openStorage, rotateCheckpoints, type CheckpointStorage, type StorageLocation } from "./storage.ts";
+
+/** What the trainer keeps about its progress (transformers' TrainerState, the keys it shares). */
+export interface TrainerState {
+  global_step: number;
+  /** Fractional epochs done (a stream of unknown length counts whole passes). */
+  epoch: number;
+  max_steps: number;
+  num_train_epochs: number;
+  logging_steps: number;
+  save_steps: number;
+  eval_steps: number;
+  train_batch_size: number;
+  /** Every log, in order: {loss, grad_norm, learning_rate, …, step} and {eval_loss, …}. */
+  log_history: Record<string, number>[];
+  /** Input tokens processed so far (non-padding, prompts included): TRL's num_tokens. */
+  num_input_tokens_seen: number;
+  is_world_process_zero: true;
+}
+
+/** Callbacks set these to steer the loop (transformers' TrainerControl). */
+export interface TrainerControl {
+  should_training_stop: boolean;
+  should_save: boolean;
+  should_log: boolean;
+  should_evaluate: boolean;
+}
+
+/** transformers' TrainerCallback, the events webtune raises. Each may be async. */
+export interface TrainerCallback {
+  on_train_begin?(args: ResolvedSFTConfig, state: TrainerState, control: TrainerControl): void | Promise<void>;
+  on_step_end?(args: ResolvedSFTConfig, state: TrainerState, control: TrainerControl): void | Promise<void>;
+  on_log?(args: ResolvedSFTConfig, state: TrainerState, control: TrainerControl, logs: Record<string, number>): void | Promise<void>;
+  on_save?(args: ResolvedSFTConfig, state: TrainerState, control: TrainerControl, checkpoint: string): void | Promise<void>;
+  on_evaluate?(args: ResolvedSFTConfig, state: TrainerState, control: TrainerControl, metrics: Record<string, number>): void | Promise<void>;
+  on_train_end?(args: ResolvedSFTConfig, state: TrainerState, control: TrainerControl): void | Promise<void>;
+}
+
+export interface SFTTrainerInit {
+  /** A loaded model (with or without LoRA) or what AutoModelForCausalLM.from_pretrained takes. */
+  model: LlamaForCausalLM | PeftModel | string;
+  args?: Partial<SFTConfig> | ResolvedSFTConfig;
+  train_dataset: DatasetSource;
+  eval_dataset?: DatasetSource;
+  /** The tokenizer; default: AutoTokenizer.from_pretrained of the model's location. */
+  processing_class?: PreTrainedTokenizer;
+  /** LoRA on the model (PEFT's LoraConfig); without it and without a PeftModel, every weight trains. */
+  peft_config?: LoraConfig;
+  callbacks?: TrainerCallback[];
+  /** Turns a row into text (TRL's formatting_func). */
+  formatting_func?: (row: Record<string, unknown>) => string;
+  /** Where checkpoints go: default args.output_dir (a directory, or IndexedDB in a browser). */
+  storage?: StorageLocation;
+  /** Messages about the data and options (default console.warn). */
+  warn?: (message: string) => void;
+}
+
+export interface TrainOutput {
+  global_step: number;
+  /** Mean of the step losses over the whole run. */
+  training_loss: number;
+  metrics: Record<string, number>;
+}
+
+/** A micro-batch as the model takes it, with what the metrics need. */
+interface MicroBatch {
+  batch: CollatedBatch;
+  /** Labels that count after the shift (labels[t + 1] != -100). */
+  valid: number;
+}
+
+/** Where the data stream is: the epoch, and micro-batches consumed in it. */
+interface DataPosition {
+  epoch: number;
+  batches: number;
+}
+
+const TRAINER_STATE = "trainer_state.json";
+const OPTIMIZER = "optimizer.safetensors";
+const OPTIMIZER_STATE = "optimizer.json";
+const SCHEDULER = "scheduler.json";
+const TRAINING_ARGS = "training_args.json";
+const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "chat_template.json"];
+
+/** A seeded permutation of 0..n-1 (Fisher–Yates over a splitmix32 stream): the same seed, the same order. */
+export function permutation(n: number, seed: number): number[] {
+  let s = seed >>> 0;
+  const next = () => {
+    s = (s + 0x9e3779b9) >>> 0;
+    let z = s;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+    return (z ^ (z >>> 16)) >>> 0;
+  };
+  const p = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = next() % (i + 1);
+    [p[i], p[j]] = [p[j]!, p[i]!];
+  }
+  return p;
+}
+
+/** Valid labels after the shift: labels[b][t] for t ≥ 1 that are not -100. */
+function shiftedValid(labels: number[][]): number {
+  let n = 0;
+  for (const row of labels) for (let t = 1; t < row.length; t++) if (row[t] !== -100) n++;
+  return n;
+}
+
+function checkpointStep(id: string): number {
+  const m = /^checkpoint-(\d+)$/.exec(id);
+  return m ? Number(m[1]) : -1;
+}
+
+/** TRL's SFTTrainer. `await new SFTTrainer({model, args, train_dataset}).train()`. */
+export class SFTTrainer {
+  readonly args: ResolvedSFTConfig;
+  state: TrainerState;
+  readonly control: TrainerControl = { should_training_stop: false, should_save: false, should_log: false, should_evaluate: false };
+  readonly callbacks: TrainerCallback[];
+  /** The plain model (after setup). */
+  model!: LlamaForCausalLM;
+  /** The LoRA wrapper, when training adapters. */
+  peft: PeftModel | null = null;
+  processing_class!: PreTrainedTokenizer;
+  optimizer!: AdamW;
+  storage!: CheckpointStorage;
+  /** Rows dropped by truncation because no trainable token was left (TRL drops them too). */
+  dropped_examples = 0;
+
+  private readonly init: SFTTrainerInit;
+  private readonly warn: (message: string) => void;
+  private ready: Promise<void> | null = null;
+  private collator!: DataCollatorForLanguageModeling;
+  private evalCollator!: DataCollatorForLanguageModeling;
+  /** The prepared (and packed) training rows when the dataset is held in memory; null when streamed. */
+  private trainRows: CollatorExample[] | null = null;
+  private evalRows: CollatorExample[] | null = null;
+  private totalSteps = 0;
+  /** Micro-batches per epoch (materialised data), null for a stream. */
+  private batchesPerEpoch: number | null = null;
+  private position: DataPosition = { epoch: 0, batches: 0 };
+  private modelSource: ModelSource | null = null;
+
+  constructor(init: SFTTrainerInit) {
+    this.init = init;
+    this.warn = init.warn ?? ((m) => console.warn(m));
+    this.args = "notes" in (init.args ?? {}) ? (init.args as ResolvedSFTConfig) : sftConfig(init.args ?? {});
+    for (const note of this.args.notes) this.warn(note);
+    this.callbacks = [...(init.callbacks ?? [])];
+    this.state = this.freshState();
+  }
+
+  private freshState(): TrainerState {
+    const a = this.args;
+    return {
+      global_step: 0,
+      epoch: 0,
+      max_steps: 0,
+      num_train_epochs: a.num_train_epochs,
+      logging_steps: a.logging_steps,
+      save_steps: a.save_steps,
+      eval_steps: a.eval_steps,
+      train_batch_size: a.per_device_train_batch_size,
+      log_history: [],
+      num_input_tokens_seen: 0,
+      is_world_process_zero: true,
+    };
+  }
+
+  /** Loads the model and tokenizer, wraps LoRA, prepares the data, builds the optimizer (once). */
+  setup(): Promise<void> {
+    return (this.ready ??= this.doSetup());
+  }
+
+  private async doSetup(): Promise<void> {
+    const a = this.args;
+    await getDevice();
+    const m = this.init.model;
+    if (typeof m === "string") {
+      const dtype = this.init.peft_config ? baseWeightsDtype(a, deviceInfo().features.shader_f16) : "float32";
+      this.model = await AutoModelForCausalLM.from_pretrained(m, { dtype });
+    } else if (m instanceof PeftModel) {
+      this.peft = m;
+      this.model = m.model;
+    } else this.model = m;
+    this.modelSource = this.model.source;
+    if (this.init.peft_config) {
+      if (this.peft) throw new Error("SFTTrainer: the model already has LoRA adapters; drop peft_config or pass the base model");
+      this.peft = get_peft_model(this.model, this.init.peft_config, { seed: a.seed });
+    }
+    if (!this.peft) this.model.requires_grad_(true);
+    if (a.gradient_checkpointing) this.model.gradient_checkpointing_enable();
+    this.processing_class = this.init.processing_class ?? (await this.loadTokenizer(m));
+    const tok = this.processing_class;
+    if (a.eos_token !== null && tok.convert_tokens_to_ids(a.eos_token) == null) {
+      throw new Error(`SFTConfig.eos_token "${a.eos_token}" is not in the tokenizer's vocabulary`);
+    }
+    const padToken = a.pad_token ?? tok.pad_token ?? tok.eos_token;
+    const padId = padToken == null ? null : (tok.convert_tokens_to_ids(padToken) as number | null);
+    if (padId == null) throw new Error("SFTTrainer: no pad token: the tokenizer has neither a pad nor an eos token; set SFTConfig.pad_token");
+    const paddingFree = a.padding_free || (a.packing && a.packing_strategy !== "wrapped");
+    this.collator = new DataCollatorForLanguageModeling({ pad_token_id: padId, padding_free: paddingFree, pad_to_multiple_of: a.pad_to_multiple_of });
+    this.evalCollator = new DataCollatorForLanguageModeling({
+      pad_token_id: padId,
+      padding_free: a.padding_free || (a.eval_packing && a.packing_strategy !== "wrapped"),
+      pad_to_multiple_of: a.pad_to_multiple_of,
+    });
+    this.storage = openStorage(this.init.storage ?? a.output_dir);
+    await this.prepareData();
+    this.optimizer = this.buildOptimizer();
+  }
+
+  private async loadTokenizer(m: SFTTrainerInit["model"]): Promise<PreTrainedTokenizer> {
+    const where = typeof m === "string" ? m : this.model.source;
+    if (!where) throw new Error("SFTTrainer: pass processing_class (the tokenizer): the model was not loaded from files it could be read from");
+    return AutoTokenizer.from_pretrained(where);
+  }
+
+  /** The trainable parameters, by name (LoRA matrices, or every weight when fully fine-tuning). */
+  named_trainable(): [string, Tensor][] {
+    const all = this.peft ? this.peft.named_parameters() : this.model.named_parameters();
+    return all.filter(([, t]) => t.requires_grad);
+  }
+
+  /** AdamW with weight decay on every trainable weight but biases and norms, as the Trainer groups them. */
+  private buildOptimizer(): AdamW {
+    const a = this.args;
+    const params = this.named_trainable();
+    if (!params.length) throw new Error("SFTTrainer: nothing to train: no parameter requires grad");
+    const noDecay = (name: string) => /\.bias$|norm\.weight$/.test(name);
+    const groups = [
+      { params: params.filter(([n]) => !noDecay(n)).map(([, t]) => t), weight_decay: a.weight_decay },
+      { params: params.filter(([n]) => noDecay(n)).map(([, t]) => t), weight_decay: 0 },
+    ];
+    return new AdamW(groups, { lr: a.learning_rate, betas: [a.adam_beta1, a.adam_beta2], eps: a.adam_epsilon });
+  }
+
+  private prepare(source: DatasetSource, packing: boolean) {
+    const a = this.args;
+    const rows = prepareDataset(source, this.processing_class, {
+      dataset_text_field: a.dataset_text_field,
+      max_length: a.max_length,
+      truncation_mode: a.truncation_mode,
+      completion_only_loss: a.completion_only_loss,
+      assistant_only_loss: a.assistant_only_loss,
+      eos_token: a.eos_token,
+      formatting_func: this.init.formatting_func,
+      packing,
+      warn: this.warn,
+    });
+    return rows;
+  }
+
+  /** Tokenises (and packs) the datasets: in memory unless max_steps bounds a stream. */
+  private async prepareData(): Promise<void> {
+    const a = this.args;
+    const stream = a.max_steps > 0 && !Array.isArray(this.init.train_dataset);
+    if (!stream) {
+      assertMaxStepsForStream(a);
+      const prepared = this.prepare(this.init.train_dataset, a.packing);
+      const rows: CollatorExample[] = [];
+      for await (const r of prepared) rows.push(r as unknown as CollatorExample);
+      this.noteDropped(prepared.stats.dropped);
+      this.trainRows = a.packing && a.max_length ? pack_dataset(rows as PackInputRow[], a.max_length, a.packing_strategy) : rows;
+      if (!this.trainRows.length) throw new Error("SFTTrainer: the training dataset has no example left to train on");
+      const bs = a.per_device_train_batch_size;
+      this.batchesPerEpoch = a.dataloader_drop_last ? Math.floor(this.trainRows.length / bs) : Math.ceil(this.trainRows.length / bs);
+      const updates = Math.max(1, Math.ceil(this.batchesPerEpoch / a.gradient_accumulation_steps));
+      this.totalSteps = a.max_steps > 0 ? a.max_steps : Math.ceil(a.num_train_epochs * updates);
+    } else {
+      this.totalSteps = a.max_steps;
+    }
+    if (this.init.eval_dataset !== undefined) {
+      const prepared = this.prepare(this.init.eval_dataset, a.eval_packing);
+      const rows: CollatorExample[] = [];
+      for await (const r of prepared) rows.push(r as unknown as CollatorExample);
+      this.evalRows = a.eval_packing && a.max_length ? pack_dataset(rows as PackInputRow[], a.max_length, a.packing_strategy) : rows;
+    }
+  }
+
+  private noteDropped(n: number): void {
+    this.dropped_examples += n;
+    if (n > 0) {
+      this.warn(`SFTTrainer: dropped ${n} example(s) with no trainable token left after truncation to max_length ${this.args.max_length}`);
+    }
+  }
+
+  /** Micro-batches of one epoch, from `skip` on. */
+  private async *epochBatches(epoch: number, skip: number): AsyncGenerator<CollatorExample[]> {
+    const a = this.args;
+    const bs = a.per_device_train_batch_size;
+    if (this.trainRows) {
+      const rows = this.trainRows;
+      const order = permutation(rows.length, (a.data_seed + epoch) >>> 0);
+      for (let b = skip; b < this.batchesPerEpoch!; b++) {
+        yield order.slice(b * bs, (b + 1) * bs).map((i) => rows[i]!);
+      }
+      return;
+    }
+    // A stream: prepared, packed in windows, batched as it comes; resume re-reads and drops what was used.
+    const prepared = this.prepare(this.init.train_dataset, a.packing);
+    const rows: AsyncIterable<PreparedExample | PackedRow> = a.packing && a.max_length ? packStream(prepared as AsyncIterable<PackInputRow>, a.max_length, a.packing_strategy) : prepared;
+    let batch: CollatorExample[] = [];
+    let index = 0;
+    for await (const row of rows) {
+      batch.push(row as CollatorExample);
+      if (batch.length === bs) {
+        if (index++ >= skip) yield batch;
+        batch = [];
+      }
+    }
+    if (batch.length && !a.dataloader_drop_last && index >= skip) yield batch;
+    this.noteDropped(prepared.stats.dropped);
+  }
+
+  /**
+   * Runs the training loop. `resume_from_checkpoint`: true for the newest complete checkpoint in the
+   * storage, a checkpoint id ("checkpoint-500"), or false/absent to start over.
+   */
+  async train(options: { resume_from_checkpoint?: boolean | string | null } = {}): Promise<TrainOutput> {
+    await this.setup();
+    const a = this.args;
+    const resume = options.resume_from_checkpoint ?? a.resume_from_checkpoint ?? null;
+    if (resume) await this.resumeFrom(resume === true ? await this.latestCheckpoint() : String(resume));
+    this.state.max_steps = this.totalSteps;
+    const model = this.peft ?? this.model;
+    model.train();
+    const params = this.optimizer.param_groups.flatMap((g) => g.params);
+    const warmup = warmupSteps(a.warmup_ratio ?? a.warmup_steps, this.totalSteps);
+    await this.emit("on_train_begin");
+
+    let window = { loss: 0, steps: 0, acc: [] as number[], entropy: [] as number[], tokens: 0, start: performance.now() };
+    let lossSum = 0;
+    let lossSteps = 0;
+    gpu().pool.resetPeak();
+    let batches = this.epochBatches(this.position.epoch, this.position.batches);
+    while (this.state.global_step < this.totalSteps && !this.control.should_training_stop) {
+      // Up to gradient_accumulation_steps micro-batches, never across an epoch's end.
+      const micro: MicroBatch[] = [];
+      while (micro.length < a.gradient_accumulation_steps) {
+        const next = await batches.next();
+        if (next.done) {
+          if (micro.length) break;
+          this.position = { epoch: this.position.epoch + 1, batches: 0 };
+          if (this.trainRows === null && this.position.epoch > 1e6) throw new Error("SFTTrainer: the training stream is empty");
+          batches = this.epochBatches(this.position.epoch, 0);
+          continue;
+        }
+        const batch = this.collator.collate(next.value);
+        micro.push({ batch, valid: shiftedValid(batch.labels) });
+        this.position.batches++;
+      }
+      if (!micro.length) break;
+      const items = micro.reduce((s, m) => s + m.valid, 0);
+      const lr = a.learning_rate * lrLambda(a.lr_scheduler_type, this.state.global_step, this.totalSteps, warmup);
+      for (const g of this.optimizer.param_groups) g.lr = lr;
+
+      // Forward and backward of each micro-batch; the loss of each is summed over tokens / all valid tokens.
+      const scalars: Tensor[] = [];
+      for (const { batch } of micro) {
+        const kept = tidy(() => {
+          const out = model.forward({
+            input_ids: batch.input_ids,
+            labels: batch.labels,
+            ...(batch.attention_mask ? { attention_mask: batch.attention_mask } : {}),
+            ...(batch.position_ids ? { position_ids: batch.position_ids } : {}),
+            num_items_in_batch: Math.max(items, 1),
+          });
+          out.loss!.backward();
+          return [out.loss!, out.metrics!.correct, out.metrics!.entropy_sum];
+        });
+        scalars.push(...kept.map((t) => keep(t)));
+      }
+      const norm = clip_grad_norm_(params, a.max_grad_norm && a.max_grad_norm > 0 ? a.max_grad_norm : Infinity);
+      // One readback per step: the losses, metrics and the gradient norm (to stop on NaN/Inf before updating).
+      const values = await tidy(() => no_grad(() => concat([...scalars, norm].map((t) => reshape(t, [1])), 0))).toArray();
+      for (const t of [...scalars, norm]) t.dispose();
+      const gradNorm = values[values.length - 1]!;
+      let stepLoss = 0;
+      micro.forEach((m, i) => {
+        stepLoss += values[3 * i]!;
+        if (m.valid > 0) {
+          window.acc.push(values[3 * i + 1]! / m.valid);
+          window.entropy.push(values[3 * i + 2]! / m.valid);
+        }
+      });
+      if (!Number.isFinite(stepLoss) || !Number.isFinite(gradNorm)) {
+        this.optimizer.zero_grad();
+        const what = !Number.isFinite(stepLoss) ? `the loss is ${stepLoss}` : `the gradient norm is ${gradNorm}`;
+        this.warn(`SFTTrainer: step ${this.state.global_step + 1}: ${what}; the step is skipped and training stops (the last checkpoint is intact)`);
+        await this.log({ nan_or_inf_step: this.state.global_step + 1, loss: stepLoss, grad_norm: gradNorm });
+        this.control.should_training_stop = true;
+        break;
+      }
+      this.optimizer.step();
+      this.optimizer.zero_grad();
+      this.state.global_step++;
+      this.model.step = this.state.global_step;
+      const tokens = micro.reduce((s, m) => s + m.batch.num_tokens, 0);
+      this.state.num_input_tokens_seen += tokens;
+      this.state.epoch = this.batchesPerEpoch ? this.position.epoch + this.position.batches / this.batchesPerEpoch : this.position.epoch;
+      window.loss += stepLoss;
+      window.steps++;
+      window.tokens += tokens;
+      lossSum += stepLoss;
+      lossSteps++;
+
+      const step = this.state.global_step;
+      const last = step >= this.totalSteps;
+      const doLog = a.logging_strategy === "steps" && (step % a.logging_steps === 0 || (step === 1 && a.logging_first_step) || last);
+      if (doLog || this.control.should_log) {
+        const secs = (performance.now() - window.start) / 1000;
+        const mean = (xs: number[]) => (xs.length ? xs.reduce((s, x) => s + x, 0) / xs.length : 0);
+        await this.log({
+          loss: window.loss / window.steps,
+          grad_norm: gradNorm,
+          learning_rate: lr,
+          entropy: mean(window.entropy),
+          num_tokens: this.state.num_input_tokens_seen,
+          mean_token_accuracy: mean(window.acc),
+          epoch: this.state.epoch,
+          tokens_per_second: window.tokens / Math.max(secs, 1e-9),
+          peak_gpu_bytes: memoryStats().peakBytes,
+        });
+        gpu().pool.resetPeak();
+        window = { loss: 0, steps: 0, acc: [], entropy: [], tokens: 0, start: performance.now() };
+        this.control.should_log = false;
+      }
+      await this.emit("on_step_end");
+      if ((a.eval_strategy === "steps" && step % a.eval_steps === 0 && this.evalRows) || this.control.should_evaluate) {
+        await this.evaluate();
+        this.control.should_evaluate = false;
+      }
+      if ((a.save_strategy === "steps" && step % a.save_steps === 0) || this.control.should_save) {
+        await this.saveCheckpoint();
+        this.control.should_save = false;
+      }
+    }
+    if (a.save_strategy !== "no" && !this.control.should_training_stop && !(await this.storage.list()).includes(`checkpoint-${this.state.global_step}`)) {
+      if (a.save_strategy === "epoch" || this.state.global_step % a.save_steps !== 0) await this.saveCheckpoint();
+    }
+    const training_loss = lossSteps ? lossSum / lossSteps : 0;
+    const metrics = { train_loss: training_loss, epoch: this.state.epoch, train_steps: this.state.global_step };
+    this.state.log_history.push({ ...metrics, step: this.state.global_step });
+    await this.emit("on_train_end");
+    return { global_step: this.state.global_step, training_loss, metrics };
+  }
+
+  private async log(logs: Record<string, number>): Promise<void> {
+    const entry = { ...logs, step: this.state.global_step };
+    this.state.log_history.push(entry);
+    for (const cb of this.callbacks) await cb.on_log?.(this.args, this.state, this.control, entry);
+  }
+
+  private async emit(event: "on_train_begin" | "on_step_end" | "on_train_end"): Promise<void> {
+    for (const cb of this.callbacks) await cb[event]?.(this.args, this.state, this.control);
+  }
+
+  /** Loss and TRL's metrics on the eval dataset, prefixed eval_ (no gradients). */
+  async evaluate(): Promise<Record<string, number>> {
+    await this.setup();
+    if (!this.evalRows) throw new Error("SFTTrainer.evaluate: no eval_dataset was given");
+    const a = this.args;
+    const model = this.peft ?? this.model;
+    const wasTraining = this.model.training;
+    model.eval();
+    const bs = a.per_device_eval_batch_size;
+    let lossSum = 0;
+    let examples = 0;
+    let tokens = 0;
+    const acc: number[] = [];
+    const ent: number[] = [];
+    for (let i = 0; i < this.evalRows.length; i += bs) {
+      const rows = this.evalRows.slice(i, i + bs);
+      const batch = this.evalCollator.collate(rows);
+      const valid = shiftedValid(batch.labels);
+      const t = tidy(() =>
+        no_grad(() => {
+          const out = model.forward({
+            input_ids: batch.input_ids,
+            labels: batch.labels,
+            ...(batch.attention_mask ? { attention_mask: batch.attention_mask } : {}),
+            ...(batch.position_ids ? { position_ids: batch.position_ids } : {}),
+          });
+          return concat([out.loss!, out.metrics!.correct, out.metrics!.entropy_sum].map((s) => reshape(s, [1])), 0);
+        }),
+      );
+      const [loss, correct, entropy] = await t.toArray();
+      t.dispose();
+      lossSum += loss! * rows.length;
+      examples += rows.length;
+      tokens += batch.num_tokens;
+      if (valid > 0) {
+        acc.push(correct! / valid);
+        ent.push(entropy! / valid);
+      }
+    }
+    model.train(wasTraining);
+    const mean = (xs: number[]) => (xs.length ? xs.reduce((s, x) => s + x, 0) / xs.length : 0);
+    const metrics = {
+      eval_loss: examples ? lossSum / examples : 0,
+      eval_mean_token_accuracy: mean(acc),
+      eval_entropy: mean(ent),
+      eval_num_tokens: tokens,
+      epoch: this.state.epoch,
+    };
+    this.state.log_history.push({ ...metrics, step: this.state.global_step });
+    for (const cb of this.callbacks) await cb.on_evaluate?.(this.args, this.state, this.control, metrics);
+    return metrics;
+  }
+
+  /** The trained model's files: a PEFT adapter (LoRA) or a full model, plus the tokenizer's files. */
+  private async modelFiles(): Promise<Record<string, Uint8Array>> {
+    const files = this.peft ? await this.peft.adapter_files() : await this.model.model_files();
+    const src = this.modelSource;
+    if (src) for (const f of TOKENIZER_FILES) if (await src.exists(f)) files[f] = await src.read(f);
+    return files;
+  }
+
+  /**
+   * Saves the trained model to `dir` (default output_dir): the adapter directory (LoRA; loads with PEFT's
+   * PeftModel.from_pretrained) or the whole model (full fine-tuning), with the tokenizer files.
+   */
+  async save_model(dir?: string): Promise<void> {
+    await this.setup();
+    const files = await this.modelFiles();
+    const target = dir ?? this.args.output_dir;
+    if (this.storage instanceof Object && this.storage.name.startsWith("indexeddb:") && dir === undefined) {
+      await this.storage.writeCheckpoint("final", files);
+      return;
+    }
+    const { writeDirectory } = await import("../models/files.ts");
+    await writeDirectory(target, files);
+  }
+
+  /** output_dir/checkpoint-N: trainable weights, optimizer moments, schedule, data position, state. */
+  async saveCheckpoint(): Promise<string> {
+    const id = `checkpoint-${this.state.global_step}`;
+    const json = (o: unknown) => JSON.stringify(o, null, 2);
+    const sd = this.optimizer.state_dict();
+    const moments: Record<string, SafetensorsEntry> = {};
+    const steps: Record<string, number> = {};
+    for (const [i, s] of Object.entries(sd.state)) {
+      moments[`state.${i}.exp_avg`] = { dtype: "F32", shape: s.exp_avg.shape, data: (await s.exp_avg.toArray()) as Float32Array };
+      moments[`state.${i}.exp_avg_sq`] = { dtype: "F32", shape: s.exp_avg_sq.shape, data: (await s.exp_avg_sq.toArray()) as Float32Array };
+      steps[i] = s.step;
+    }
+    const files: Record<string, Uint8Array | string> = {
+      ...(await this.modelFiles()),
+      [OPTIMIZER]: writeSafetensors(moments, { format: "pt" }),
+      [OPTIMIZER_STATE]: json({ param_groups: sd.param_groups, steps }),
+      [SCHEDULER]: json({ lr_scheduler_type: this.args.lr_scheduler_type, last_epoch: this.state.global_step, total_steps: this.totalSteps }),
+      [TRAINER_STATE]: json({ ...this.state, data_position: this.position, dropped_examples: this.dropped_examples, seed: this.args.seed }),
+      [TRAINING_ARGS]: json({ ...this.args, notes: undefined }),
+    };
+    await this.storage.writeCheckpoint(id, files);
+    await rotateCheckpoints(this.storage, this.args.save_total_limit, id);
+    for (const cb of this.callbacks) await cb.on_save?.(this.args, this.state, this.control, id);
+    return id;
+  }
+
+  /** The newest complete checkpoint in the storage. */
+  private async latestCheckpoint(): Promise<string> {
+    const ids = (await this.storage.list()).filter((id) => checkpointStep(id) >= 0);
+    if (!ids.length) throw new Error(`resume_from_checkpoint: no complete checkpoint in ${this.storage.name}`);
+    return ids.sort((x, y) => checkpointStep(x) - checkpointStep(y))[ids.length - 1]!;
+  }
+
+  /** Restores weights, optimizer, schedule position, data position and state from a checkpoint. */
+  private async resumeFrom(id: string): Promise<void> {
+    if (!(await this.storage.list()).includes(id)) {
+      throw new Error(`resume_from_checkpoint: "${id}" is not a complete checkpoint in ${this.storage.name}`);
+    }
+    const src = this.storage.source(id);
+    // Trainable weights: the adapter's A/B, or every weight of a full fine-tune.
+    const weights = await SafetensorsFile.open(src, this.peft ? "adapter_model.safetensors" : "model.safetensors");
+    for (const [name, t] of this.named_trainable()) {
+      const stored = name.replace(/:\d+$/, "");
+      if (!weights.has(stored)) throw new Error(`checkpoint ${id} in ${this.storage.name} has no weight "${stored}"`);
+      if (stored !== name) throw new Error(`resume_from_checkpoint: ${name} is stored as row blocks, which full fine-tuning checkpoints do not support`);
+      const data = await weights.readF32(stored);
+      if (data.length !== t.size) throw new Error(`checkpoint ${id}: "${stored}" has ${data.length} values, the model ${t.size}`);
+      gpu().batch.upload(t.buffer, 0, data);
+    }
+    // Optimizer moments and steps.
+    const opt = JSON.parse(await this.storage.readText(id, OPTIMIZER_STATE)) as {
+      param_groups: AdamWStateDict["param_groups"];
+      steps: Record<string, number>;
+    };
+    const moments = await SafetensorsFile.open(src, OPTIMIZER);
+    const state: AdamWStateDict["state"] = {};
+    const byIndex = this.optimizer.param_groups.flatMap((g) => g.params);
+    const temps: Tensor[] = [];
+    for (const [i, step] of Object.entries(opt.steps)) {
+      const p = byIndex[+i]!;
+      const load = async (k: string) => {
+        const t = keep(Tensor.fromArray(await moments.readF32(`state.${i}.${k}`), p.shape));
+        temps.push(t);
+        return t;
+      };
+      state[+i] = { step, exp_avg: await load("exp_avg"), exp_avg_sq: await load("exp_avg_sq") };
+    }
+    this.optimizer.load_state_dict({ state, param_groups: opt.param_groups });
+    for (const t of temps) t.dispose();
+    const saved = JSON.parse(await this.storage.readText(id, TRAINER_STATE)) as TrainerState & { data_position: DataPosition; dropped_examples: number };
+    const { data_position, dropped_examples: _, ...state2 } = saved;
+    this.state = { ...this.freshState(), ...state2 };
+    this.position = { ...data_position };
+    this.model.step = this.state.global_step;
+  }
+}
