@@ -19,7 +19,7 @@ import { memoryStats } from "../tensor/memory.ts";
 import { keep, tidy } from "../tensor/scope.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { gpu } from "../gpu/device.ts";
-import { assertMaxStepsForStream, baseWeightsDtype, sftConfig, type ResolvedSFTConfig, type SFTConfig } from "./config.ts";
+import { baseWeightsDtype, sftConfig, type ResolvedSFTConfig, type SFTConfig } from "./config.ts";
 import { lrLambda, warmupSteps } from "./schedule.ts";
 import { openStorage, rotateCheckpoints, type CheckpointStorage, type StorageLocation } from "./storage.ts";
 
@@ -275,12 +275,14 @@ export class SFTTrainer {
     return rows;
   }
 
-  /** Tokenises (and packs) the datasets: in memory unless max_steps bounds a stream. */
+  /**
+   * Tokenises (and packs) the datasets. Held in memory (and shuffled each epoch) unless max_steps bounds the
+   * run and the dataset is not an array: then it streams, and a dataset larger than memory trains.
+   */
   private async prepareData(): Promise<void> {
     const a = this.args;
     const stream = a.max_steps > 0 && !Array.isArray(this.init.train_dataset);
     if (!stream) {
-      assertMaxStepsForStream(a);
       const prepared = this.prepare(this.init.train_dataset, a.packing);
       const rows: CollatorExample[] = [];
       for await (const r of prepared) rows.push(r as unknown as CollatorExample);
