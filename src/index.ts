@@ -44,3 +44,4 @@ export { loadDataset, Dataset, type DatasetSource, type Row } from "./data/sourc
 export { prepareDataset, truncate_dataset, PreparedDataset, type PreparedExample, type PrepareOptions } from "./data/prepare.ts";
 export { is_conversational, maybe_convert_to_chatml } from "./data/formats.ts";
 export { FACTS } from "./data/facts.ts";
+export { DEFAULT_TINY_CONFIG, tinyModelFiles, tinyModelSource, type TinyModelOptions } from "./models/tiny.ts";
