@@ -21,7 +21,8 @@ interface Shape {
   transposeB: boolean;
 }
 
-// Squares, then SmolLM2-135M's linear layers at 512 tokens (hidden 576, MLP 1536, vocab 49152): x·Wᵀ.
+// Squares, then SmolLM2-135M's linear layers at 512 tokens (hidden 576, MLP 1536, vocab 49152): x·Wᵀ; then
+// the same weights at one token (decoding: M = 1, the matrix-vector kernels).
 const SHAPES: Shape[] = [
   { name: "256³", M: 256, K: 256, N: 256, transposeB: false },
   { name: "512³", M: 512, K: 512, N: 512, transposeB: false },
@@ -30,6 +31,9 @@ const SHAPES: Shape[] = [
   { name: "gate/up [512×576]·[1536×576]ᵀ", M: 512, K: 576, N: 1536, transposeB: true },
   { name: "down [512×1536]·[576×1536]ᵀ", M: 512, K: 1536, N: 576, transposeB: true },
   { name: "LM head [512×576]·[49152×576]ᵀ", M: 512, K: 576, N: 49152, transposeB: true },
+  { name: "decode up [1×576]·[1536×576]ᵀ", M: 1, K: 576, N: 1536, transposeB: true },
+  { name: "decode down [1×1536]·[576×1536]ᵀ", M: 1, K: 1536, N: 576, transposeB: true },
+  { name: "decode LM head [1×576]·[49152×576]ᵀ", M: 1, K: 576, N: 49152, transposeB: true },
 ];
 
 const MIN_RUNS = 5;

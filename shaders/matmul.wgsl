@@ -16,7 +16,15 @@
 //                 multiply-adds per load (TM·TN / (TM + TN)).
 //   matmul_tiled  the workgroup stages BK-deep slices of A' and B' in workgroup memory and each thread
 //                 computes its TM×TN tile from there. For GPUs.
-// Both work in 4×4 blocks held as mat4x4 (column-major): with at = (A' block)ᵀ and bt = (B' block)ᵀ,
+//   matmul_vec    small M (token-by-token decoding: M = 1, or a few sequences): each thread computes all M <= 8
+//                 rows of C for MV_C columns, so no work is spent on rows that do not exist, and each row of A'
+//                 it loads serves MV_C columns; no workgroup memory, no barrier. For CPU adapters, where every
+//                 load is paid per lane and per component, so loads are what to count: N·K of W, plus
+//                 M·K·N / MV_C of A'.
+//   matmul_vec_wg small M on GPUs: a workgroup computes all M rows of 4 columns, its MV_WG threads splitting
+//                 K (consecutive threads read consecutive 4-element runs of a W row with TRANS_B), then a
+//                 tree reduction of the partial sums in workgroup memory.
+// matmul_reg and matmul_tiled work in 4×4 blocks held as mat4x4 (column-major): with at = (A' block)ᵀ and bt = (B' block)ᵀ,
 // bt·at = (A'B' block)ᵀ, whose column i is row i of the C block; one matrix product is 64 multiply-adds
 // with no loop for a CPU compiler to leave rolled (SwiftShader does not unroll loops). A thread's blocks
 // are written out for up to 4×4 of them (TM, TN <= 16); the TM/TN guards are constant and fold away.
@@ -40,6 +48,9 @@ const TN: u32 = 16u; // columns of C per thread: 4, 8, 12 or 16
 const WG_X: u32 = 8u; // threads along N
 const WG_Y: u32 = 8u; // threads along M
 const BK: u32 = 16u; // k-depth of the workgroup-memory slices (matmul_tiled), a multiple of 4
+const MV_M: u32 = 8u; // matmul_vec, matmul_vec_wg: rows of C, 1..8 (= M)
+const MV_WG: u32 = 64u; // matmul_vec, matmul_vec_wg: threads per workgroup (matmul_vec_wg: a power of two)
+const MV_C: u32 = 4u; // matmul_vec: columns of C per thread, 4, 8, 12 or 16
 alias A_TYPE = f32;
 alias B_TYPE = f32;
 
@@ -59,6 +70,7 @@ struct Params { M: u32, N: u32, K: u32, S: u32, a_z: u32, b_z: u32, c_z: u32, a_
 
 var<workgroup> a_tile: array<vec4<f32>, BK * BM / 4u>; // [k][m/4]: A'[m..m+3, k]
 var<workgroup> b_tile: array<vec4<f32>, BK * BN / 4u>; // [k][n/4]: B'[k, n..n+3]
+var<workgroup> mv_part: array<vec4<f32>, 8u * MV_WG>; // matmul_vec_wg: [m][thread] partial C[m, n0..n0+3]
 
 // Elements j..j+3 of a contiguous run of `len` elements of A starting at `base`, each index clamped into the
 // run (with VEC_A, j and len are multiples of 4 and the clamp keeps j aligned).
@@ -143,21 +155,26 @@ fn mma(acc: ptr<function, array<mat4x4<f32>, 16>>, at: array<mat4x4<f32>, 4>, bt
   }
 }
 
+// C[r, n..n+3] = alpha · v (+ C[r, n..n+3] when ACCUMULATE), inside N (r < M).
+fn store_row(base: u32, r: u32, n: u32, v: vec4<f32>) {
+  let row = p.alpha * v;
+  for (var q = 0u; q < 4u; q++) {
+    if (n + q < p.N) {
+      let j = base + r * p.N + n + q;
+      if (ACCUMULATE) {
+        c[j] += row[q];
+      } else {
+        c[j] = row[q];
+      }
+    }
+  }
+}
+
 // C[r + i, n..n+3] = alpha · blk[i] (+ C[r + i, n..n+3] when ACCUMULATE), inside M×N.
 fn store_block(base: u32, r: u32, n: u32, blk: mat4x4<f32>) {
   for (var i = 0u; i < 4u; i++) {
     if (r + i >= p.M) { return; }
-    let row = p.alpha * blk[i];
-    for (var q = 0u; q < 4u; q++) {
-      if (n + q < p.N) {
-        let j = base + (r + i) * p.N + n + q;
-        if (ACCUMULATE) {
-          c[j] += row[q];
-        } else {
-          c[j] = row[q];
-        }
-      }
-    }
+    store_row(base, r + i, n, blk[i]);
   }
 }
 
@@ -279,4 +296,111 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     }
   }
   store_tile(wid.z * p.c_z, m0 + tr, n0 + tc, acc);
+}
+
+// ---- Small M: matmul_vec (CPU adapters) and matmul_vec_wg (GPUs). ----
+
+// A'[m, k..k+3], zero past K (m < M): a run along k of A [M, K], or a column of A [K, M] (plain loads).
+fn a_row(base: u32, m: u32, k: u32) -> vec4<f32> {
+  if (TRANS_A) {
+    let l = p.K - 1u;
+    let v = vec4<f32>(f32(a[base + min(k, l) * p.M + m]), f32(a[base + min(k + 1u, l) * p.M + m]),
+                      f32(a[base + min(k + 2u, l) * p.M + m]), f32(a[base + min(k + 3u, l) * p.M + m]));
+    return select(vec4<f32>(), v, k_valid(k));
+  }
+  return a_run(base, m, k);
+}
+
+// Rows 0..MV_M-1 of something 4 wide: row m in lo[m] (m < 4) or hi[m - 4].
+struct MvRows { lo: mat4x4<f32>, hi: mat4x4<f32> }
+
+// A'[m, k..k+3] for the MV_M rows, loaded once per k for every column block of the thread.
+fn mv_a(ao: u32, k: u32) -> MvRows {
+  var r: MvRows;
+  r.lo[0] = a_row(ao, 0u, k);
+  if (MV_M > 1u) { r.lo[1] = a_row(ao, 1u, k); }
+  if (MV_M > 2u) { r.lo[2] = a_row(ao, 2u, k); }
+  if (MV_M > 3u) { r.lo[3] = a_row(ao, 3u, k); }
+  if (MV_M > 4u) { r.hi[0] = a_row(ao, 4u, k); }
+  if (MV_M > 5u) { r.hi[1] = a_row(ao, 5u, k); }
+  if (MV_M > 6u) { r.hi[2] = a_row(ao, 6u, k); }
+  if (MV_M > 7u) { r.hi[3] = a_row(ao, 7u, k); }
+  return r;
+}
+
+// acc[m] (C[m, n..n+3]) += bt · at[m] with bt = (B'[k..k+3, n..n+3])ᵀ, whose column kk is B'[k + kk, n..n+3].
+fn mv_fma(acc: ptr<function, MvRows>, at: MvRows, bo: u32, k: u32, n: u32) {
+  let bt = b_block(bo, k, n);
+  (*acc).lo[0] += bt * at.lo[0];
+  if (MV_M > 1u) { (*acc).lo[1] += bt * at.lo[1]; }
+  if (MV_M > 2u) { (*acc).lo[2] += bt * at.lo[2]; }
+  if (MV_M > 3u) { (*acc).lo[3] += bt * at.lo[3]; }
+  if (MV_M > 4u) { (*acc).hi[0] += bt * at.hi[0]; }
+  if (MV_M > 5u) { (*acc).hi[1] += bt * at.hi[1]; }
+  if (MV_M > 6u) { (*acc).hi[2] += bt * at.hi[2]; }
+  if (MV_M > 7u) { (*acc).hi[3] += bt * at.hi[3]; }
+}
+
+fn mv_store(co: u32, n: u32, acc: MvRows) {
+  store_block(co, 0u, n, acc.lo);
+  if (MV_M > 4u) { store_block(co, 4u, n, acc.hi); }
+}
+
+// MV_C columns per thread (4 to 16): each row of A' loaded serves all of them.
+@compute @workgroup_size(MV_WG)
+fn matmul_vec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_id) lid: vec3<u32>) {
+  let n0 = ((wid.x + wid.y * nwg.x) * MV_WG + lid.x) * MV_C;
+  if (n0 >= p.N) { return; }
+  var acc0: MvRows;
+  var acc1: MvRows;
+  var acc2: MvRows;
+  var acc3: MvRows;
+  for (var s = 0u; s < p.S; s++) {
+    let ao = wid.z * p.a_z + s * p.a_s;
+    let bo = wid.z * p.b_z + s * p.b_s;
+    for (var k = 0u; k < p.K; k += 4u) {
+      let at = mv_a(ao, k);
+      mv_fma(&acc0, at, bo, k, n0);
+      if (MV_C > 4u) { mv_fma(&acc1, at, bo, k, n0 + 4u); }
+      if (MV_C > 8u) { mv_fma(&acc2, at, bo, k, n0 + 8u); }
+      if (MV_C > 12u) { mv_fma(&acc3, at, bo, k, n0 + 12u); }
+    }
+  }
+  let co = wid.z * p.c_z;
+  mv_store(co, n0, acc0);
+  if (MV_C > 4u) { mv_store(co, n0 + 4u, acc1); }
+  if (MV_C > 8u) { mv_store(co, n0 + 8u, acc2); }
+  if (MV_C > 12u) { mv_store(co, n0 + 12u, acc3); }
+}
+
+// One workgroup per 4 columns: thread t takes k = 4t, 4t + 4·MV_WG, ... and the partial sums meet in a tree.
+@compute @workgroup_size(MV_WG)
+fn matmul_vec_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) t: u32) {
+  let n0 = (wid.x + wid.y * nwg.x) * 4u; // uniform over the workgroup
+  if (n0 >= p.N) { return; }
+  var acc: MvRows;
+  for (var s = 0u; s < p.S; s++) {
+    let ao = wid.z * p.a_z + s * p.a_s;
+    let bo = wid.z * p.b_z + s * p.b_s;
+    for (var k = 4u * t; k < p.K; k += 4u * MV_WG) {
+      mv_fma(&acc, mv_a(ao, k), bo, k, n0);
+    }
+  }
+  for (var m = 0u; m < MV_M; m++) {
+    mv_part[m * MV_WG + t] = select(acc.hi[m % 4u], acc.lo[m % 4u], m < 4u);
+  }
+  workgroupBarrier();
+  for (var w = MV_WG / 2u; w > 0u; w /= 2u) {
+    if (t < w) {
+      for (var m = 0u; m < MV_M; m++) {
+        mv_part[m * MV_WG + t] += mv_part[m * MV_WG + t + w];
+      }
+    }
+    workgroupBarrier();
+  }
+  if (t < MV_M) {
+    store_row(wid.z * p.c_z, t, n0, mv_part[t * MV_WG]);
+  }
 }

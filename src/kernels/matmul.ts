@@ -1,7 +1,7 @@
 // Typed launcher for shaders/matmul.wgsl, and the autotune that picks its tile config per adapter.
 // No autograd here.
 import { gpu, isCpuAdapter, type DeviceInfo } from "../gpu/device.ts";
-import { launch } from "../gpu/launch.ts";
+import { grid, launch } from "../gpu/launch.ts";
 import { WGSL } from "../gpu/shaders.generated.ts";
 import { Tensor, type DType } from "../tensor/tensor.ts";
 import { full } from "./elementwise.ts";
@@ -35,7 +35,41 @@ export const MATMUL_CONFIGS: { cpu: readonly MatmulConfig[]; gpu: readonly Matmu
   ],
 };
 
-export function configName(c: MatmulConfig): string {
+/**
+ * The small-M kernels of shaders/matmul.wgsl (token-by-token decoding: M = 1, or a few sequences), which
+ * compute all M <= 8 rows of C for a few columns: C columns per thread, no workgroup memory or barrier
+ * ("vec", CPU adapters), or 4 columns per workgroup of WG threads splitting K, reduced in workgroup memory
+ * ("vec_wg", GPUs).
+ */
+export interface MatvecConfig {
+  kernel: "vec" | "vec_wg";
+  /** Threads per workgroup ("vec_wg": a power of two). */
+  WG: number;
+  /** "vec": columns of C per thread, 4, 8, 12 or 16 (default 4): each row of A' it loads serves all of them. */
+  C?: number;
+}
+
+/** Products with at most this many rows of C (after a shared weight's batch is folded into M) take MATVEC_CONFIGS. */
+export const MATVEC_MAX_M = 8;
+
+/**
+ * The config of a product with M <= MATVEC_MAX_M rows, by kind of adapter, at index M - 1. On a CPU adapter
+ * every storage load is paid per lane and per component whatever its address, so loads are what to count: at
+ * M = 1 the matrix-vector kernel reads W once and A' once per 16 columns (the LM head [1×576]·[49152×576]ᵀ:
+ * ~110 ms on a 2-core llvmpipe, the floor of a plain streaming read of W, against ~230 ms for the 16×16 tile);
+ * from M = 2 the register tile with one row of threads and TM just above M does as well or better (measured
+ * on llvmpipe, Deno). On GPUs the workgroup-per-4-columns kernel keeps every thread busy whatever M.
+ */
+export const MATVEC_CONFIGS: { cpu: readonly (MatvecConfig | MatmulConfig)[]; gpu: readonly (MatvecConfig | MatmulConfig)[] } = (() => {
+  const vec: MatvecConfig = { kernel: "vec", WG: 16, C: 16 };
+  const reg4: MatmulConfig = { kernel: "reg", TM: 4, TN: 16, WG_X: 16, WG_Y: 1 };
+  const reg8: MatmulConfig = { kernel: "reg", TM: 8, TN: 16, WG_X: 16, WG_Y: 1 };
+  const wg: MatvecConfig = { kernel: "vec_wg", WG: 64 };
+  return { cpu: [vec, reg4, reg4, reg4, reg8, reg8, reg8, reg8], gpu: new Array<MatvecConfig>(MATVEC_MAX_M).fill(wg) };
+})();
+
+export function configName(c: MatmulConfig | MatvecConfig): string {
+  if (isMatvec(c)) return `${c.kernel} (M <= ${MATVEC_MAX_M}), ${c.WG} threads${c.kernel === "vec" ? `, ${c.C ?? 4} columns/thread` : ""}`;
   const bk = c.kernel === "tiled" ? `, BK ${c.BK ?? 16}` : "";
   return `${c.kernel} ${c.TM}x${c.TN}/thread, ${c.WG_X}x${c.WG_Y} threads${bk}`;
 }
@@ -66,6 +100,9 @@ export interface MatmulDims {
 const tuned = new WeakMap<GPUDevice, MatmulConfig>();
 const tuning = new WeakMap<GPUDevice, Promise<MatmulTuning>>();
 let forced: MatmulConfig | null = null;
+let forcedVec: MatvecConfig | MatmulConfig | null = null;
+
+const isMatvec = (c: MatmulConfig | MatvecConfig): c is MatvecConfig => c.kernel === "vec" || c.kernel === "vec_wg";
 
 /** The config matmuls use now: forced, else tuned for this device, else the adapter kind's default. */
 export function matmulConfig(): MatmulConfig {
@@ -77,6 +114,21 @@ export function matmulConfig(): MatmulConfig {
 export function forceMatmulConfig(config: MatmulConfig | null): void {
   if (config) checkConfig(config, gpu().info);
   forced = config;
+}
+
+/** The config a matmul with M <= MATVEC_MAX_M rows uses now: forced, else the adapter kind's for M. */
+export function matvecConfig(M: number): MatvecConfig | MatmulConfig {
+  const table = MATVEC_CONFIGS[isCpuAdapter(gpu().info) ? "cpu" : "gpu"];
+  return forcedVec ?? table[Math.min(Math.max(M, 1), table.length) - 1]!;
+}
+
+/**
+ * Forces every later matmul with M <= MATVEC_MAX_M onto `config` (tests, benchmarks), as forceMatmulConfig
+ * does for larger M; `null` restores the adapter's choice.
+ */
+export function forceMatvecConfig(config: MatvecConfig | MatmulConfig | null): void {
+  if (config) (isMatvec(config) ? checkMatvecConfig : checkConfig)(config as never, gpu().info);
+  forcedVec = config;
 }
 
 /**
@@ -120,30 +172,43 @@ function family(a: DType, b: DType): string {
 /**
  * C = alpha·op(A)·op(B), or C += alpha·op(A)·op(B) with `accumulate`, into `c` (see MatmulDims). A and B may be
  * stored as f16 (widened to f32 as they are loaded; the arithmetic is f32) where the device has shader-f16.
+ * `config` defaults to the small-M kernel when M <= MATVEC_MAX_M, else to the tuned tile config.
  */
-export function matmulInto(a: Tensor, b: Tensor, c: Tensor, d: MatmulDims, config = matmulConfig()): void {
+export function matmulInto(a: Tensor, b: Tensor, c: Tensor, d: MatmulDims, config?: MatmulConfig | MatvecConfig): void {
   checkMatmulDtypes(a.dtype, b.dtype, "matmul", c.dtype);
-  const BM = config.TM * config.WG_Y;
-  const BN = config.TN * config.WG_X;
+  const cfg = config ?? (d.M <= MATVEC_MAX_M ? matvecConfig(d.M) : matmulConfig());
   // vec4 loads need 4-aligned runs along the operand's contiguous dim and 4-aligned operand offsets.
   const vec = (len: number, ...strides: number[]) => len % 4 === 0 && strides.every((s) => s % 4 === 0);
-  launch(family(a.dtype, b.dtype), config.kernel === "reg" ? "matmul_reg" : "matmul_tiled", {
-    consts: {
-      TRANS_A: d.transA,
-      TRANS_B: d.transB,
-      VEC_A: vec(d.transA ? d.M : d.K, d.a_z, d.a_s),
-      VEC_B: vec(d.transB ? d.K : d.N, d.b_z, d.b_s),
-      ACCUMULATE: d.accumulate ?? false,
-      TM: config.TM,
-      TN: config.TN,
-      WG_X: config.WG_X,
-      WG_Y: config.WG_Y,
-      BK: config.BK ?? 16,
-    },
-    buffers: { a: a.buffer, a4: a.buffer, b: b.buffer, b4: b.buffer, c: c.buffer },
-    params: {
-      M: d.M, N: d.N, K: d.K, S: d.sum, a_z: d.a_z, b_z: d.b_z, c_z: d.c_z, a_s: d.a_s, b_s: d.b_s, alpha: d.alpha ?? 1,
-    },
+  const consts = {
+    TRANS_A: d.transA,
+    TRANS_B: d.transB,
+    VEC_A: vec(d.transA ? d.M : d.K, d.a_z, d.a_s),
+    VEC_B: vec(d.transB ? d.K : d.N, d.b_z, d.b_s),
+    ACCUMULATE: d.accumulate ?? false,
+  };
+  const buffers = { a: a.buffer, a4: a.buffer, b: b.buffer, b4: b.buffer, c: c.buffer };
+  const params = {
+    M: d.M, N: d.N, K: d.K, S: d.sum, a_z: d.a_z, b_z: d.b_z, c_z: d.c_z, a_s: d.a_s, b_s: d.b_s, alpha: d.alpha ?? 1,
+  };
+  if (isMatvec(cfg)) {
+    if (d.M > MATVEC_MAX_M) throw new Error(`matmul: the ${cfg.kernel} kernel computes at most ${MATVEC_MAX_M} rows (M = ${d.M})`);
+    // "vec": C columns per thread; "vec_wg": 4 columns per workgroup.
+    const C = cfg.kernel === "vec" ? (cfg.C ?? 4) : 4;
+    const [x, y] = grid(Math.ceil(d.N / C), cfg.kernel === "vec" ? cfg.WG : 1);
+    launch(family(a.dtype, b.dtype), `matmul_${cfg.kernel}`, {
+      consts: { ...consts, MV_M: d.M, MV_WG: cfg.WG, MV_C: C },
+      buffers,
+      params,
+      workgroups: [x, y, d.batch],
+    });
+    return;
+  }
+  const BM = cfg.TM * cfg.WG_Y;
+  const BN = cfg.TN * cfg.WG_X;
+  launch(family(a.dtype, b.dtype), cfg.kernel === "reg" ? "matmul_reg" : "matmul_tiled", {
+    consts: { ...consts, TM: cfg.TM, TN: cfg.TN, WG_X: cfg.WG_X, WG_Y: cfg.WG_Y, BK: cfg.BK ?? 16 },
+    buffers,
+    params,
     workgroups: [Math.ceil(d.N / BN), Math.ceil(d.M / BM), d.batch],
   });
 }
@@ -224,4 +289,19 @@ function checkConfig(c: MatmulConfig, info: DeviceInfo): void {
     throw new Error(`matmul config ${configName(c)}: TM and TN must be 4, 8, 12 or 16 and BK a multiple of 4`);
   }
   if (!configFits(c, info)) throw new Error(`matmul config ${configName(c)} exceeds this adapter's workgroup limits`);
+}
+
+/** Whether the adapter allows the small-M config's workgroup size. */
+export function matvecConfigFits(c: MatvecConfig, info: DeviceInfo): boolean {
+  const l = info.limits;
+  const shared = c.kernel === "vec_wg" ? 8 * c.WG * 16 : 0;
+  return c.WG <= l.maxComputeInvocationsPerWorkgroup && c.WG <= l.maxComputeWorkgroupSizeX && shared <= l.maxComputeWorkgroupStorageSize;
+}
+
+function checkMatvecConfig(c: MatvecConfig, info: DeviceInfo): void {
+  const cols = (v: number) => Number.isInteger(v) && v >= 4 && v <= 16 && v % 4 === 0;
+  if (!Number.isInteger(c.WG) || c.WG < 1 || (c.kernel === "vec_wg" && (c.WG & (c.WG - 1)) !== 0) || !cols(c.C ?? 4)) {
+    throw new Error(`matmul config ${configName(c)}: WG must be a positive integer (a power of two for vec_wg) and C 4, 8, 12 or 16`);
+  }
+  if (!matvecConfigFits(c, info)) throw new Error(`matmul config ${configName(c)} exceeds this adapter's workgroup limits`);
 }

@@ -5,7 +5,17 @@
 //   XDG_RUNTIME_DIR=/tmp node_modules/.bin/deno test -A --no-check tests/ops/f16_weights.test.ts
 import assert from "node:assert/strict";
 import { after, before, test, type TestContext } from "node:test";
-import { configFits, configName, forceMatmulConfig, MATMUL_CONFIGS, type MatmulConfig } from "../../src/kernels/matmul.ts";
+import {
+  configFits,
+  configName,
+  forceMatmulConfig,
+  forceMatvecConfig,
+  MATMUL_CONFIGS,
+  MATVEC_CONFIGS,
+  matvecConfigFits,
+  type MatmulConfig,
+  type MatvecConfig,
+} from "../../src/kernels/matmul.ts";
 import { deviceInfo, lora_linear, matmul, Tensor } from "../../src/index.ts";
 import { f16ToF32, f32ToF16 } from "../../src/tensor/half.ts";
 import { expectAllClose, rand, setup } from "../helpers.ts";
@@ -42,7 +52,7 @@ const caseName = (c: Case) =>
  * op(a)·op(W) and da with W stored as f16 against the same with W as f32 (same values), for every config:
  * a [..., M, K] (or [..., K, M]) requires grad, W [K, N] (or [N, K]) is frozen and shared by a's batch.
  */
-async function checkMatmul(t: TestContext, c: Case): Promise<void> {
+async function checkMatmul(t: TestContext, c: Case, list: MatmulConfig[] = configs(), label?: string): Promise<void> {
   if (!hasF16()) return t.skip(NO_F16);
   const ta = c.ta ?? false;
   const tb = c.tb ?? false;
@@ -51,7 +61,7 @@ async function checkMatmul(t: TestContext, c: Case): Promise<void> {
   const aVals = f32Values(aShape.reduce((p, q) => p * q, 1), 1);
   const wVals = f16Exact(c.K * c.N, 2);
   const dyVals = f32Values((aVals.length / (c.M * c.K)) * c.M * c.N, 3);
-  for (const config of configs()) {
+  for (const config of list) {
     forceMatmulConfig(config);
     const run = async (dtype: "f32" | "f16") => {
       const a = Tensor.fromArray(aVals, aShape, { requires_grad: true });
@@ -66,7 +76,7 @@ async function checkMatmul(t: TestContext, c: Case): Promise<void> {
     };
     const want = await run("f32");
     const got = await run("f16");
-    const what = `${caseName(c)}, ${configName(config)}`;
+    const what = `${caseName(c)}, ${label ?? configName(config)}`;
     expectAllClose(got.y, want.y, SAME, `${what}: y`);
     expectAllClose(got.da, want.da, SAME, `${what}: da`);
   }
@@ -84,6 +94,29 @@ for (const c of [
   { M: 17, K: 33, N: 65, ta: true, tb: true }, // da = W'·dyᵀ puts the f16 weight in the a slot
 ] satisfies Case[]) {
   test(`matmul with an f16 weight equals the f32 weight: ${caseName(c)}`, (t) => checkMatmul(t, c));
+}
+
+// M = 1 (decoding): the small-M kernels, each forced, read the f16 weight (vec4 loads where K % 4 == 0).
+const smallConfigs = (): (MatvecConfig | MatmulConfig)[] =>
+  [...new Set([...MATVEC_CONFIGS.cpu, ...MATVEC_CONFIGS.gpu, { kernel: "vec", WG: 16, C: 4 } as MatvecConfig])].filter((c) =>
+    "TM" in c ? configFits(c, deviceInfo()) : matvecConfigFits(c, deviceInfo()));
+for (const c of [
+  { M: 1, K: 32, N: 20, tb: true },
+  { M: 1, K: 33, N: 65, tb: true },
+  { M: 1, K: 33, N: 65 },
+  { batch: [3], M: 1, K: 36, N: 17, tb: true }, // three sequences decoding: M = 3 after folding
+] satisfies Case[]) {
+  test(`matmul small M with an f16 weight equals the f32 weight, each small-M kernel: ${caseName(c)}`, async (t) => {
+    if (!hasF16()) return t.skip(NO_F16);
+    try {
+      for (const config of smallConfigs()) {
+        forceMatvecConfig(config);
+        await checkMatmul(t, c, [configs()[0]!], configName(config));
+      }
+    } finally {
+      forceMatvecConfig(null);
+    }
+  });
 }
 
 test("matmul with an f16 a (frozen) and an f32 b that requires grad: y and db equal the f32 path", async (t) => {

@@ -5,17 +5,26 @@ import {
   configFits,
   configName,
   forceMatmulConfig,
+  forceMatvecConfig,
   MATMUL_CONFIGS,
+  MATVEC_CONFIGS,
+  MATVEC_MAX_M,
   matmulConfig,
   matmulInto,
+  matvecConfig,
+  matvecConfigFits,
   type MatmulConfig,
+  type MatvecConfig,
 } from "../../src/kernels/matmul.ts";
 import { deviceInfo, matmul, Tensor, tuneMatmul } from "../../src/index.ts";
 import { checkOp, expectAllClose, rand, setup } from "../helpers.ts";
 import * as R from "../reference/matmul.ts";
 
 before(setup);
-after(() => forceMatmulConfig(null));
+after(() => {
+  forceMatmulConfig(null);
+  forceMatvecConfig(null);
+});
 
 // f32 products of K terms in [-1, 1]: rounding grows like sqrt(K)·eps; 1e-4 relative holds to K ~ 300.
 const TOL = { atol: 1e-5, rtol: 1e-4 };
@@ -170,7 +179,8 @@ const SENTINEL = 12345;
  * against the float64 reference; the elements past C must keep their sentinel. Operand (z, s) sits at
  * offset (z·S + s) times its size.
  */
-async function checkInto(c: IntoCase, config: MatmulConfig = matmulConfig(), seed = 11): Promise<void> {
+async function checkInto(c: IntoCase, config?: MatmulConfig | MatvecConfig, seed = 11): Promise<void> {
+  config ??= c.M <= MATVEC_MAX_M ? matvecConfig(c.M) : matmulConfig();
   const { M, K, N, alpha } = c;
   const ta = c.ta ?? false;
   const tb = c.tb ?? false;
@@ -229,6 +239,75 @@ for (const config of [...MATMUL_CONFIGS.cpu, ...MATMUL_CONFIGS.gpu]) {
     await checkInto({ sum: 2, M: 37, K: 19, N: 45, ta: true, alpha: 1 }, config, 5);
   });
 }
+
+// ---- Small M (token-by-token decoding): M <= MATVEC_MAX_M takes MATVEC_CONFIGS (the matrix-vector kernels). ----
+
+// Through the op, forward and backward (dA' = dC·B'ᵀ is small-M again; dB' is not): every transpose, odd K and N.
+for (const M of [1, 3, 8]) {
+  for (const [ta, tb] of TRANSPOSES) {
+    test(`matmul small M=${M} K=33 N=65 ta=${ta} tb=${tb}`, () => check({ M, K: 33, N: 65, ta, tb }, M));
+  }
+  for (const [K, N] of [[17, 65], [65, 17], [65, 33]] as const) {
+    test(`matmul small M=${M} K=${K} N=${N} tb=true`, () => check({ M, K, N, tb: true }, M + K));
+  }
+}
+test("matmul small M, vec4 loads (K and N multiples of 4)", async () => {
+  for (const M of [1, 2, 5]) for (const tb of [true, false]) await check({ M, K: 64, N: 36, tb }, M);
+});
+test("matmul small M batched [2] × [2]ᵀ", () => check({ batchA: [2], batchB: [2], M: 1, K: 33, N: 17, tb: true }));
+test("matmul small M batched, a transposed", () => check({ batchA: [3], batchB: [3], M: 3, K: 17, N: 33, ta: true }));
+test("matmul small M, b shared by a's batch (decoding 2×3 sequences: M = 6 after folding)", () =>
+  check({ batchA: [2, 3], M: 1, K: 33, N: 17, tb: true }));
+test("matmul small M, b shared by a's batch, a transposed", () => check({ batchA: [3], M: 1, K: 33, N: 17, ta: true }));
+test("matmul small M, a shared by b's batch", () => check({ batchB: [3], M: 1, K: 33, N: 17 }));
+
+// Every small-M config (the adapter's table, each kernel forced with a few shapes of its launch), straight on
+// buffers: accumulate with alpha, overwrite, batches, summed products, vec4 and scalar loads.
+const SMALL_M_CONFIGS: (MatvecConfig | MatmulConfig | null)[] = [
+  null,
+  { kernel: "vec", WG: 16, C: 4 },
+  { kernel: "vec", WG: 8, C: 16 },
+  { kernel: "vec", WG: 64, C: 12 },
+  { kernel: "vec_wg", WG: 64 },
+  { kernel: "vec_wg", WG: 8 },
+  ...MATVEC_CONFIGS.cpu.filter((c) => c.kernel === "reg").filter((c, i, all) => all.indexOf(c) === i),
+];
+const smallFits = (c: MatvecConfig | MatmulConfig) => ("TM" in c ? fits(c) : matvecConfigFits(c, deviceInfo()));
+for (const config of SMALL_M_CONFIGS) {
+  test(`matmul small M accumulate, ${config ? configName(config) : "the adapter's choice by M"}`, async (t) => {
+    if (config && !smallFits(config)) return t.skip("exceeds this adapter's workgroup limits");
+    const at = (M: number) => config ?? matvecConfig(M);
+    for (const [ta, tb] of TRANSPOSES) await checkInto({ M: 3, K: 33, N: 65, ta, tb, alpha: -0.75 }, at(3), 1);
+    for (const M of [1, 8]) await checkInto({ M, K: 65, N: 17, tb: true, alpha: 2.5 }, at(M), M);
+    await checkInto({ M: 8, K: 17, N: 33, ta: true, alpha: 0.5 }, at(8), 2);
+    await checkInto({ M: 1, K: 17, N: 33, tb: true, alpha: 2.5, accumulate: false }, at(1), 3);
+    for (const ta of [false, true]) await checkInto({ M: 4, K: 36, N: 68, ta, tb: !ta, alpha: 0.5 }, at(4), 4); // vec4 loads
+    await checkInto({ batch: 3, M: 2, K: 33, N: 17, tb: true, alpha: 1.5 }, at(2), 6);
+    await checkInto({ batch: 2, M: 1, K: 20, N: 12, tb: true, alpha: 1 }, at(1), 7);
+    await checkInto({ sum: 3, M: 5, K: 17, N: 33, ta: true, alpha: -2 }, at(5), 8);
+    await checkInto({ M: 1, K: 1, N: 1, alpha: 1 }, at(1), 9);
+  });
+}
+test("matmul small M forced through the op (forceMatvecConfig), forward and backward", async () => {
+  for (const config of SMALL_M_CONFIGS) {
+    if (config && !smallFits(config)) continue;
+    forceMatvecConfig(config);
+    try {
+      await check({ M: 3, K: 33, N: 65, tb: true }, 2);
+      await check({ batchA: [2], batchB: [2], M: 1, K: 20, N: 36, ta: true, tb: true }, 3);
+    } finally {
+      forceMatvecConfig(null);
+    }
+  }
+});
+test("matmul small M: the small-M kernels refuse M past MATVEC_MAX_M", () => {
+  const a = Tensor.empty([9, 4]);
+  const b = Tensor.empty([4, 4]);
+  const c = Tensor.empty([9, 4]);
+  const dims = { M: 9, N: 4, K: 4, transA: false, transB: false, batch: 1, sum: 1, a_z: 0, b_z: 0, c_z: 0, a_s: 0, b_s: 0 };
+  assert.throws(() => matmulInto(a, b, c, dims, { kernel: "vec", WG: 16 }), /at most 8 rows \(M = 9\)/);
+  for (const t of [a, b, c]) t.dispose();
+});
 
 test("tuneMatmul picks one of its candidates and matmul then uses it", async () => {
   const tuning = await tuneMatmul();
