@@ -347,7 +347,10 @@ export class SFTTrainer {
     await this.setup();
     const a = this.args;
     const resume = options.resume_from_checkpoint ?? a.resume_from_checkpoint ?? null;
-    if (resume) await this.resumeFrom(resume === true ? await this.latestCheckpoint() : String(resume));
+    if (resume) await this.resumeFrom(resume === true ? await this.latestCheckpoint() : await this.checkpointId(String(resume)));
+    // A fresh control for each run, as the Trainer makes (a stop asked for in an earlier train() is over).
+    Object.assign(this.control, { should_training_stop: false, should_save: false, should_log: false, should_evaluate: false });
+    let stoppedOnNaN = false;
     this.state.max_steps = this.totalSteps;
     const model = this.peft ?? this.model;
     model.train();
@@ -403,21 +406,23 @@ export class SFTTrainer {
       for (const t of [...scalars, norm]) t.dispose();
       const gradNorm = values[values.length - 1]!;
       let stepLoss = 0;
-      micro.forEach((m, i) => {
-        stepLoss += values[3 * i]!;
-        if (m.valid > 0) {
-          window.acc.push(values[3 * i + 1]! / m.valid);
-          window.entropy.push(values[3 * i + 2]! / m.valid);
-        }
-      });
+      micro.forEach((_, i) => (stepLoss += values[3 * i]!));
       if (!Number.isFinite(stepLoss) || !Number.isFinite(gradNorm)) {
         this.optimizer.zero_grad();
         const what = !Number.isFinite(stepLoss) ? `the loss is ${stepLoss}` : `the gradient norm is ${gradNorm}`;
         this.warn(`SFTTrainer: step ${this.state.global_step + 1}: ${what}; the step is skipped and training stops (the last checkpoint is intact)`);
         await this.log({ nan_or_inf_step: this.state.global_step + 1, loss: stepLoss, grad_norm: gradNorm });
         this.control.should_training_stop = true;
+        stoppedOnNaN = true;
         break;
       }
+      // The metrics of the step count only once it is known to be good.
+      micro.forEach((m, i) => {
+        if (m.valid > 0) {
+          window.acc.push(values[3 * i + 1]! / m.valid);
+          window.entropy.push(values[3 * i + 2]! / m.valid);
+        }
+      });
       this.optimizer.step();
       this.optimizer.zero_grad();
       this.state.global_step++;
@@ -433,7 +438,11 @@ export class SFTTrainer {
 
       const step = this.state.global_step;
       const last = step >= this.totalSteps;
-      const doLog = a.logging_strategy === "steps" && (step % a.logging_steps === 0 || (step === 1 && a.logging_first_step) || last);
+      // An epoch of held data ends with its last micro-batch (a stream's passes have no known end here).
+      const epochEnd = this.batchesPerEpoch !== null && this.position.batches >= this.batchesPerEpoch;
+      const doLog =
+        (a.logging_strategy === "steps" && (step % a.logging_steps === 0 || (step === 1 && a.logging_first_step) || last)) ||
+        (a.logging_strategy === "epoch" && (epochEnd || last));
       if (doLog || this.control.should_log) {
         const secs = (performance.now() - window.start) / 1000;
         const mean = (xs: number[]) => (xs.length ? xs.reduce((s, x) => s + x, 0) / xs.length : 0);
@@ -453,17 +462,23 @@ export class SFTTrainer {
         this.control.should_log = false;
       }
       await this.emit("on_step_end");
-      if ((a.eval_strategy === "steps" && step % a.eval_steps === 0 && this.evalRows) || this.control.should_evaluate) {
+      const evalNow = (a.eval_strategy === "steps" && step % a.eval_steps === 0) || (a.eval_strategy === "epoch" && epochEnd);
+      if ((evalNow && this.evalRows) || this.control.should_evaluate) {
         await this.evaluate();
         this.control.should_evaluate = false;
       }
-      if ((a.save_strategy === "steps" && step % a.save_steps === 0) || this.control.should_save) {
+      if ((a.save_strategy === "steps" && step % a.save_steps === 0) || (a.save_strategy === "epoch" && epochEnd) || this.control.should_save) {
         await this.saveCheckpoint();
         this.control.should_save = false;
       }
     }
-    if (a.save_strategy !== "no" && !this.control.should_training_stop && !(await this.storage.list()).includes(`checkpoint-${this.state.global_step}`)) {
-      if (a.save_strategy === "epoch" || this.state.global_step % a.save_steps !== 0) await this.saveCheckpoint();
+    // The Trainer saves at max_steps (not after a stop a callback asked for, nor after a NaN/Inf step: the last
+    // good checkpoint stays the newest).
+    if (
+      a.save_strategy !== "no" && !stoppedOnNaN && !this.control.should_training_stop && this.state.global_step > 0 &&
+      !(await this.storage.list()).includes(`checkpoint-${this.state.global_step}`)
+    ) {
+      await this.saveCheckpoint();
     }
     const training_loss = lossSteps ? lossSum / lossSteps : 0;
     const metrics = { train_loss: training_loss, epoch: this.state.epoch, train_steps: this.state.global_step };
@@ -513,8 +528,10 @@ export class SFTTrainer {
       );
       const [loss, correct, entropy] = await t.toArray();
       t.dispose();
-      lossSum += loss! * rows.length;
-      examples += rows.length;
+      // The Trainer weights each batch's mean loss by the batch's rows (one row when padding-free).
+      const n = batch.input_ids.length;
+      lossSum += loss! * n;
+      examples += n;
       tokens += batch.num_tokens;
       if (valid > 0) {
         acc.push(correct! / valid);
@@ -544,15 +561,56 @@ export class SFTTrainer {
   }
 
   /**
-   * Saves the trained model to `dir` (default output_dir): the adapter directory (LoRA; loads with PEFT's
-   * PeftModel.from_pretrained) or the whole model (full fine-tuning), with the tokenizer files.
+   * A merged model's files (PEFT's merge_and_unload, then save_pretrained): every adapted weight becomes
+   * W + scaling · B·A (f32), the adapters stay on the trainer's model untouched.
    */
-  async save_model(dir?: string): Promise<void> {
+  private async mergedFiles(): Promise<Record<string, Uint8Array>> {
+    const peft = this.peft!;
+    const sd = await this.model.state_dict();
+    for (const lin of peft.adapted) {
+      const { A, B, scaling } = lin.lora!;
+      const w = sd.get(`${lin.name}.weight`);
+      if (!w) throw new Error(`save_model(merge): the model has no weight "${lin.name}.weight"`);
+      const [O, I] = w.shape as [number, number];
+      const R = A.shape[0]!;
+      const a = await A.toArray();
+      const b = await B.toArray();
+      const row = new Float64Array(I);
+      for (let o = 0; o < O; o++) {
+        row.fill(0);
+        for (let r = 0; r < R; r++) {
+          const bor = b[o * R + r]!;
+          if (bor === 0) continue;
+          for (let i = 0; i < I; i++) row[i]! += bor * a[r * I + i]!;
+        }
+        for (let i = 0; i < I; i++) w.data[o * I + i] = w.data[o * I + i]! + scaling * row[i]!;
+      }
+    }
+    const tensors: Record<string, SafetensorsEntry> = {};
+    for (const [name, t] of sd) tensors[name] = { dtype: "F32", shape: t.shape, data: t.data };
+    const json = (o: unknown) => new TextEncoder().encode(JSON.stringify(o, null, 2) + "\n");
+    return {
+      "config.json": json({ ...this.model.config.raw, torch_dtype: "float32" }),
+      ...(this.model.generation_config ? { "generation_config.json": json(this.model.generation_config) } : {}),
+      "model.safetensors": writeSafetensors(tensors, { format: "pt" }),
+    };
+  }
+
+  /**
+   * Saves the trained model to `dir` (default output_dir): the adapter directory (LoRA; loads with PEFT's
+   * PeftModel.from_pretrained) or the whole model (full fine-tuning), with the tokenizer files. With
+   * `merge: true` a LoRA run is saved as a whole model with the adapters folded in (PEFT's merge_and_unload
+   * then save_pretrained: config.json + model.safetensors), loadable without PEFT; the trainer's model keeps
+   * its adapters.
+   */
+  async save_model(dir?: string, options: { merge?: boolean } = {}): Promise<void> {
     await this.setup();
-    const files = await this.modelFiles();
+    const files = options.merge && this.peft ? await this.mergedFiles() : this.peft ? await this.peft.adapter_files() : await this.model.model_files();
+    const src = this.modelSource;
+    if (src) for (const f of TOKENIZER_FILES) if (await src.exists(f)) files[f] = await src.read(f);
     const target = dir ?? this.args.output_dir;
-    if (this.storage instanceof Object && this.storage.name.startsWith("indexeddb:") && dir === undefined) {
-      await this.storage.writeCheckpoint("final", files);
+    if (this.storage.name.startsWith("indexeddb:") && dir === undefined) {
+      await this.storage.writeCheckpoint(options.merge ? "final-merged" : "final", files);
       return;
     }
     const { writeDirectory } = await import("../models/files.ts");
@@ -583,6 +641,14 @@ export class SFTTrainer {
     await rotateCheckpoints(this.storage, this.args.save_total_limit, id);
     for (const cb of this.callbacks) await cb.on_save?.(this.args, this.state, this.control, id);
     return id;
+  }
+
+  /** A checkpoint id, or a path ending in one ("out/checkpoint-500", as the Trainer takes it). */
+  private async checkpointId(given: string): Promise<string> {
+    const ids = await this.storage.list();
+    if (ids.includes(given)) return given;
+    const base = given.replace(/[\\/]+$/, "").split(/[\\/]/).pop() ?? given;
+    return ids.includes(base) ? base : given;
   }
 
   /** The newest complete checkpoint in the storage. */
