@@ -9,6 +9,7 @@ import {
   type PeftModel, type TrainerCallback,
 } from "./src/index.ts";
 import { FACTS } from "./src/data/facts.ts";
+import { tinyModelSource } from "./src/models/tiny.ts";
 import { loadSFTConfig, SFT_DEFAULTS } from "./src/trainer/config.ts";
 
 type Env = { args: string[]; exit(code: number): never; isTTY: boolean; write(s: string): void; env(k: string): string | undefined };
@@ -113,8 +114,7 @@ async function main(): Promise<void> {
   await getDevice();
   const info = deviceInfo();
   console.log(`webtune on ${info.host}, ${info.adapter.description || info.adapter.vendor || "WebGPU"}`);
-  let modelPath = cfg.model.model_name_or_path;
-  if (isDefault) modelPath = await defaultModel();
+  const modelPath = isDefault ? tinyModelSource() : cfg.model.model_name_or_path;
   if (!modelPath) throw new Error("no model: give --model (a directory, URL or Hub id) or run without arguments for the default");
   const dataset = cfg.dataset.dataset_name ?? (isDefault ? FACTS : null);
   if (!dataset) throw new Error("no dataset: give --dataset (a JSONL, JSON or Parquet file or URL)");
@@ -180,22 +180,6 @@ const DEFAULT_RUN: Record<string, unknown> = {
   save_strategy: "no",
   output_dir: "webtune-output",
 };
-
-/** The tiny default model, written once from a fixed seed into the temp directory. */
-async function defaultModel(): Promise<string> {
-  const { tmpdir } = await import("node:os");
-  const { existsSync } = await import("node:fs");
-  const { makeModel } = await import("./tools/make-model.ts");
-  const dir = `${tmpdir()}/webtune-default-model-v2`;
-  if (!existsSync(`${dir}/model.safetensors`)) {
-    await makeModel(dir, {
-      arch: "llama",
-      seed: 2026,
-      config: { hidden_size: 64, intermediate_size: 128, num_attention_heads: 4, num_key_value_heads: 2, num_hidden_layers: 2, vocab_size: 320 },
-    });
-  }
-  return dir;
-}
 
 /** A progress bar on a terminal; a line per log otherwise. */
 function progress(tty: boolean): TrainerCallback {

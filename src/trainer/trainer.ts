@@ -164,6 +164,7 @@ export class SFTTrainer {
   private batchesPerEpoch: number | null = null;
   private position: DataPosition = { epoch: 0, batches: 0 };
   private modelSource: ModelSource | null = null;
+  private tokenizerCache: Record<string, Uint8Array> | null = null;
 
   constructor(init: SFTTrainerInit) {
     this.init = init;
@@ -386,7 +387,10 @@ export class SFTTrainer {
 
       // Forward and backward of each micro-batch; the loss of each is summed over tokens / all valid tokens.
       const scalars: Tensor[] = [];
-      for (const { batch } of micro) {
+      for (const [i, { batch }] of micro.entries()) {
+        // LoRA dropout draws its mask from (seed, step): give every micro-batch its own stream, a function
+        // of the optimizer step so that a resumed run replays it.
+        this.model.step = (this.state.global_step * a.gradient_accumulation_steps + i) >>> 0;
         const kept = tidy(() => {
           const out = model.forward({
             input_ids: batch.input_ids,
@@ -555,9 +559,18 @@ export class SFTTrainer {
   /** The trained model's files: a PEFT adapter (LoRA) or a full model, plus the tokenizer's files. */
   private async modelFiles(): Promise<Record<string, Uint8Array>> {
     const files = this.peft ? await this.peft.adapter_files() : await this.model.model_files();
-    const src = this.modelSource;
-    if (src) for (const f of TOKENIZER_FILES) if (await src.exists(f)) files[f] = await src.read(f);
-    return files;
+    return { ...files, ...(await this.tokenizerFiles()) };
+  }
+
+  /** The tokenizer's files from where the model was loaded, read once (a URL source would fetch them again). */
+  private async tokenizerFiles(): Promise<Record<string, Uint8Array>> {
+    if (!this.tokenizerCache) {
+      const cache: Record<string, Uint8Array> = {};
+      const src = this.modelSource;
+      if (src) for (const f of TOKENIZER_FILES) if (await src.exists(f)) cache[f] = await src.read(f);
+      this.tokenizerCache = cache;
+    }
+    return this.tokenizerCache;
   }
 
   /**
@@ -605,9 +618,8 @@ export class SFTTrainer {
    */
   async save_model(dir?: string, options: { merge?: boolean } = {}): Promise<void> {
     await this.setup();
-    const files = options.merge && this.peft ? await this.mergedFiles() : this.peft ? await this.peft.adapter_files() : await this.model.model_files();
-    const src = this.modelSource;
-    if (src) for (const f of TOKENIZER_FILES) if (await src.exists(f)) files[f] = await src.read(f);
+    const model = options.merge && this.peft ? await this.mergedFiles() : this.peft ? await this.peft.adapter_files() : await this.model.model_files();
+    const files = { ...model, ...(await this.tokenizerFiles()) };
     const target = dir ?? this.args.output_dir;
     if (this.storage.name.startsWith("indexeddb:") && dir === undefined) {
       await this.storage.writeCheckpoint(options.merge ? "final-merged" : "final", files);
