@@ -1,6 +1,7 @@
 // The TypeScript half of the PEFT interop check (tools/fixtures/peft_interop.py runs it): makes a tiny model,
 // wraps it with get_peft_model, moves the adapter off its identity init, saves it with save_pretrained,
-// and writes the logits webtune computes with it, for Python PEFT to load the adapter and compare.
+// and writes the logits webtune computes with it, for Python PEFT to load the adapter and compare; then
+// merges the adapter and saves the whole model, for transformers to load.
 //   node --import tsx tools/peft-interop.ts DIR
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -24,6 +25,8 @@ for (const arch of ["llama", "qwen2", "qwen3"] as const) {
   const input_ids = [[3, 17, 33, 65, 129, 257, 11]];
   const logits = await tidy(() => peft.eval().forward({ input_ids }).logits!).toArray();
   await peft.save_pretrained(join(dir, `${arch}-adapter`));
+  // The same adapter merged into the weights and saved as a whole model, for transformers alone.
+  await peft.merge_and_unload().save_pretrained(join(dir, `${arch}-merged`));
   results[arch] = { input_ids, logits: Array.from(logits) };
   model.dispose();
 }
