@@ -1,30 +1,1012 @@
-// A first check of the browser's WebGPU adapter through the public API (the training UI comes later).
-import { deviceInfo, getDevice, matmul, sum, Tensor } from "../src/index.ts";
+// The fine-tuning page: model, dataset, settings, a training worker with live charts, checkpoints that
+// survive a reload, saved adapters, and side-by-side generation. Uses webtune's public API only.
+import { stringify } from "yaml";
+import { FACTS, IndexedDBStorage, SFT_DEFAULTS, splitConfig } from "../src/index.ts";
+import { drawChart, type Point } from "./chart.ts";
+import {
+  ADAPTER_META,
+  ADAPTERS_DB,
+  CHECKPOINTS_DB,
+  RUNS_DB,
+  bytes,
+  type AdapterMeta,
+  type DatasetSpec,
+  type ErrorKind,
+  type FromWorker,
+  type ModelSpec,
+  type Settings,
+  type ToWorker,
+} from "./protocol.ts";
+import { zip } from "./zip.ts";
 
-const out = document.getElementById("out")!;
-const button = document.getElementById("run") as HTMLButtonElement;
+// ---------------------------------------------------------------------------------------------------------
+// Elements
 
-async function run(): Promise<void> {
-  out.classList.remove("error");
-  out.textContent = "Requesting a WebGPU device…";
-  try {
-    await getDevice();
-    const info = deviceInfo();
-    const a = Tensor.fromArray([[1, 2], [3, 4]], null, { requires_grad: true });
-    const b = Tensor.fromArray([[5, 6], [7, 8]]);
-    const c = matmul(a, b);
-    sum(sum(c)).backward();
-    out.textContent = [
-      `adapter: ${info.adapter.description || info.adapter.vendor || "(no name)"}${info.adapter.isFallbackAdapter ? " (fallback)" : ""}`,
-      `features: shader-f16 ${info.features.shader_f16}, subgroups ${info.features.subgroups}, timestamp-query ${info.features.timestamp_query}`,
-      `maxStorageBufferBindingSize: ${info.limits.maxStorageBufferBindingSize} bytes`,
-      `[[1,2],[3,4]] · [[5,6],[7,8]] = ${JSON.stringify(Array.from(await c.toArray()))}`,
-      `d sum / d a = ${JSON.stringify(Array.from(await a.grad!.toArray()))}`,
-    ].join("\n");
-  } catch (e) {
-    out.classList.add("error");
-    out.textContent = (e as Error).message;
+const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+const el = {
+  device: $("device"),
+  deviceText: $("device-text"),
+  alert: $("alert"),
+  alertTitle: $("alert-title"),
+  alertMessage: $("alert-message"),
+  alertHelp: $("alert-help"),
+  alertResume: $<HTMLButtonElement>("alert-resume"),
+  alertClose: $<HTMLButtonElement>("alert-close"),
+  banner: $("resume-banner"),
+  bannerText: $("resume-text"),
+  resumeRun: $<HTMLButtonElement>("resume-run"),
+  discardRun: $<HTMLButtonElement>("discard-run"),
+  hubRow: $("hub-row"),
+  hubId: $<HTMLInputElement>("hub-id"),
+  localRow: $("local-row"),
+  pickFolder: $<HTMLButtonElement>("pick-folder"),
+  folderInput: $<HTMLInputElement>("folder-input"),
+  folderLabel: $("folder-label"),
+  download: $("download"),
+  dlText: $("dl-text"),
+  dlProgress: $<HTMLProgressElement>("dl-progress"),
+  dlCancel: $<HTMLButtonElement>("dl-cancel"),
+  fileRow: $("file-row"),
+  dataFile: $<HTMLInputElement>("data-file"),
+  pasteRow: $("paste-row"),
+  dataPaste: $<HTMLTextAreaElement>("data-paste"),
+  dataError: $("data-error"),
+  previewMeta: $("preview-meta"),
+  previewRows: $("preview-rows"),
+  settings: $<HTMLFormElement>("settings"),
+  resetSettings: $<HTMLButtonElement>("reset-settings"),
+  exportYaml: $<HTMLButtonElement>("export-yaml"),
+  yamlBox: $("yaml-box"),
+  yaml: $("yaml"),
+  yamlCopy: $<HTMLButtonElement>("yaml-copy"),
+  yamlDownload: $<HTMLButtonElement>("yaml-download"),
+  sampleDownload: $<HTMLButtonElement>("sample-download"),
+  yamlCheck: $("yaml-check"),
+  start: $<HTMLButtonElement>("start"),
+  pause: $<HTMLButtonElement>("pause"),
+  stop: $<HTMLButtonElement>("stop"),
+  status: $("train-status"),
+  progress: $<HTMLProgressElement>("train-progress"),
+  stStep: $("st-step"),
+  stLoss: $("st-loss"),
+  stAcc: $("st-acc"),
+  stTps: $("st-tps"),
+  stEta: $("st-eta"),
+  stMem: $("st-mem"),
+  chart: $<HTMLCanvasElement>("chart"),
+  notes: $("train-notes"),
+  tryAdapter: $<HTMLSelectElement>("try-adapter"),
+  tryPrompt: $<HTMLTextAreaElement>("try-prompt"),
+  tryChat: $<HTMLInputElement>("try-chat"),
+  tryMax: $<HTMLInputElement>("try-max"),
+  generate: $<HTMLButtonElement>("generate"),
+  outBase: $("out-base"),
+  outAdapter: $("out-adapter"),
+  adapters: $<HTMLTableSectionElement>("adapters"),
+  storageUse: $("storage-use"),
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// State, and what the tests read (window.__webtune_demo)
+
+type Phase = "starting" | "idle" | "loading" | "training" | "paused" | "stopping" | "generating" | "no-webgpu";
+
+const demo = {
+  /** Every log the trainer sent this session ({loss, grad_norm, mean_token_accuracy, …, step}). */
+  logs: [] as Record<string, number>[],
+  /** Optimizer steps reported this session, in order. */
+  steps: [] as number[],
+  /** The global step a resumed run started from (null: not resumed this session). */
+  resumedFrom: null as number | null,
+  phase: "starting" as Phase,
+  ready: false,
+  errors: [] as { kind: ErrorKind; message: string }[],
+  preview: null as null | { format: string; rows: number },
+  generations: { base: "", adapter: "", done: false },
+  lastAdapter: null as string | null,
+  checkpoints: [] as string[],
+};
+(globalThis as unknown as { __webtune_demo: typeof demo }).__webtune_demo = demo;
+
+let worker: Worker;
+let localFiles: File[] | null = null;
+let localHandle: FileSystemDirectoryHandle | null = null;
+let localLabel = "";
+let chartPoints: Point[] = [];
+let maxSteps = 0;
+let stepTimes: number[] = [];
+let previewSeq = 0;
+let peakBytes = 0;
+
+const adaptersStore = new IndexedDBStorage(ADAPTERS_DB);
+const checkpointsStore = new IndexedDBStorage(CHECKPOINTS_DB);
+const runsStore = new IndexedDBStorage(RUNS_DB);
+const RUN_KEY = "webtune-demo:run";
+
+// ---------------------------------------------------------------------------------------------------------
+// Settings
+
+const TINY_DEFAULTS: Settings = {
+  learning_rate: 1e-2,
+  max_steps: 60,
+  num_train_epochs: SFT_DEFAULTS.num_train_epochs,
+  per_device_train_batch_size: SFT_DEFAULTS.per_device_train_batch_size,
+  gradient_accumulation_steps: SFT_DEFAULTS.gradient_accumulation_steps,
+  max_length: 64,
+  packing: SFT_DEFAULTS.packing,
+  completion_only_loss: "auto",
+  assistant_only_loss: SFT_DEFAULTS.assistant_only_loss,
+  lr_scheduler_type: "linear",
+  warmup_steps: 5,
+  logging_steps: 1,
+  save_steps: 10,
+  gradient_checkpointing: false,
+  bf16: false,
+  seed: SFT_DEFAULTS.seed,
+  lora_r: 16,
+  lora_alpha: 32,
+  lora_dropout: 0,
+  lora_target_modules: "all-linear",
+};
+
+/** For a real model: TRL's defaults, with LoRA's usual learning rate and a run short enough for a browser tab. */
+const MODEL_DEFAULTS: Settings = {
+  ...TINY_DEFAULTS,
+  learning_rate: 2e-4,
+  max_steps: 100,
+  per_device_train_batch_size: 4,
+  gradient_accumulation_steps: 2,
+  max_length: 512,
+  warmup_steps: 10,
+  logging_steps: 5,
+  save_steps: 25,
+  gradient_checkpointing: SFT_DEFAULTS.gradient_checkpointing,
+  bf16: true,
+  lora_dropout: 0.05,
+};
+
+const SETTING_KEYS = Object.keys(TINY_DEFAULTS) as (keyof Settings)[];
+
+function input(key: keyof Settings): HTMLInputElement | HTMLSelectElement {
+  return $(`s-${key}`) as HTMLInputElement | HTMLSelectElement;
+}
+
+function readSettings(): Settings {
+  const out: Record<string, unknown> = {};
+  for (const k of SETTING_KEYS) {
+    const e = input(k);
+    const d = TINY_DEFAULTS[k];
+    if (e instanceof HTMLInputElement && e.type === "checkbox") out[k] = e.checked;
+    else if (typeof d === "number") {
+      const v = Number((e as HTMLInputElement).value);
+      out[k] = (e as HTMLInputElement).value.trim() === "" || !Number.isFinite(v) ? d : v;
+    } else out[k] = e.value;
+  }
+  return out as unknown as Settings;
+}
+
+function writeSettings(s: Settings): void {
+  for (const k of SETTING_KEYS) {
+    const e = input(k);
+    if (e instanceof HTMLInputElement && e.type === "checkbox") e.checked = Boolean(s[k]);
+    else e.value = String(s[k]);
   }
 }
 
-button.addEventListener("click", run);
+// ---------------------------------------------------------------------------------------------------------
+// Model and dataset choices
+
+function modelChoice(): "tiny" | "hub" | "local" {
+  return (document.querySelector<HTMLInputElement>('input[name="model"]:checked')?.value ?? "tiny") as "tiny" | "hub" | "local";
+}
+
+function dataChoice(): "sample" | "file" | "paste" {
+  return (document.querySelector<HTMLInputElement>('input[name="data"]:checked')?.value ?? "sample") as "sample" | "file" | "paste";
+}
+
+/** The chosen model as the worker takes it; null when a local folder is chosen but not picked yet. */
+function modelSpec(): ModelSpec | null {
+  const c = modelChoice();
+  if (c === "tiny") return { kind: "tiny" };
+  if (c === "hub") return { kind: "hub", id: el.hubId.value.trim() };
+  if (localHandle) return { kind: "dir", handle: localHandle, label: localLabel };
+  if (localFiles) return { kind: "files", files: localFiles, label: localLabel };
+  return null;
+}
+
+function modelLabel(spec: ModelSpec): string {
+  return spec.kind === "tiny" ? "tiny default model" : spec.kind === "hub" ? spec.id : `folder ${spec.label}`;
+}
+
+function datasetSpec(): DatasetSpec | null {
+  const c = dataChoice();
+  if (c === "sample") return { kind: "sample" };
+  if (c === "paste") return el.dataPaste.value.trim() ? { kind: "paste", text: el.dataPaste.value } : null;
+  const f = el.dataFile.files?.[0];
+  return f ? { kind: "file", file: f } : null;
+}
+
+function datasetLabel(spec: DatasetSpec): string {
+  return spec.kind === "sample" ? "sample facts (64 rows)" : spec.kind === "paste" ? "pasted rows" : spec.file.name;
+}
+
+function syncChoiceRows(): void {
+  const m = modelChoice();
+  el.hubRow.hidden = m !== "hub";
+  el.localRow.hidden = m !== "local";
+  const d = dataChoice();
+  el.fileRow.hidden = d !== "file";
+  el.pasteRow.hidden = d !== "paste";
+}
+
+async function pickFolder(): Promise<void> {
+  const picker = (globalThis as { showDirectoryPicker?: (o?: object) => Promise<FileSystemDirectoryHandle> }).showDirectoryPicker;
+  if (picker) {
+    try {
+      localHandle = await picker({ id: "webtune-model", mode: "read" });
+      localFiles = null;
+      localLabel = localHandle.name;
+      el.folderLabel.textContent = `“${localLabel}”`;
+      onModelChanged();
+    } catch (e) {
+      if ((e as Error).name !== "AbortError") showError("other", (e as Error).message);
+    }
+  } else el.folderInput.click();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Errors in plain words
+
+const NO_WEBGPU_HELP =
+  "webtune trains on the GPU through WebGPU. Use Chrome or Edge 113 or later (Windows, macOS, ChromeOS, Android), Safari 26 or later, " +
+  "or Firefox 141 or later on Windows. On Linux, Chrome needs chrome://flags/#enable-unsafe-webgpu and chrome://flags/#enable-vulkan turned on " +
+  "(or start it with --enable-unsafe-webgpu --enable-features=Vulkan); on a machine without a GPU add --use-webgpu-adapter=swiftshader.";
+
+function explain(kind: ErrorKind): { title: string; help: string } {
+  switch (kind) {
+    case "no-webgpu":
+      return { title: "This browser has no WebGPU", help: NO_WEBGPU_HELP };
+    case "limits":
+      return {
+        title: "The model does not fit this GPU's limits",
+        help: "A weight is larger than one GPU buffer may be on this adapter (the numbers are above). Choose a smaller model (the tiny default, or SmolLM2-135M), or use a browser and GPU with higher limits.",
+      };
+    case "device-lost":
+      return {
+        title: "The GPU was lost while working",
+        help: "The GPU driver reset or ran out of memory (a smaller batch_size or max_length, or gradient_checkpointing, helps). Your checkpoints in this browser are intact: resume from the newest one.",
+      };
+    case "dataset":
+      return {
+        title: "The dataset cannot be used as it is",
+        help: "The row and fields named above are what to fix. Each row is one JSON object (one per line in JSONL) with \"text\", \"messages\", \"prompt\" and \"completion\", \"conversations\", or \"input_ids\".",
+      };
+    case "quota":
+      return {
+        title: "The browser's storage for this page is full",
+        help: "Checkpoints and adapters are kept in IndexedDB. Delete saved adapters below, or clear this site's data in the browser's settings, then resume.",
+      };
+    case "download":
+      return { title: "The download failed", help: "Check the model id and your connection (private or gated models need a token, which this page does not take). The tiny default works offline." };
+    case "cancelled":
+      return { title: "Download cancelled", help: "Files already downloaded stay in the browser's cache; starting again continues from there." };
+    default:
+      return { title: "Something went wrong", help: "The message above says what. Reloading the page keeps your checkpoints and adapters." };
+  }
+}
+
+function showError(kind: ErrorKind, message: string, canResume = false): void {
+  demo.errors.push({ kind, message });
+  const { title, help } = explain(kind);
+  el.alert.classList.toggle("info", kind === "cancelled");
+  el.alertTitle.textContent = title;
+  el.alertMessage.textContent = message;
+  el.alertHelp.textContent = help;
+  el.alertResume.hidden = !canResume;
+  el.alert.hidden = false;
+}
+
+function hideError(): void {
+  el.alert.hidden = true;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The worker
+
+function startWorker(): void {
+  worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+  worker.onmessage = (ev: MessageEvent<FromWorker>) => onWorker(ev.data);
+  worker.onerror = (ev) => {
+    ev.preventDefault();
+    crashed(`The training worker stopped: ${ev.message || "it crashed"}`);
+  };
+  send({ type: "init" });
+}
+
+function send(msg: ToWorker): void {
+  worker.postMessage(msg);
+}
+
+/** A worker that cannot go on (device lost, crash): replace it, and offer to resume. */
+function crashed(message: string): void {
+  const wasTraining = demo.phase === "training" || demo.phase === "paused" || demo.phase === "stopping";
+  worker.terminate();
+  demo.ready = false;
+  setPhase("starting");
+  startWorker();
+  showError("device-lost", message, wasTraining || demo.checkpoints.length > 0);
+  markRun("interrupted");
+  void refreshCheckpoints();
+}
+
+function setPhase(p: Phase): void {
+  demo.phase = p;
+  const busy = p === "training" || p === "paused" || p === "stopping" || p === "loading" || p === "generating";
+  el.start.disabled = !demo.ready || busy;
+  el.pause.disabled = !(p === "training" || p === "paused");
+  el.pause.textContent = p === "paused" ? "Resume" : "Pause";
+  el.stop.disabled = !(p === "training" || p === "paused" || p === "loading");
+  el.generate.disabled = !demo.ready || busy || !el.tryAdapter.value;
+  el.resumeRun.disabled = !demo.ready || busy;
+  el.alertResume.disabled = !demo.ready || busy;
+  for (const r of document.querySelectorAll<HTMLInputElement>('input[name="model"]')) r.disabled = busy;
+}
+
+function onWorker(m: FromWorker): void {
+  switch (m.type) {
+    case "ready":
+      demo.ready = true;
+      el.device.classList.add("ok");
+      el.deviceText.textContent = `WebGPU: ${m.adapter}${m.f16 ? " · shader-f16" : ""} · max buffer ${bytes(m.maxBinding)}`;
+      el.status.textContent = "Ready. Pick a model and a dataset, then start training.";
+      setPhase("idle");
+      break;
+    case "status":
+      el.status.textContent = m.text;
+      break;
+    case "download": {
+      el.download.hidden = false;
+      el.dlText.textContent = m.total ? `${m.file}: ${bytes(m.loaded)} of ${bytes(m.total)}` : `${m.file}: ${bytes(m.loaded)}`;
+      el.dlProgress.max = m.total || 1;
+      el.dlProgress.value = m.total ? m.loaded : 0;
+      if (m.done && /safetensors$/.test(m.file)) el.dlText.textContent = `${m.file}: ${bytes(m.total)} downloaded (cached for next time)`;
+      break;
+    }
+    case "preview":
+      el.download.hidden = true;
+      if (m.seq === previewSeq) showPreview(m);
+      break;
+    case "begin":
+      el.download.hidden = true;
+      maxSteps = m.max_steps;
+      stepTimes = [];
+      chartPoints = m.history.map(toPoint);
+      if (m.step > 0) {
+        demo.resumedFrom = m.step;
+        el.status.textContent = `Resumed from checkpoint-${m.step}: training…`;
+      } else el.status.textContent = "Training…";
+      el.notes.textContent = m.trainable;
+      setPhase("training");
+      showStep(m.step);
+      redraw();
+      break;
+    case "step":
+      demo.steps.push(m.step);
+      stepTimes.push(m.step_ms);
+      if (stepTimes.length > 20) stepTimes.shift();
+      showStep(m.step);
+      showMemory(m.live_bytes);
+      break;
+    case "log":
+      onLog(m.logs);
+      break;
+    case "saved":
+      el.status.textContent = `Training… (saved ${m.checkpoint} to IndexedDB)`;
+      void refreshCheckpoints();
+      break;
+    case "paused":
+      setPhase("paused");
+      el.status.textContent = "Paused. The model stays loaded; press Resume to go on.";
+      break;
+    case "resumed":
+      setPhase("training");
+      el.status.textContent = "Training…";
+      break;
+    case "note":
+      el.notes.textContent = `${el.notes.textContent ? `${el.notes.textContent} ` : ""}Note: ${m.text}`;
+      break;
+    case "done":
+      markRun(m.stopped ? "stopped" : "done");
+      el.status.textContent = m.stopped
+        ? `Stopped at step ${m.step}. The adapter so far is saved below; the banner above resumes from the last checkpoint.`
+        : `Done: ${m.step} steps. The adapter is saved below; try it.`;
+      setPhase("idle");
+      demo.lastAdapter = m.adapter;
+      void refreshAdapters(m.adapter ?? undefined).then(() => {
+        if (m.stopped) void offerResume();
+      });
+      break;
+    case "gen-token":
+      if (m.which === "base") demo.generations.base = m.text;
+      else demo.generations.adapter = m.text;
+      showGeneration(m.which === "base" ? el.outBase : el.outAdapter, m.text);
+      break;
+    case "gen-done":
+      demo.generations.done = true;
+      setPhase("idle");
+      break;
+    case "error":
+      onError(m);
+      break;
+  }
+}
+
+function onError(m: Extract<FromWorker, { type: "error" }>): void {
+  el.download.hidden = true;
+  if (m.phase === "preview") {
+    if (m.kind === "dataset") showDataError(m.message);
+    else {
+      el.previewMeta.textContent = `No preview: ${m.message}`;
+      if (m.kind === "no-webgpu") showError(m.kind, m.message);
+    }
+    return;
+  }
+  if (m.kind === "no-webgpu") {
+    noWebGPU(m.message);
+    return;
+  }
+  if (m.kind === "device-lost") {
+    crashed(m.message);
+    return;
+  }
+  const training = demo.phase === "training" || demo.phase === "paused" || demo.phase === "stopping" || demo.phase === "loading";
+  if (m.kind === "dataset") showDataError(m.message);
+  showError(m.kind, m.message, training && demo.checkpoints.length > 0 && m.kind !== "dataset");
+  if (training) {
+    markRun("interrupted");
+    el.status.textContent = m.kind === "cancelled" ? "Cancelled." : "Training stopped by an error (see above).";
+  }
+  setPhase(demo.ready ? "idle" : "starting");
+}
+
+function noWebGPU(message: string): void {
+  el.device.classList.add("bad");
+  el.deviceText.textContent = "No WebGPU in this browser";
+  el.status.textContent = "Training needs WebGPU (see the message above).";
+  showError("no-webgpu", message);
+  setPhase("no-webgpu");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Dataset preview
+
+let previewTimer = 0;
+function schedulePreview(delay = 250): void {
+  clearTimeout(previewTimer);
+  previewTimer = window.setTimeout(requestPreview, delay);
+}
+
+function requestPreview(): void {
+  const model = modelSpec();
+  const dataset = datasetSpec();
+  el.dataError.hidden = true;
+  if (!model) {
+    el.previewMeta.textContent = "Choose the model's folder to see the tokenized rows.";
+    el.previewRows.replaceChildren();
+    return;
+  }
+  if (!dataset) {
+    el.previewMeta.textContent = dataChoice() === "file" ? "Choose a file." : "Paste some rows.";
+    el.previewRows.replaceChildren();
+    return;
+  }
+  el.previewMeta.textContent = model.kind === "hub" ? `Loading the tokenizer of ${model.id}…` : "Tokenizing…";
+  send({ type: "preview", model, dataset, settings: readSettings(), seq: ++previewSeq });
+}
+
+function showPreview(m: Extract<FromWorker, { type: "preview" }>): void {
+  demo.preview = { format: m.format, rows: m.rows };
+  el.dataError.hidden = true;
+  el.previewMeta.textContent = `Format: ${m.format} · ${m.rows.toLocaleString("en-US")} rows · first ${m.examples.length} shown (${m.tokens.join(", ")} tokens)`;
+  const boxes = m.examples.map((ex, i) => {
+    const box = document.createElement("div");
+    box.className = "example";
+    box.setAttribute("aria-label", `Example ${i + 1}`);
+    for (const p of ex) {
+      const s = document.createElement("span");
+      s.className = p.trained ? "tok trained" : "tok";
+      s.textContent = p.text.replace(/\n/g, "↵\n");
+      box.append(s);
+    }
+    return box;
+  });
+  el.previewRows.replaceChildren(...boxes);
+  el.tryChat.checked = /conversational/.test(m.format);
+}
+
+function showDataError(message: string): void {
+  el.dataError.textContent = message;
+  el.dataError.hidden = false;
+  el.previewMeta.textContent = "No preview: the dataset has an error (below the choices).";
+  el.previewRows.replaceChildren();
+  demo.errors.push({ kind: "dataset", message });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Training
+
+function toPoint(l: Record<string, number>): Point {
+  return { step: l.step!, loss: l.loss!, acc: l.mean_token_accuracy ?? null };
+}
+
+function onLog(l: Record<string, number>): void {
+  demo.logs.push(l);
+  if (!("loss" in l) || !("grad_norm" in l)) return;
+  chartPoints.push(toPoint(l));
+  el.stLoss.textContent = l.loss!.toFixed(3);
+  if (l.mean_token_accuracy !== undefined) el.stAcc.textContent = `${(100 * l.mean_token_accuracy).toFixed(1)}%`;
+  if (l.tokens_per_second !== undefined) el.stTps.textContent = Math.round(l.tokens_per_second).toLocaleString("en-US");
+  if (l.peak_gpu_bytes) peakBytes = Math.max(peakBytes, l.peak_gpu_bytes);
+  redraw();
+}
+
+function showStep(step: number): void {
+  el.stStep.textContent = `${step} / ${maxSteps}`;
+  el.stStep.dataset.step = String(step);
+  el.progress.max = Math.max(1, maxSteps);
+  el.progress.value = step;
+  if (stepTimes.length && step < maxSteps) {
+    const avg = stepTimes.reduce((s, x) => s + x, 0) / stepTimes.length;
+    const secs = Math.round(((maxSteps - step) * avg) / 1000);
+    el.stEta.textContent = secs >= 60 ? `${Math.floor(secs / 60)} min ${secs % 60} s` : `${secs} s`;
+  } else if (step >= maxSteps) el.stEta.textContent = "done";
+}
+
+/** GPU memory in use now (memoryStats().liveBytes) and the trainer's logged peak_gpu_bytes. */
+function showMemory(live: number): void {
+  const peak = document.createElement("small");
+  peak.textContent = peakBytes ? `peak ${bytes(peakBytes)}` : "in use";
+  el.stMem.replaceChildren(document.createTextNode(bytes(live)), peak);
+}
+
+function redraw(): void {
+  drawChart(el.chart, chartPoints, maxSteps);
+}
+
+interface RunRecord {
+  model: { kind: "tiny" } | { kind: "hub"; id: string } | { kind: "local"; label: string };
+  modelLabel: string;
+  dataset: { kind: "sample" } | { kind: "stored"; name: string };
+  datasetLabel: string;
+  settings: Settings;
+  status: "running" | "interrupted" | "stopped" | "done";
+  started: number;
+}
+
+function loadRun(): RunRecord | null {
+  try {
+    return JSON.parse(localStorage.getItem(RUN_KEY) ?? "null") as RunRecord | null;
+  } catch {
+    return null;
+  }
+}
+
+function markRun(status: RunRecord["status"]): void {
+  const r = loadRun();
+  if (r) localStorage.setItem(RUN_KEY, JSON.stringify({ ...r, status }));
+}
+
+async function startTraining(resume: boolean, model: ModelSpec, dataset: DatasetSpec, settings: Settings): Promise<void> {
+  hideError();
+  el.banner.hidden = true;
+  el.dataError.hidden = true;
+  if (!resume) {
+    // Remember what this run uses, so that a reload can resume it.
+    let stored: RunRecord["dataset"] = { kind: "sample" };
+    try {
+      if (dataset.kind !== "sample") {
+        const name = dataset.kind === "paste" ? "pasted.jsonl" : dataset.file.name.replace(/[/\\#]/g, "_");
+        const data = dataset.kind === "paste" ? dataset.text : new Uint8Array(await dataset.file.arrayBuffer());
+        await runsStore.writeCheckpoint("current", { [name]: data });
+        stored = { kind: "stored", name };
+      }
+    } catch (e) {
+      showError(/quota/i.test((e as Error).message) ? "quota" : "other", (e as Error).message);
+      return;
+    }
+    const record: RunRecord = {
+      model: model.kind === "tiny" ? { kind: "tiny" } : model.kind === "hub" ? { kind: "hub", id: model.id } : { kind: "local", label: model.label },
+      modelLabel: modelLabel(model),
+      dataset: stored,
+      datasetLabel: datasetLabel(dataset),
+      settings,
+      status: "running",
+      started: Date.now(),
+    };
+    localStorage.setItem(RUN_KEY, JSON.stringify(record));
+    chartPoints = [];
+    demo.logs.length = 0;
+  } else markRun("running");
+  peakBytes = 0;
+  for (const e of [el.stLoss, el.stAcc, el.stTps, el.stEta, el.stMem]) e.textContent = "–";
+  el.notes.textContent = "";
+  maxSteps = settings.max_steps > 0 ? settings.max_steps : 0;
+  setPhase("loading");
+  el.status.textContent = resume ? "Loading the model to resume…" : "Loading…";
+  const run = loadRun()!;
+  send({ type: "train", model, dataset, settings, resume, modelLabel: run.modelLabel, datasetLabel: run.datasetLabel });
+}
+
+function onStart(): void {
+  const model = modelSpec();
+  const dataset = datasetSpec();
+  if (!model) return showError("other", "No model folder chosen: press “Choose folder…” under Model, or pick the tiny default.");
+  if (!dataset) return showError("dataset", dataChoice() === "file" ? "No dataset file chosen." : "The pasted dataset is empty.");
+  if (model.kind === "hub" && !/^[\w.-]+\/[\w.-]+$/.test(model.id)) return showError("download", `"${model.id}" is not a Hub model id of the form owner/name.`);
+  void startTraining(false, model, dataset, readSettings());
+}
+
+/** The newest complete checkpoint's step, from the checkpoint database. */
+async function refreshCheckpoints(): Promise<number | null> {
+  try {
+    demo.checkpoints = await checkpointsStore.list();
+  } catch {
+    demo.checkpoints = [];
+  }
+  const last = demo.checkpoints[demo.checkpoints.length - 1];
+  const m = last ? /(\d+)$/.exec(last) : null;
+  return m ? Number(m[1]) : null;
+}
+
+/** After a reload, a crash or a stop: offer to resume the remembered run from its newest checkpoint. */
+async function offerResume(): Promise<void> {
+  const run = loadRun();
+  const step = await refreshCheckpoints();
+  if (!run || run.status === "done" || step === null || (run.settings.max_steps > 0 && step >= run.settings.max_steps)) {
+    el.banner.hidden = true;
+    return;
+  }
+  const local = run.model.kind === "local" ? ` Choose the folder “${run.model.label}” again under Model first.` : "";
+  el.bannerText.textContent =
+    `${run.status === "stopped" ? "A stopped" : "An interrupted"} run (${run.modelLabel}, ${run.datasetLabel}) has a checkpoint at step ${step}` +
+    `${run.settings.max_steps > 0 ? ` of ${run.settings.max_steps}` : ""}. Resume continues from there with the same settings.${local}`;
+  el.resumeRun.textContent = `Resume from step ${step}`;
+  el.banner.hidden = false;
+}
+
+async function resumeRun(): Promise<void> {
+  const run = loadRun();
+  if (!run) return;
+  let model: ModelSpec | null;
+  if (run.model.kind === "local") {
+    model = modelSpec();
+    if (!model || model.kind === "tiny" || model.kind === "hub") {
+      showError("other", `This run used the folder “${run.model.label}”: choose it under Model (Local folder), then resume.`);
+      return;
+    }
+  } else model = run.model;
+  let dataset: DatasetSpec = { kind: "sample" };
+  if (run.dataset.kind === "stored") {
+    try {
+      const data = await runsStore.read("current", run.dataset.name);
+      dataset = { kind: "file", file: new File([data as BlobPart], run.dataset.name) };
+    } catch (e) {
+      showError("other", `The dataset of this run is no longer stored in this browser (${(e as Error).message}). Start a new run.`);
+      return;
+    }
+  }
+  // Show the run's settings and choices in the form.
+  writeSettings(run.settings);
+  const radio = document.querySelector<HTMLInputElement>(`input[name="model"][value="${run.model.kind}"]`);
+  if (radio) radio.checked = true;
+  if (run.model.kind === "hub") el.hubId.value = run.model.id;
+  syncChoiceRows();
+  void startTraining(true, model, dataset, run.settings);
+}
+
+async function discardRun(): Promise<void> {
+  el.banner.hidden = true;
+  localStorage.removeItem(RUN_KEY);
+  for (const id of await checkpointsStore.list()) await checkpointsStore.delete(id);
+  demo.checkpoints = [];
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Saved adapters
+
+interface AdapterRow {
+  id: string;
+  meta: AdapterMeta | null;
+  size: number;
+}
+
+async function listAdapters(): Promise<AdapterRow[]> {
+  const out: AdapterRow[] = [];
+  for (const id of await adaptersStore.list()) {
+    let meta: AdapterMeta | null = null;
+    try {
+      meta = JSON.parse(await adaptersStore.readText(id, ADAPTER_META)) as AdapterMeta;
+    } catch {
+      meta = null;
+    }
+    const size = (await adaptersStore.size(id, "adapter_model.safetensors")) + (await adaptersStore.size(id, "adapter_config.json"));
+    out.push({ id, meta, size });
+  }
+  return out.reverse();
+}
+
+async function refreshAdapters(select?: string): Promise<void> {
+  let rows: AdapterRow[];
+  try {
+    rows = await listAdapters();
+  } catch (e) {
+    el.adapters.innerHTML = "";
+    const tr = el.adapters.insertRow();
+    const td = tr.insertCell();
+    td.colSpan = 5;
+    td.textContent = `Cannot read saved adapters: ${(e as Error).message}`;
+    return;
+  }
+  el.adapters.replaceChildren();
+  const previous = select ?? el.tryAdapter.value;
+  el.tryAdapter.replaceChildren();
+  if (!rows.length) {
+    const tr = el.adapters.insertRow();
+    const td = tr.insertCell();
+    td.colSpan = 5;
+    td.className = "muted";
+    td.textContent = "None yet.";
+    el.tryAdapter.append(new Option("No adapter yet: train one first", ""));
+  }
+  const fmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  for (const r of rows) {
+    const tr = el.adapters.insertRow();
+    tr.dataset.id = r.id;
+    const name = tr.insertCell();
+    const title = document.createElement("strong");
+    title.textContent = r.id;
+    const detail = document.createElement("small");
+    detail.textContent = r.meta ? `${r.meta.model} · ${r.meta.dataset}${r.meta.loss !== null ? ` · loss ${r.meta.loss.toFixed(3)}` : ""}` : "";
+    name.append(title, detail);
+    tr.insertCell().textContent = r.meta ? String(r.meta.steps) : "?";
+    tr.insertCell().textContent = bytes(r.size);
+    tr.insertCell().textContent = r.meta ? fmt.format(r.meta.created) : "";
+    const actions = tr.insertCell();
+    const box = document.createElement("div");
+    box.className = "actions";
+    const dl = button("Download", `Download ${r.id} as a zip of PEFT files`, () => void downloadAdapter(r.id));
+    dl.className = "small";
+    const del = button("Delete", `Delete ${r.id}`, () => void deleteAdapter(r.id));
+    del.className = "small ghost danger";
+    box.append(dl, del);
+    actions.append(box);
+    const label = `${r.id} (${r.meta?.model ?? "?"}, ${r.meta?.steps ?? "?"} steps)`;
+    el.tryAdapter.append(new Option(label, r.id, false, r.id === previous));
+  }
+  if (!el.tryAdapter.value && rows.length) el.tryAdapter.value = rows[0]!.id;
+  setPhase(demo.phase);
+  void showStorageUse();
+}
+
+function button(text: string, label: string, onClick: () => void): HTMLButtonElement {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = text;
+  b.setAttribute("aria-label", label);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+async function downloadAdapter(id: string): Promise<void> {
+  try {
+    const files = {
+      "adapter_config.json": await adaptersStore.read(id, "adapter_config.json"),
+      "adapter_model.safetensors": await adaptersStore.read(id, "adapter_model.safetensors"),
+    };
+    saveBlob(zip(files), `${id}.zip`);
+  } catch (e) {
+    showError("other", `Cannot read ${id}: ${(e as Error).message}`);
+  }
+}
+
+async function deleteAdapter(id: string): Promise<void> {
+  await adaptersStore.delete(id);
+  await refreshAdapters();
+}
+
+function saveBlob(blob: Blob, name: string): void {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+async function showStorageUse(): Promise<void> {
+  const est = await navigator.storage?.estimate?.().catch(() => null);
+  if (est?.quota) el.storageUse.textContent = `This site uses ${bytes(est.usage ?? 0)} of the ${bytes(est.quota)} the browser allows it.`;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Try it
+
+function showGeneration(out: HTMLElement, text: string): void {
+  const prompt = document.createElement("span");
+  prompt.className = "prompt";
+  prompt.textContent = el.tryPrompt.value;
+  out.replaceChildren(prompt, document.createTextNode(text));
+}
+
+async function onGenerate(): Promise<void> {
+  const id = el.tryAdapter.value;
+  if (!id) return;
+  hideError();
+  let meta: AdapterMeta | null = null;
+  try {
+    meta = JSON.parse(await adaptersStore.readText(id, ADAPTER_META)) as AdapterMeta;
+  } catch {
+    meta = null;
+  }
+  let model: ModelSpec | null = meta?.modelSpec ?? null;
+  if (!model) {
+    model = modelSpec();
+    if (!model || model.kind === "tiny" || model.kind === "hub") {
+      showError("other", `${id} was trained on ${meta?.model ?? "a local model"}: choose that folder under Model (Local folder), then generate.`);
+      return;
+    }
+  }
+  demo.generations = { base: "", adapter: "", done: false };
+  showGeneration(el.outBase, "");
+  showGeneration(el.outAdapter, "");
+  setPhase("generating");
+  send({ type: "generate", prompt: el.tryPrompt.value, adapter: id, model, chat: el.tryChat.checked, max_new_tokens: Math.max(1, Number(el.tryMax.value) || 24) });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// SFTConfig YAML
+
+function configObject(): Record<string, unknown> {
+  const s = readSettings();
+  const model = modelSpec();
+  const data = datasetSpec();
+  const cfg: Record<string, unknown> = {};
+  if (model?.kind === "hub") cfg.model_name_or_path = model.id;
+  else if (model && model.kind !== "tiny") cfg.model_name_or_path = `path/to/${model.label}`;
+  if (data && data.kind !== "sample") cfg.dataset_name = data.kind === "paste" ? "pasted.jsonl" : data.file.name;
+  else if (model?.kind !== "tiny") cfg.dataset_name = "facts.jsonl";
+  const t = s.lora_target_modules.trim();
+  Object.assign(cfg, {
+    use_peft: true,
+    lora_r: s.lora_r,
+    lora_alpha: s.lora_alpha,
+    lora_dropout: s.lora_dropout,
+    lora_target_modules: t === "all-linear" || t === "" ? "all-linear" : t.split(/[\s,]+/).filter(Boolean),
+    output_dir: "webtune-output",
+    learning_rate: s.learning_rate,
+    max_steps: s.max_steps,
+    num_train_epochs: s.num_train_epochs,
+    per_device_train_batch_size: s.per_device_train_batch_size,
+    gradient_accumulation_steps: s.gradient_accumulation_steps,
+    max_length: s.max_length,
+    packing: s.packing,
+    completion_only_loss: s.completion_only_loss === "auto" ? null : s.completion_only_loss === "true",
+    assistant_only_loss: s.assistant_only_loss,
+    lr_scheduler_type: s.lr_scheduler_type,
+    warmup_steps: s.warmup_steps,
+    logging_steps: s.logging_steps,
+    save_steps: s.save_steps,
+    gradient_checkpointing: s.gradient_checkpointing,
+    bf16: s.bf16,
+    seed: s.seed,
+    report_to: "none",
+  });
+  return cfg;
+}
+
+function exportYaml(): void {
+  const cfg = configObject();
+  const model = modelSpec();
+  const head = [
+    "# SFTConfig from the webtune demo: the keys `trl sft --config sft.yaml` takes.",
+    "#   Python TRL:  trl sft --config sft.yaml",
+    "#   webtune:     deno run -A train.ts --config sft.yaml   (or: npx tsx train.ts --config sft.yaml)",
+  ];
+  if (model?.kind === "tiny") head.push("# No model_name_or_path: train.ts then uses its embedded tiny model (and the sample facts when dataset_name is absent).");
+  el.yaml.textContent = `${head.join("\n")}\n${stringify(cfg)}`;
+  el.sampleDownload.hidden = !("dataset_name" in cfg && cfg.dataset_name === "facts.jsonl");
+  try {
+    const checked = splitConfig(cfg, "sft.yaml", { warn: () => {} });
+    el.yamlCheck.textContent = `✓ valid (checked with webtune's config parser${checked.notes.length ? `; ${checked.notes.length} note(s): ${checked.notes.join("; ")}` : ""})`;
+  } catch (e) {
+    el.yamlCheck.textContent = `✗ ${(e as Error).message}`;
+  }
+  el.yamlBox.hidden = false;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Wiring
+
+function onModelChanged(): void {
+  syncChoiceRows();
+  schedulePreview(modelChoice() === "hub" ? 700 : 100);
+}
+
+function wire(): void {
+  for (const r of document.querySelectorAll<HTMLInputElement>('input[name="model"]')) {
+    r.addEventListener("change", () => {
+      writeSettings(modelChoice() === "tiny" ? TINY_DEFAULTS : MODEL_DEFAULTS);
+      onModelChanged();
+    });
+  }
+  for (const r of document.querySelectorAll<HTMLInputElement>('input[name="data"]')) r.addEventListener("change", () => (syncChoiceRows(), schedulePreview(50)));
+  el.hubId.addEventListener("input", () => schedulePreview(900));
+  el.pickFolder.addEventListener("click", () => void pickFolder());
+  el.folderInput.addEventListener("change", () => {
+    const files = Array.from(el.folderInput.files ?? []);
+    if (!files.length) return;
+    localFiles = files;
+    localHandle = null;
+    localLabel = files[0]!.webkitRelativePath.split("/")[0] || `${files.length} files`;
+    el.folderLabel.textContent = `“${localLabel}” (${files.length} files)`;
+    onModelChanged();
+  });
+  el.dlCancel.addEventListener("click", () => send({ type: "cancel-download" }));
+  el.dataFile.addEventListener("change", () => schedulePreview(0));
+  el.dataPaste.addEventListener("input", () => schedulePreview(500));
+  el.settings.addEventListener("change", (ev) => {
+    const id = (ev.target as HTMLElement).id;
+    if (/max_length|completion_only_loss|assistant_only_loss/.test(id)) schedulePreview(200);
+    if (!el.yamlBox.hidden) exportYaml();
+  });
+  el.settings.addEventListener("submit", (ev) => ev.preventDefault());
+  el.resetSettings.addEventListener("click", () => {
+    writeSettings(modelChoice() === "tiny" ? TINY_DEFAULTS : MODEL_DEFAULTS);
+    if (!el.yamlBox.hidden) exportYaml();
+  });
+  el.exportYaml.addEventListener("click", exportYaml);
+  el.yamlCopy.addEventListener("click", () => void navigator.clipboard?.writeText(el.yaml.textContent ?? "").then(() => (el.yamlCheck.textContent = "Copied."), () => {}));
+  el.yamlDownload.addEventListener("click", () => saveBlob(new Blob([el.yaml.textContent ?? ""], { type: "text/yaml" }), "sft.yaml"));
+  el.sampleDownload.addEventListener("click", () =>
+    saveBlob(new Blob([FACTS.map((r) => JSON.stringify(r)).join("\n") + "\n"], { type: "application/jsonl" }), "facts.jsonl"),
+  );
+  el.start.addEventListener("click", onStart);
+  el.pause.addEventListener("click", () => {
+    if (demo.phase === "paused") send({ type: "resume" });
+    else {
+      send({ type: "pause" });
+      el.status.textContent = "Pausing after this step…";
+    }
+  });
+  el.stop.addEventListener("click", () => {
+    send({ type: "stop" });
+    el.status.textContent = "Stopping after this step…";
+    setPhase("stopping");
+  });
+  el.resumeRun.addEventListener("click", () => void resumeRun());
+  el.alertResume.addEventListener("click", () => void resumeRun());
+  el.discardRun.addEventListener("click", () => void discardRun());
+  el.alertClose.addEventListener("click", hideError);
+  el.generate.addEventListener("click", () => void onGenerate());
+  el.tryAdapter.addEventListener("change", () => setPhase(demo.phase));
+  new ResizeObserver(() => redraw()).observe(el.chart);
+}
+
+function main(): void {
+  writeSettings(TINY_DEFAULTS);
+  syncChoiceRows();
+  wire();
+  redraw();
+  setPhase("starting");
+  if (!("gpu" in navigator) || !navigator.gpu) {
+    noWebGPU("navigator.gpu is undefined: this browser does not expose WebGPU to this page.");
+  }
+  startWorker();
+  schedulePreview(0);
+  void refreshAdapters();
+  void offerResume();
+}
+
+main();

@@ -1,0 +1,110 @@
+// Messages between the page (main.ts) and the training worker (worker.ts), and the settings both share.
+
+/** Which model to load: the embedded tiny default, a Hub id, or local files (a folder). */
+export type ModelSpec =
+  | { kind: "tiny" }
+  | { kind: "hub"; id: string }
+  | { kind: "files"; files: File[]; label: string }
+  | { kind: "dir"; handle: FileSystemDirectoryHandle; label: string };
+
+/** Which dataset: the bundled sample (FACTS), pasted JSONL, or an uploaded file. */
+export type DatasetSpec = { kind: "sample" } | { kind: "paste"; text: string } | { kind: "file"; file: File };
+
+/** The form's settings: SFTConfig keys (TRL's names) and the LoRA keys of `trl sft` (lora_r, …). */
+export interface Settings {
+  learning_rate: number;
+  max_steps: number;
+  num_train_epochs: number;
+  per_device_train_batch_size: number;
+  gradient_accumulation_steps: number;
+  max_length: number;
+  packing: boolean;
+  /** "auto" is TRL's null: true when the rows have prompt and completion. */
+  completion_only_loss: "auto" | "true" | "false";
+  assistant_only_loss: boolean;
+  lr_scheduler_type: "linear" | "cosine" | "constant" | "constant_with_warmup";
+  warmup_steps: number;
+  logging_steps: number;
+  save_steps: number;
+  gradient_checkpointing: boolean;
+  bf16: boolean;
+  seed: number;
+  lora_r: number;
+  lora_alpha: number;
+  lora_dropout: number;
+  lora_target_modules: string;
+}
+
+/** Kinds of failure the page explains differently. */
+export type ErrorKind = "no-webgpu" | "limits" | "device-lost" | "dataset" | "quota" | "download" | "cancelled" | "other";
+
+export type ToWorker =
+  | { type: "init" }
+  | { type: "preview"; model: ModelSpec; dataset: DatasetSpec; settings: Settings; seq: number }
+  | { type: "train"; model: ModelSpec; dataset: DatasetSpec; settings: Settings; resume: boolean; modelLabel: string; datasetLabel: string }
+  | { type: "pause" }
+  | { type: "resume" }
+  | { type: "stop" }
+  | { type: "cancel-download" }
+  | { type: "generate"; prompt: string; adapter: string; model: ModelSpec; chat: boolean; max_new_tokens: number };
+
+export interface TokenPiece {
+  text: string;
+  trained: boolean;
+}
+
+export type FromWorker =
+  | { type: "ready"; adapter: string; f16: boolean; maxBinding: number }
+  | { type: "status"; text: string }
+  | { type: "download"; file: string; loaded: number; total: number; done: boolean }
+  | { type: "preview"; seq: number; format: string; rows: number; examples: TokenPiece[][]; tokens: number[] }
+  | { type: "begin"; step: number; max_steps: number; history: Record<string, number>[]; trainable: string }
+  | { type: "step"; step: number; max_steps: number; epoch: number; live_bytes: number; step_ms: number }
+  | { type: "log"; logs: Record<string, number> }
+  | { type: "saved"; checkpoint: string }
+  | { type: "paused" }
+  | { type: "resumed" }
+  | { type: "note"; text: string }
+  | { type: "done"; adapter: string | null; step: number; stopped: boolean }
+  | { type: "gen-token"; which: "base" | "adapter"; text: string }
+  | { type: "gen-done" }
+  | { type: "error"; kind: ErrorKind; message: string; phase: string };
+
+/** IndexedDB databases of the demo. */
+export const CHECKPOINTS_DB = "webtune-demo";
+export const ADAPTERS_DB = "webtune-demo-adapters";
+export const RUNS_DB = "webtune-demo-runs";
+
+/** The metadata file the demo writes next to a saved adapter. */
+export const ADAPTER_META = "webtune_demo.json";
+
+export interface AdapterMeta {
+  created: number;
+  model: string;
+  /** The model as a spec the page can load again (tiny / hub); null for local files. */
+  modelSpec: { kind: "tiny" } | { kind: "hub"; id: string } | null;
+  dataset: string;
+  format: string;
+  steps: number;
+  loss: number | null;
+}
+
+/** "1.2 MB" */
+export function bytes(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} kB`;
+  return `${n} B`;
+}
+
+/** Sorts a failure into a kind, from its message. */
+export function classify(message: string, phase: string): ErrorKind {
+  if (/No WebGPU adapter|navigator\.gpu is undefined/i.test(message)) return "no-webgpu";
+  if (/device (was )?lost|device was destroyed/i.test(message)) return "device-lost";
+  if (/quota|QuotaExceeded/i.test(message)) return "quota";
+  if (/abort/i.test(message) && phase === "load") return "cancelled";
+  if (/maxStorageBufferBindingSize|maxBufferSize|adapter's limits|higher limits/i.test(message)) return "limits";
+  if (phase === "data") return "dataset";
+  if (/^fetching |HTTP \d{3}/.test(message)) return "download";
+  return "other";
+}

@@ -1,0 +1,363 @@
+// The training worker: owns the WebGPU device, the model, the tokenizer and the trainer, so the page stays
+// responsive. It speaks the messages of protocol.ts; everything it does goes through webtune's public API.
+import {
+  AutoModelForCausalLM,
+  AutoTokenizer,
+  FACTS,
+  IndexedDBStorage,
+  PeftModel,
+  SFTTrainer,
+  deviceInfo,
+  getDevice,
+  loadDataset,
+  memoryStats,
+  openSource,
+  openStorage,
+  prepareDataset,
+  tinyModelSource,
+  type LlamaForCausalLM,
+  type ModelSource,
+  type PreTrainedTokenizer,
+  type Row,
+  type TrainerCallback,
+} from "../src/index.ts";
+import {
+  ADAPTER_META,
+  ADAPTERS_DB,
+  CHECKPOINTS_DB,
+  classify,
+  type AdapterMeta,
+  type DatasetSpec,
+  type FromWorker,
+  type ModelSpec,
+  type Settings,
+  type TokenPiece,
+  type ToWorker,
+} from "./protocol.ts";
+
+const scope = self as unknown as { postMessage(m: unknown): void; onmessage: ((ev: MessageEvent) => void) | null };
+const post = (m: FromWorker) => scope.postMessage(m);
+
+let phase = "init";
+let busy = false;
+/** The source of the current model's files (one per model, so the tokenizer and weights share downloads). */
+let source: { key: string; source: ModelSource } | null = null;
+let tokenizer: { key: string; tok: PreTrainedTokenizer } | null = null;
+let loaded: { key: string; model: LlamaForCausalLM } | null = null;
+let abort = new AbortController();
+
+// Training control, set by messages while a step runs.
+let pauseRequested = false;
+let stopRequested = false;
+let resumeWaiter: (() => void) | null = null;
+
+function modelKey(spec: ModelSpec): string {
+  switch (spec.kind) {
+    case "tiny":
+      return "tiny";
+    case "hub":
+      return `hub:${spec.id}`;
+    case "files":
+      return `files:${spec.label}:${spec.files.length}:${spec.files.reduce((s, f) => s + f.size, 0)}`;
+    case "dir":
+      return `dir:${spec.label}`;
+  }
+}
+
+/** The ModelSource of a spec; Hub downloads report progress and can be cancelled (AbortController through `fetch`). */
+async function openModel(spec: ModelSpec): Promise<ModelSource> {
+  const key = modelKey(spec);
+  if (source?.key === key) return source.source;
+  let src: ModelSource;
+  if (spec.kind === "tiny") src = await tinyModelSource();
+  else {
+    const loc = spec.kind === "hub" ? spec.id.trim() : spec.kind === "files" ? spec.files : spec.handle;
+    src = await openSource(loc, {
+      fetch: (url, init) => fetch(url, { ...init, signal: abort.signal }),
+      progress_callback: (p) => post({ type: "download", file: p.file, loaded: p.loaded, total: p.total, done: p.status === "done" }),
+    });
+  }
+  source = { key, source: src };
+  return src;
+}
+
+async function getTokenizer(spec: ModelSpec): Promise<PreTrainedTokenizer> {
+  const key = modelKey(spec);
+  if (tokenizer?.key === key) return tokenizer.tok;
+  phase = "load";
+  if (abort.signal.aborted) abort = new AbortController();
+  try {
+    const tok = await AutoTokenizer.from_pretrained(await openModel(spec));
+    tokenizer = { key, tok };
+    return tok;
+  } catch (e) {
+    source = null;
+    throw e;
+  }
+}
+
+async function getModel(spec: ModelSpec, f16: boolean): Promise<LlamaForCausalLM> {
+  const dtype = f16 && deviceInfo().features.shader_f16 ? "float16" : "float32";
+  const key = `${modelKey(spec)}:${dtype}`;
+  if (loaded?.key === key) return loaded.model;
+  if (loaded) {
+    loaded.model.dispose();
+    loaded = null;
+  }
+  phase = "load";
+  if (abort.signal.aborted) abort = new AbortController();
+  post({ type: "status", text: spec.kind === "tiny" ? "Loading the tiny model…" : "Loading the model…" });
+  try {
+    const model = await AutoModelForCausalLM.from_pretrained(await openModel(spec), { dtype });
+    loaded = { key, model };
+    return model;
+  } catch (e) {
+    source = null;
+    throw e;
+  }
+}
+
+/** The dataset's rows, read whole (the demo's datasets fit in memory); a malformed line is an error naming it. */
+async function datasetRows(spec: DatasetSpec): Promise<Row[]> {
+  phase = "data";
+  if (spec.kind === "sample") return FACTS.map((r) => ({ ...r }));
+  const file = spec.kind === "paste" ? new File([spec.text], "pasted.jsonl") : spec.file;
+  const rows = await loadDataset(file).toArray();
+  if (!rows.length) throw new Error(`${file.name} has no rows`);
+  return rows;
+}
+
+/** The format TRL would detect, from the first row's keys. */
+function detectFormat(row: Row | undefined): string {
+  if (!row) return "empty";
+  if ("input_ids" in row) return "pre-tokenized (input_ids)";
+  if ("messages" in row) return "conversational (messages)";
+  if ("conversations" in row) return "conversational (conversations)";
+  if ("prompt" in row && "completion" in row) return typeof row.prompt === "string" ? "prompt-completion" : "conversational prompt-completion";
+  if ("text" in row) return "language modeling (text)";
+  return `unknown (fields: ${Object.keys(row).join(", ") || "none"})`;
+}
+
+function prepareOptions(s: Settings) {
+  return {
+    max_length: s.max_length,
+    completion_only_loss: s.completion_only_loss === "auto" ? null : s.completion_only_loss === "true",
+    assistant_only_loss: s.assistant_only_loss,
+  };
+}
+
+/** Each token's text (decoding growing prefixes, so multi-byte characters come out whole) and whether it is trained. */
+function pieces(tok: PreTrainedTokenizer, ids: number[], labels: number[]): TokenPiece[] {
+  const out: TokenPiece[] = [];
+  let prev = "";
+  for (let i = 0; i < ids.length; i++) {
+    const text = tok.decode(ids.slice(0, i + 1));
+    out.push({ text: text.startsWith(prev) ? text.slice(prev.length) : tok.decode([ids[i]!]), trained: labels[i] !== -100 });
+    prev = text;
+  }
+  return out;
+}
+
+async function preview(msg: Extract<ToWorker, { type: "preview" }>): Promise<void> {
+  const tok = await getTokenizer(msg.model);
+  const rows = await datasetRows(msg.dataset);
+  phase = "data";
+  const prepared = prepareDataset(rows.slice(0, 3), tok, { ...prepareOptions(msg.settings), warn: (t) => post({ type: "note", text: t }) });
+  const examples: TokenPiece[][] = [];
+  const tokens: number[] = [];
+  for await (const ex of prepared) {
+    examples.push(pieces(tok, ex.input_ids, ex.labels));
+    tokens.push(ex.input_ids.length);
+  }
+  post({ type: "preview", seq: msg.seq, format: detectFormat(rows[0]), rows: rows.length, examples, tokens });
+}
+
+function targetModules(s: string): string | string[] {
+  const t = s.trim();
+  if (t === "all-linear" || t === "") return "all-linear";
+  return t.split(/[\s,]+/).filter(Boolean);
+}
+
+async function clearCheckpoints(): Promise<void> {
+  const storage = openStorage(`indexeddb:${CHECKPOINTS_DB}`);
+  for (const id of await storage.list()) await storage.delete(id);
+}
+
+async function train(msg: Extract<ToWorker, { type: "train" }>): Promise<void> {
+  const s = msg.settings;
+  pauseRequested = stopRequested = false;
+  const rows = await datasetRows(msg.dataset);
+  const format = detectFormat(rows[0]);
+  const tok = await getTokenizer(msg.model);
+  const model = await getModel(msg.model, s.bf16);
+  if (!msg.resume) await clearCheckpoints();
+  let last = performance.now();
+  let lastLoss: number | null = null;
+  const callback: TrainerCallback = {
+    on_train_begin(_args, state) {
+      phase = "train";
+      last = performance.now();
+      const history = state.log_history.filter((l) => "loss" in l && "grad_norm" in l);
+      const [trainable, all] = trainer.peft!.get_nb_trainable_parameters();
+      post({ type: "begin", step: state.global_step, max_steps: state.max_steps, history, trainable: `${trainable.toLocaleString("en-US")} of ${all.toLocaleString("en-US")} parameters train (${((100 * trainable) / all).toFixed(2)}%)` });
+    },
+    on_log(_args, _state, _control, logs) {
+      if ("loss" in logs && "grad_norm" in logs) lastLoss = logs.loss!;
+      post({ type: "log", logs });
+    },
+    async on_step_end(_args, state, control) {
+      const now = performance.now();
+      post({ type: "step", step: state.global_step, max_steps: state.max_steps, epoch: state.epoch, live_bytes: memoryStats().liveBytes, step_ms: now - last });
+      if (pauseRequested && !stopRequested) {
+        post({ type: "paused" });
+        await new Promise<void>((resolve) => (resumeWaiter = resolve));
+        resumeWaiter = null;
+        post({ type: "resumed" });
+      }
+      if (stopRequested) control.should_training_stop = true;
+      last = performance.now();
+    },
+    on_save(_args, _state, _control, checkpoint) {
+      post({ type: "saved", checkpoint });
+    },
+  };
+  phase = "data";
+  const trainer: SFTTrainer = new SFTTrainer({
+    model,
+    processing_class: tok,
+    train_dataset: rows,
+    peft_config: { r: s.lora_r, lora_alpha: s.lora_alpha, lora_dropout: s.lora_dropout, target_modules: targetModules(s.lora_target_modules) },
+    args: {
+      output_dir: CHECKPOINTS_DB,
+      learning_rate: s.learning_rate,
+      max_steps: s.max_steps,
+      num_train_epochs: s.num_train_epochs,
+      per_device_train_batch_size: s.per_device_train_batch_size,
+      gradient_accumulation_steps: s.gradient_accumulation_steps,
+      max_length: s.max_length,
+      packing: s.packing,
+      completion_only_loss: prepareOptions(s).completion_only_loss,
+      assistant_only_loss: s.assistant_only_loss,
+      lr_scheduler_type: s.lr_scheduler_type,
+      warmup_steps: s.warmup_steps,
+      logging_steps: s.logging_steps,
+      save_strategy: "steps",
+      save_steps: s.save_steps,
+      save_total_limit: 2,
+      gradient_checkpointing: s.gradient_checkpointing,
+      seed: s.seed,
+    },
+    storage: `indexeddb:${CHECKPOINTS_DB}`,
+    callbacks: [callback],
+    warn: (text) => post({ type: "note", text }),
+  });
+  try {
+    post({ type: "status", text: "Preparing the dataset…" });
+    await trainer.setup();
+    post({ type: "status", text: msg.resume ? "Resuming from the newest checkpoint…" : "Training…" });
+    const out = await trainer.train({ resume_from_checkpoint: msg.resume });
+    phase = "save";
+    const stopped = stopRequested;
+    const files = await trainer.peft!.adapter_files();
+    const id = `adapter-${Date.now()}`;
+    const meta: AdapterMeta = {
+      created: Date.now(),
+      model: msg.modelLabel,
+      modelSpec: msg.model.kind === "tiny" ? { kind: "tiny" } : msg.model.kind === "hub" ? { kind: "hub", id: msg.model.id } : null,
+      dataset: msg.datasetLabel,
+      format,
+      steps: out.global_step,
+      loss: lastLoss,
+    };
+    await openStorage(`indexeddb:${ADAPTERS_DB}`).writeCheckpoint(id, { ...files, [ADAPTER_META]: JSON.stringify(meta, null, 2) });
+    post({ type: "done", adapter: id, step: out.global_step, stopped });
+  } finally {
+    trainer.peft?.unload();
+  }
+}
+
+async function generate(msg: Extract<ToWorker, { type: "generate" }>): Promise<void> {
+  const tok = await getTokenizer(msg.model);
+  const model = await getModel(msg.model, loaded?.key.endsWith(":float16") ?? false);
+  phase = "generate";
+  const ids = msg.chat ? (tok.apply_chat_template([{ role: "user", content: msg.prompt }], { add_generation_prompt: true }) as number[]) : tok.encode(msg.prompt);
+  model.eval();
+  const run = async (which: "base" | "adapter") => {
+    const out: number[] = [];
+    await model.generate(ids, {
+      max_new_tokens: msg.max_new_tokens,
+      do_sample: false,
+      ...(tok.eos_token_id !== null ? { eos_token_id: tok.eos_token_id } : {}),
+      on_token: ([t]) => {
+        if (t === tok.eos_token_id) return;
+        out.push(t!);
+        post({ type: "gen-token", which, text: tok.decode(out.filter((x) => x < tok.length), { skip_special_tokens: true }) });
+      },
+    });
+  };
+  // The base model first (no adapter on it), then the same weights with the saved adapter loaded on top.
+  await run("base");
+  const storage = new IndexedDBStorage(ADAPTERS_DB);
+  const peft = await PeftModel.from_pretrained(model, storage.source(msg.adapter));
+  try {
+    await run("adapter");
+  } finally {
+    peft.unload();
+  }
+  post({ type: "gen-done" });
+}
+
+async function init(): Promise<void> {
+  phase = "init";
+  await getDevice();
+  const info = deviceInfo();
+  const a = info.adapter;
+  post({
+    type: "ready",
+    adapter: `${a.description || [a.vendor, a.architecture].filter(Boolean).join(" ") || "WebGPU adapter"}${a.isFallbackAdapter ? " (fallback)" : ""}`,
+    f16: info.features.shader_f16,
+    maxBinding: info.limits.maxStorageBufferBindingSize,
+  });
+}
+
+async function handle(msg: ToWorker): Promise<void> {
+  switch (msg.type) {
+    case "pause":
+      pauseRequested = true;
+      return;
+    case "resume":
+      pauseRequested = false;
+      resumeWaiter?.();
+      return;
+    case "stop":
+      stopRequested = true;
+      resumeWaiter?.();
+      if (phase === "load") abort.abort();
+      return;
+    case "cancel-download":
+      abort.abort();
+      return;
+  }
+  if (busy && msg.type !== "preview") {
+    post({ type: "error", kind: "other", message: "The worker is busy; wait for the current task to end.", phase: msg.type });
+    return;
+  }
+  const exclusive = msg.type !== "preview";
+  if (exclusive) busy = true;
+  try {
+    if (msg.type === "init") await init();
+    else if (msg.type === "preview") await preview(msg);
+    else if (msg.type === "train") await train(msg);
+    else if (msg.type === "generate") await generate(msg);
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    // IndexedDB's QuotaExceededError may only show in the error's name, somewhere along its causes.
+    let quota = false;
+    for (let c: unknown = e; c instanceof Error || c instanceof DOMException; c = (c as Error).cause) if ((c as Error).name === "QuotaExceededError") quota = true;
+    post({ type: "error", kind: quota ? "quota" : classify(message, phase), message, phase: msg.type === "preview" ? "preview" : phase });
+  } finally {
+    if (exclusive) busy = false;
+  }
+}
+
+scope.onmessage = (ev: MessageEvent<ToWorker>) => void handle(ev.data);

@@ -1,0 +1,307 @@
+// The demo page (demo/, built by Vite) in headless Chromium with WebGPU on SwiftShader: the full flow on the
+// embedded tiny model and the sample dataset (training with a falling loss, base vs adapter generation, the
+// adapter download as PEFT files), a reload mid-training that resumes from the IndexedDB checkpoint, a
+// malformed dataset's row-numbered error, and the no-WebGPU message. Screenshots go to tests/browser/artifacts/.
+import assert from "node:assert/strict";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import { extname, join, normalize } from "node:path";
+import { after, before, test } from "node:test";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { build } from "vite";
+import { parseSafetensorsHeader } from "../../src/models/safetensors.ts";
+import { tinyModelFiles } from "../../src/index.ts";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const QUIET = ["--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"];
+const WEBGPU = ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-features=Vulkan"];
+const NO_WEBGPU = ["--disable-features=Vulkan", "--disable-unsafe-webgpu"];
+const ROOT = new URL("../../", import.meta.url).pathname;
+const ARTIFACTS = new URL("./artifacts/", import.meta.url).pathname;
+
+const TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript",
+  ".css": "text/css",
+  ".json": "application/json",
+  ".wasm": "application/wasm",
+  ".svg": "image/svg+xml",
+};
+
+let outDir = "";
+let server: Server;
+let origin = "";
+let browser: Browser;
+
+/** What the page exposes on window.__webtune_demo. */
+interface DemoState {
+  logs: Record<string, number>[];
+  steps: number[];
+  resumedFrom: number | null;
+  phase: string;
+  ready: boolean;
+  errors: { kind: string; message: string }[];
+  preview: { format: string; rows: number } | null;
+  generations: { base: string; adapter: string; done: boolean };
+  lastAdapter: string | null;
+  checkpoints: string[];
+}
+
+before(async () => {
+  outDir = await mkdtemp(join(tmpdir(), "webtune-demo-"));
+  const t0 = performance.now();
+  // The built site, as `npm run build` makes it, into a temporary folder.
+  await build({ configFile: join(ROOT, "vite.config.ts"), root: join(ROOT, "demo"), build: { outDir, emptyOutDir: true }, logLevel: "error" });
+  console.log(`# vite build: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const html = readFileSync(join(outDir, "index.html"), "utf8");
+  assert.match(html, /src="\.\/assets\//, "relative asset paths (base ./), so any static host serves the site");
+  server = createServer((req, res) => {
+    let path = decodeURIComponent((req.url ?? "/").split("?")[0]!);
+    if (path.endsWith("/")) path += "index.html";
+    const file = normalize(join(outDir, path));
+    if (!file.startsWith(outDir)) return void res.writeHead(403).end();
+    try {
+      if (!statSync(file).isFile()) throw new Error("not a file");
+    } catch {
+      return void res.writeHead(404).end();
+    }
+    res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" });
+    res.end(readFileSync(file));
+  });
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  const addr = server.address();
+  origin = `http://localhost:${typeof addr === "object" && addr ? addr.port : 0}`;
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: [...QUIET, ...WEBGPU], headless: true });
+  mkdirSync(ARTIFACTS, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  await new Promise<void>((ok) => (server ? server.close(() => ok()) : ok()));
+  if (outDir) await rm(outDir, { recursive: true, force: true });
+});
+
+/** A fresh page (its own IndexedDB and localStorage) that records console errors. */
+async function openPage(b: Browser = browser): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
+  const context = await b.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(`${origin}/`);
+  return { context, page, errors };
+}
+
+const state = (page: Page) => page.evaluate(() => (globalThis as unknown as { __webtune_demo: DemoState }).__webtune_demo);
+
+async function waitFor(page: Page, fn: string, timeout = 120_000): Promise<void> {
+  await page.waitForFunction(`(() => { const d = globalThis.__webtune_demo; return d && (${fn}); })()`, null, { timeout, polling: 100 });
+}
+
+/** Sets the step count (30, checkpoints every 10) and starts training with the keyboard. */
+async function startTraining(page: Page, steps: number): Promise<void> {
+  await page.fill("#s-max_steps", String(steps));
+  await page.fill("#s-save_steps", "10");
+  await waitFor(page, "d.ready && d.phase === 'idle'", 60_000);
+  await page.focus("#start");
+  await page.keyboard.press("Enter");
+  await waitFor(page, "d.phase === 'training' || d.phase === 'loading'", 10_000);
+}
+
+/** The files of a store-only ZIP (what the page writes). */
+function unzip(buf: Uint8Array): Record<string, Uint8Array> {
+  const out: Record<string, Uint8Array> = {};
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  let at = 0;
+  while (at + 30 <= buf.length && v.getUint32(at, true) === 0x04034b50) {
+    assert.equal(v.getUint16(at + 8, true), 0, "stored (method 0)");
+    const size = v.getUint32(at + 18, true);
+    const nameLen = v.getUint16(at + 26, true);
+    const extra = v.getUint16(at + 28, true);
+    const name = new TextDecoder().decode(buf.subarray(at + 30, at + 30 + nameLen));
+    const start = at + 30 + nameLen + extra;
+    out[name] = buf.subarray(start, start + size);
+    at = start + size;
+  }
+  return out;
+}
+
+test("demo: train the tiny model on the sample, loss falls, base and adapter differ, adapter downloads as PEFT files", { timeout: 240_000 }, async () => {
+  const { context, page, errors } = await openPage();
+  try {
+    // The dataset preview: the sample's format and the trained (completion) tokens highlighted.
+    await waitFor(page, "d.preview !== null", 60_000);
+    assert.equal((await state(page)).preview!.format, "prompt-completion");
+    assert.equal((await state(page)).preview!.rows, 64);
+    assert.ok((await page.locator("#preview-rows .tok.trained").count()) > 0, "trained tokens are highlighted");
+    assert.ok((await page.locator("#preview-rows .tok:not(.trained)").count()) > 0, "prompt tokens are not");
+
+    // Every visible form control has a label.
+    const unlabeled = await page.evaluate(() =>
+      Array.from(document.querySelectorAll<HTMLInputElement>("input, select, textarea, button"))
+        .filter((e) => e.offsetParent !== null)
+        .filter((e) => !(e.labels?.length || e.getAttribute("aria-label") || e.getAttribute("aria-labelledby") || (e.tagName === "BUTTON" && e.textContent!.trim())))
+        .map((e) => e.id || e.outerHTML.slice(0, 60)),
+    );
+    assert.deepEqual(unlabeled, [], "unlabeled controls");
+
+    // SFTConfig YAML export.
+    await page.fill("#s-max_steps", "30");
+    await page.click("#export-yaml");
+    const yaml = await page.textContent("#yaml");
+    assert.match(yaml!, /^max_steps: 30$/m);
+    assert.match(yaml!, /^learning_rate: 0\.01$/m);
+    assert.match(yaml!, /^lora_target_modules: all-linear$/m);
+    assert.match((await page.textContent("#yaml-check"))!, /✓/);
+
+    const t0 = performance.now();
+    await startTraining(page, 30);
+    await waitFor(page, "d.phase === 'idle' && d.lastAdapter !== null", 150_000);
+    const trainSecs = (performance.now() - t0) / 1000;
+    const s = await state(page);
+    const losses = s.logs.filter((l) => "loss" in l && "grad_norm" in l);
+    assert.equal(losses.length, 30, "a log per step (logging_steps 1)");
+    assert.equal(losses.at(-1)!.step, 30);
+    const first = losses[0]!.loss!;
+    const last = losses.at(-1)!.loss!;
+    console.log(`# 30 steps in ${trainSecs.toFixed(1)} s; loss ${first.toFixed(3)} -> ${last.toFixed(3)}`);
+    assert.ok(last < first - 1.0, `the loss falls by more than 1.0: ${first} -> ${last}`);
+    assert.equal(await page.getAttribute("#st-step", "data-step"), "30");
+    assert.ok(s.logs.some((l) => (l.peak_gpu_bytes ?? 0) > 0), "peak GPU bytes logged");
+
+    // Base vs adapter generation.
+    await page.fill("#try-prompt", "The capital of Vorland is");
+    await page.click("#generate");
+    await waitFor(page, "d.generations.done", 60_000);
+    const g = (await state(page)).generations;
+    console.log(`# base: ${JSON.stringify(g.base)}  adapter: ${JSON.stringify(g.adapter)}`);
+    assert.notEqual(g.base, g.adapter, "the adapter changes what the model generates");
+    assert.ok(g.adapter.length > 0);
+
+    await page.screenshot({ path: join(ARTIFACTS, "demo.png"), fullPage: true });
+
+    // The saved adapter, downloaded: a zip of adapter_config.json + adapter_model.safetensors with PEFT's names.
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click(`#adapters tr[data-id="${s.lastAdapter}"] button:has-text("Download")`)]);
+    assert.equal(download.suggestedFilename(), `${s.lastAdapter}.zip`);
+    const files = unzip(readFileSync((await download.path())!));
+    assert.deepEqual(Object.keys(files).sort(), ["adapter_config.json", "adapter_model.safetensors"]);
+    const config = JSON.parse(new TextDecoder().decode(files["adapter_config.json"]));
+    assert.equal(config.peft_type, "LORA");
+    assert.equal(config.r, 16);
+    assert.equal(config.lora_alpha, 32);
+    const header = parseSafetensorsHeader(files["adapter_model.safetensors"]!, { file: "adapter_model.safetensors" });
+    const names = [...header.tensors.keys()];
+    assert.equal(names.length, 2 * 7 * 2, "A and B of 7 linear layers in 2 decoder layers");
+    for (const n of names) assert.match(n, /^base_model\.model\.model\.layers\.\d+\.(self_attn|mlp)\.(q|k|v|o|gate|up|down)_proj\.lora_[AB]\.weight$/);
+
+    // A narrow window: one column, nothing wider than the viewport.
+    await page.setViewportSize({ width: 420, height: 900 });
+    await page.waitForTimeout(200);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(overflow <= 420, `page width ${overflow} px at a 420 px window`);
+    await page.screenshot({ path: join(ARTIFACTS, "demo-narrow.png"), fullPage: true });
+
+    assert.deepEqual(errors, [], "no console errors");
+  } finally {
+    await context.close();
+  }
+});
+
+test("demo: a reload mid-training offers to resume, and the step counter continues from the checkpoint", { timeout: 200_000 }, async () => {
+  const { context, page, errors } = await openPage();
+  try {
+    await startTraining(page, 30);
+    // Pause between steps: the step counter holds still until Resume.
+    await waitFor(page, "d.steps.length >= 2", 120_000);
+    await page.click("#pause");
+    await waitFor(page, "d.phase === 'paused'", 30_000);
+    const held = (await state(page)).steps.length;
+    await page.waitForTimeout(1500);
+    assert.equal((await state(page)).steps.length, held, "no step while paused");
+    assert.equal(await page.textContent("#pause"), "Resume");
+    await page.click("#pause");
+    await waitFor(page, "d.phase === 'training'", 10_000);
+    await waitFor(page, "d.checkpoints.includes('checkpoint-10')", 120_000);
+    await page.reload();
+    await waitFor(page, "d.ready", 60_000);
+    await page.waitForSelector("#resume-banner:not([hidden])", { timeout: 20_000 });
+    const label = (await page.textContent("#resume-run"))!;
+    const from = Number(/step (\d+)/.exec(label)![1]);
+    assert.ok(from >= 10 && from < 30 && from % 10 === 0, `resume offered from step ${from}`);
+    await page.click("#resume-run");
+    await waitFor(page, "d.phase === 'idle' && d.lastAdapter !== null", 150_000);
+    const s = await state(page);
+    assert.equal(s.resumedFrom, from, "the trainer resumed from the offered checkpoint");
+    assert.equal(s.steps[0], from + 1, "the first step after the reload is the checkpoint's step + 1");
+    assert.equal(s.steps.at(-1), 30);
+    assert.deepEqual(s.errors, []);
+    assert.deepEqual(errors, [], "no console errors");
+  } finally {
+    await context.close();
+  }
+});
+
+test("demo: a malformed JSONL upload shows the line; a row in the wrong format shows the row and its fields", { timeout: 60_000 }, async () => {
+  const { context, page } = await openPage();
+  try {
+    await page.check('input[name="data"][value="file"]');
+    await page.setInputFiles("#data-file", {
+      name: "bad.jsonl",
+      mimeType: "application/jsonl",
+      buffer: Buffer.from('{"prompt": "a", "completion": " b"}\n{"prompt": "x", oops}\n'),
+    });
+    await page.waitForSelector("#data-error:not([hidden])", { timeout: 30_000 });
+    const text = (await page.textContent("#data-error"))!;
+    assert.match(text, /bad\.jsonl:2/, text);
+
+    await page.check('input[name="data"][value="paste"]');
+    await page.fill("#data-paste", '{"prompt": "a", "completion": " b"}\n{"question": "q?", "answer": "a"}\n');
+    await page.waitForFunction(() => /question/.test(document.getElementById("data-error")!.textContent ?? ""), null, { timeout: 30_000 });
+    const wrong = (await page.textContent("#data-error"))!;
+    assert.match(wrong, /row 1 \([^)]*pasted\.jsonl:2\) has the fields \{question, answer\}/, wrong);
+  } finally {
+    await context.close();
+  }
+});
+
+test("demo: a model from a local folder (webkitdirectory input) tokenizes the preview and goes into the YAML", { timeout: 60_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), "webtune-demo-model-"));
+  const folder = join(dir, "my-tiny-model");
+  mkdirSync(folder);
+  for (const [name, bytes] of Object.entries(tinyModelFiles())) writeFileSync(join(folder, name), bytes);
+  const { context, page, errors } = await openPage();
+  try {
+    await waitFor(page, "d.preview !== null", 60_000);
+    await page.check('input[name="model"][value="local"]');
+    await page.evaluate(() => ((globalThis as unknown as { __webtune_demo: DemoState }).__webtune_demo.preview = null));
+    await page.setInputFiles("#folder-input", folder);
+    await page.waitForFunction(() => /my-tiny-model/.test(document.getElementById("folder-label")!.textContent ?? ""), null, { timeout: 10_000 });
+    await waitFor(page, "d.preview !== null", 30_000);
+    assert.equal((await state(page)).preview!.format, "prompt-completion");
+    await page.click("#export-yaml");
+    assert.match((await page.textContent("#yaml"))!, /^model_name_or_path: path\/to\/my-tiny-model$/m);
+    assert.match((await page.textContent("#yaml"))!, /^dataset_name: facts\.jsonl$/m);
+    assert.match((await page.textContent("#yaml"))!, /^learning_rate: 0\.0002$/m, "a real model's defaults");
+    assert.deepEqual(errors, [], "no console errors");
+  } finally {
+    await context.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("demo: a browser without WebGPU gets the message saying which browsers and flags", { timeout: 60_000 }, async () => {
+  const plain = await chromium.launch({ executablePath: CHROMIUM, args: [...QUIET, ...NO_WEBGPU], headless: true });
+  try {
+    const { page } = await openPage(plain);
+    await page.waitForSelector("#alert:not([hidden])", { timeout: 30_000 });
+    assert.equal(await page.textContent("#alert-title"), "This browser has no WebGPU");
+    const help = (await page.textContent("#alert-help"))!;
+    assert.match(help, /Chrome or Edge 113/);
+    assert.match(help, /--enable-unsafe-webgpu/);
+    assert.ok(await page.isDisabled("#start"), "training cannot start");
+  } finally {
+    await plain.close();
+  }
+});
