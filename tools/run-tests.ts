@@ -57,7 +57,7 @@ const nodeRun = await run(process.execPath, ["--import", "tsx", "--test", "--tes
 const [nodePass, nodeFail] = tally(nodeRun, /^ℹ pass (\d+)$/m, /^ℹ fail (\d+)$/m);
 
 const denoRun = await run(join(root, "node_modules/.bin/deno"), ["test", "-A", "--no-check", ...DENO_SMOKE]);
-const [denoPass, denoFail] = tally(denoRun, /(\d+) passed \| \d+ failed/, /\d+ passed \| (\d+) failed/);
+const [denoPass, denoFail] = tally(denoRun, /(\d+) passed (?:\(\d+ steps?\) )?\| \d+ failed/, /\d+ passed (?:\(\d+ steps?\) )?\| (\d+) failed/);
 
 console.log(`\nNode + Dawn: ${nodePass} passed, ${nodeFail} failed; Deno: ${denoPass} passed, ${denoFail} failed`);
 console.log(`webtune: ${nodePass + denoPass} passed, ${nodeFail + denoFail} failed`);
