@@ -16,7 +16,8 @@ import { Tensor } from "../tensor/tensor.ts";
 export function checkpoint(fn: (inputs: Tensor[]) => Tensor, inputs: Tensor[], params: Tensor[]): Tensor {
   const all = [...inputs, ...params];
   if (!is_grad_enabled() || !all.some((t) => t.requires_grad)) return fn(inputs);
-  const y = no_grad(() => fn(inputs));
+  // Inside tidy: what fn makes besides y is freed now, not when the caller's scope ends.
+  const y = tidy(() => no_grad(() => fn(inputs)));
   return record(
     y,
     "checkpoint",

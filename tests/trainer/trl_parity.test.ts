@@ -35,6 +35,9 @@ after(() => rm(root, { recursive: true, force: true }));
 
 const KEYS = ["loss", "grad_norm", "learning_rate", "entropy", "mean_token_accuracy", "num_tokens"] as const;
 
+/** Each run's per-step logs, for comparing the packed run with the padded one. */
+const seen: Partial<Record<"padded" | "packed", Record<string, number>[]>> = {};
+
 for (const name of ["padded", "packed"] as const) {
   test(`SFTTrainer matches TRL step by step (${name})`, async () => {
     const run = fx.runs[name];
@@ -71,8 +74,19 @@ for (const name of ["padded", "packed"] as const) {
         }
         assert.equal(got.epoch, want.epoch, `step ${i + 1} epoch`);
       });
+      seen[name] = logs;
     } finally {
       model.dispose();
     }
   });
 }
+
+test("the packed batch trains to the same losses as the padded batch", () => {
+  const [padded, packed] = [seen.padded, seen.packed];
+  assert.ok(padded && packed, "both runs ran");
+  padded.forEach((p, i) => {
+    for (const k of ["loss", "grad_norm", "num_tokens"] as const) {
+      assert.ok(Math.abs(p[k]! - packed[i]![k]!) <= 1e-5 * Math.abs(p[k]!), `step ${i + 1} ${k}: padded ${p[k]}, packed ${packed[i]![k]}`);
+    }
+  });
+});
