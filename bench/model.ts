@@ -102,7 +102,7 @@ const result = {
   generation,
 };
 mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
-const name = `model-${info.host}-${adapter.replace(/[^a-z0-9.]+/gi, "-").toLowerCase()}-${new Date().toISOString().slice(0, 10)}.json`;
+const name = `model-${info.host}-${adapter.replace(/[^a-z0-9.]+/gi, "-").replace(/^-|-$/g, "").toLowerCase()}-${new Date().toISOString().slice(0, 10)}.json`;
 writeFileSync(new URL(`./results/${name}`, import.meta.url), JSON.stringify(result, null, 2) + "\n");
 console.log(`wrote bench/results/${name}`);
 model.dispose();
