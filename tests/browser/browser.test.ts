@@ -1,19 +1,16 @@
 // Headless Chromium (the system's, through playwright-core) with WebGPU on SwiftShader, page on localhost.
 import assert from "node:assert/strict";
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { build } from "esbuild";
 import { chromium, type Browser } from "playwright-core";
 import { makeAdapter, makeModel } from "../../tools/make-model.ts";
 import { fixtures } from "../fixtures.ts";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const QUIET = ["--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"];
-const WEBGPU = ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-features=Vulkan"];
+import { bundlePage, CHROMIUM, pageResults, QUIET, serveFile, servePage, WEBGPU } from "./harness.ts";
 
 let server: Server;
 let origin = "";
@@ -34,60 +31,20 @@ const sentence = (JSON.parse(readFileSync(new URL("../fixtures/tokenizer.json", 
 const CASE_TEXT = sentence.text;
 const CASE_IDS = sentence.ids;
 
-/** A file of the model directory, honouring Range requests as the Hub does. */
-function serveFile(path: string, range: string | undefined, res: import("node:http").ServerResponse, head: boolean): void {
-  let size: number;
-  try {
-    size = statSync(path).size;
-  } catch {
-    res.writeHead(404).end();
-    return;
-  }
-  const m = range && /^bytes=(\d+)-(\d*)$/.exec(range);
-  if (m) {
-    const start = Number(m[1]);
-    const end = m[2] ? Math.min(Number(m[2]), size - 1) : size - 1;
-    const body = readFileSync(path).subarray(start, end + 1);
-    res.writeHead(206, { "content-range": `bytes ${start}-${end}/${size}`, "content-length": body.length, "accept-ranges": "bytes" });
-    res.end(head ? undefined : body);
-    return;
-  }
-  res.writeHead(200, { "content-length": size, "accept-ranges": "bytes" });
-  res.end(head ? undefined : readFileSync(path));
-}
-
 before(async () => {
   modelDir = await mkdtemp(join(tmpdir(), "webtune-browser-"));
   await makeModel(modelDir, llama.model);
   await makeAdapter(join(modelDir, "adapter"), { model: modelDir, ...llama.adapter });
-  const bundle = await build({
-    entryPoints: [new URL("./smoke.ts", import.meta.url).pathname],
-    bundle: true,
-    format: "esm",
-    platform: "browser",
-    write: false,
-    logLevel: "error",
-  });
-  const js = bundle.outputFiles[0]!.text;
-  // Dawn (the `webgpu` package) is for Node only and must never reach a browser bundle.
-  assert.doesNotMatch(js, /dawn\.node|node_modules\/webgpu/, "the browser bundle pulls in Dawn");
-  const html = `<!doctype html><meta charset="utf-8"><title>webtune smoke</title><link rel="icon" href="data:,"><script type="module" src="/smoke.js"></script>`;
-  server = createServer((req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
+  const page = await servePage("webtune smoke", await bundlePage(new URL("./smoke.ts", import.meta.url)), (path, req, res) => {
     if (path.startsWith("/model/")) {
       modelRequests++;
-      serveFile(join(modelDir, path.slice("/model/".length)), req.headers.range, res, req.method === "HEAD");
-      return;
-    }
-    if (path === "/requests") res.writeHead(200, { "content-type": "application/json" }).end(String(modelRequests));
+      serveFile(join(modelDir, path.slice("/model/".length)), req, res);
+    } else if (path === "/requests") res.writeHead(200, { "content-type": "application/json" }).end(String(modelRequests));
     else if (path === "/case.json") res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ ...llama, text: CASE_TEXT }));
-    else if (path === "/smoke.js") res.writeHead(200, { "content-type": "text/javascript" }).end(js);
-    else if (path === "/") res.writeHead(200, { "content-type": "text/html" }).end(html);
-    else res.writeHead(404).end();
+    else return false;
+    return true;
   });
-  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
-  const addr = server.address();
-  origin = `http://localhost:${typeof addr === "object" && addr ? addr.port : 0}`;
+  ({ server, origin } = page);
 });
 
 after(async () => {
@@ -109,10 +66,8 @@ async function runPage(args: string[], query = ""): Promise<PageOut> {
     const console: string[] = [];
     page.on("console", (m) => m.type() === "error" && console.push(m.text()));
     page.on("pageerror", (e) => console.push(String(e)));
-    await page.goto(`${origin}/${query}`);
-    await page.waitForFunction(() => (globalThis as { __webtune?: unknown }).__webtune !== undefined, null, { timeout: 60_000 });
-    const out = await page.evaluate(() => (globalThis as unknown as { __webtune: Promise<unknown> }).__webtune);
-    return { ...(out as Omit<PageOut, "console">), console };
+    const out = await pageResults<Omit<PageOut, "console">>(page, `${origin}/${query}`);
+    return { ...out, console };
   } finally {
     await browser.close();
   }

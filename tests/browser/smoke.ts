@@ -5,21 +5,9 @@ import {
 } from "../../src/index.ts";
 import * as R from "../reference/matmul.ts";
 import { expectAllClose, rand } from "../compare.ts";
+import { check, type Result } from "./page-check.ts";
 
-interface Result {
-  name: string;
-  ok: boolean;
-  error?: string;
-}
 
-async function check(name: string, fn: () => Promise<void>, out: Result[]): Promise<void> {
-  try {
-    await fn();
-    out.push({ name, ok: true });
-  } catch (e) {
-    out.push({ name, ok: false, error: String((e as Error).stack ?? e) });
-  }
-}
 
 /** What the model mode measured, for the Node side to compare with the PyTorch fixture. */
 interface ModelReport {

@@ -3,24 +3,12 @@
 import { createStore, del, get, keys } from "idb-keyval";
 import { SafetensorsFile, writeSafetensors } from "../../src/models/safetensors.ts";
 import { CHUNK_SIZE, IndexedDBStorage, MANIFEST, openStorage, rotateCheckpoints, type CheckpointManifest } from "../../src/trainer/storage.ts";
+import { check, type Result } from "./page-check.ts";
 
-interface Result {
-  name: string;
-  ok: boolean;
-  error?: string;
-}
 
 const DB = "webtune-storage-test";
 const raw = createStore(DB, "files");
 
-async function check(name: string, fn: () => Promise<void>, out: Result[]): Promise<void> {
-  try {
-    await fn();
-    out.push({ name, ok: true });
-  } catch (e) {
-    out.push({ name, ok: false, error: String((e as Error).stack ?? e) });
-  }
-}
 
 function assert(cond: unknown, what: string): asserts cond {
   if (!cond) throw new Error(what);

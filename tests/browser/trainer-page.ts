@@ -10,12 +10,8 @@ import {
   AutoModelForCausalLM, AutoTokenizer, deviceInfo, FACTS, getDevice, openStorage, PeftModel, SFTTrainer, tidy,
   type LlamaForCausalLM, type PreTrainedTokenizer, type SFTConfig, type TrainerCallback,
 } from "../../src/index.ts";
+import { check, type Result } from "./page-check.ts";
 
-interface Result {
-  name: string;
-  ok: boolean;
-  error?: string;
-}
 
 /** One training run, as the Node side compares it. */
 export interface RunReport {
@@ -40,14 +36,6 @@ export interface PageReport {
   warnings: string[];
 }
 
-async function check(name: string, fn: () => Promise<void>, out: Result[]): Promise<void> {
-  try {
-    await fn();
-    out.push({ name, ok: true });
-  } catch (e) {
-    out.push({ name, ok: false, error: String((e as Error).stack ?? e) });
-  }
-}
 
 const BASE = `${location.origin}/model`;
 const params = new URLSearchParams(location.search);

@@ -4,74 +4,31 @@
 // reports on window.__webtune.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer, type Server, type ServerResponse } from "node:http";
+import type { Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { build } from "esbuild";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { makeModel } from "../../tools/make-model.ts";
 import type { PageReport, RunReport } from "./trainer-page.ts";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const QUIET = ["--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"];
-const WEBGPU = ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-features=Vulkan"];
+import { bundlePage, CHROMIUM, pageResults, QUIET, serveFile, servePage, WEBGPU } from "./harness.ts";
 
 let server: Server;
 let origin = "";
 let modelDir = "";
 let browser: Browser;
 
-/** A file of the model directory, honouring Range requests as the Hub does. */
-function serveFile(path: string, range: string | undefined, res: ServerResponse, head: boolean): void {
-  let size: number;
-  try {
-    size = statSync(path).size;
-  } catch {
-    res.writeHead(404).end();
-    return;
-  }
-  const m = range && /^bytes=(\d+)-(\d*)$/.exec(range);
-  if (m) {
-    const start = Number(m[1]);
-    const end = m[2] ? Math.min(Number(m[2]), size - 1) : size - 1;
-    const body = readFileSync(path).subarray(start, end + 1);
-    res.writeHead(206, { "content-range": `bytes ${start}-${end}/${size}`, "content-length": body.length, "accept-ranges": "bytes" });
-    res.end(head ? undefined : body);
-    return;
-  }
-  res.writeHead(200, { "content-length": size, "accept-ranges": "bytes" });
-  res.end(head ? undefined : readFileSync(path));
-}
-
 before(async () => {
   modelDir = await mkdtemp(join(tmpdir(), "webtune-browser-trainer-"));
   await makeModel(modelDir, { arch: "llama" });
-  const bundle = await build({
-    entryPoints: [new URL("./trainer-page.ts", import.meta.url).pathname],
-    bundle: true,
-    format: "esm",
-    platform: "browser",
-    write: false,
-    logLevel: "error",
+  const page = await servePage("webtune trainer", await bundlePage(new URL("./trainer-page.ts", import.meta.url)), (path, req, res) => {
+    if (!path.startsWith("/model/")) return false;
+    serveFile(join(modelDir, path.slice("/model/".length)), req, res);
+    return true;
   });
-  const js = bundle.outputFiles[0]!.text;
-  // Dawn (the `webgpu` package) is for Node only; node: modules are only ever named through a variable.
-  assert.doesNotMatch(js, /dawn\.node|node_modules\/webgpu/, "the browser bundle pulls in Dawn");
-  assert.doesNotMatch(js, /\bfrom\s*["']node:|\bimport\s*\(\s*["']node:|\brequire\s*\(\s*["']node:|\bimport\s*["']node:/, "the browser bundle imports a node: module");
-  const html = `<!doctype html><meta charset="utf-8"><title>webtune trainer</title><link rel="icon" href="data:,"><script type="module" src="/trainer.js"></script>`;
-  server = createServer((req, res) => {
-    const path = (req.url ?? "/").split("?")[0]!;
-    if (path.startsWith("/model/")) serveFile(join(modelDir, path.slice("/model/".length)), req.headers.range, res, req.method === "HEAD");
-    else if (path === "/trainer.js") res.writeHead(200, { "content-type": "text/javascript" }).end(js);
-    else if (path === "/") res.writeHead(200, { "content-type": "text/html" }).end(html);
-    else res.writeHead(404).end();
-  });
-  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
-  const addr = server.address();
-  origin = `http://localhost:${typeof addr === "object" && addr ? addr.port : 0}`;
+  ({ server, origin } = page);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: [...QUIET, ...WEBGPU], headless: true });
 });
 
@@ -84,10 +41,8 @@ after(async () => {
 type Results = { name: string; ok: boolean; error?: string }[];
 
 /** Loads the page at `query` and waits for its results. */
-async function load(page: Page, query: string): Promise<{ results: Results; report: PageReport }> {
-  await page.goto(`${origin}/${query}`);
-  await page.waitForFunction(() => (globalThis as { __webtune?: unknown }).__webtune !== undefined, null, { timeout: 60_000 });
-  return (await page.evaluate(() => (globalThis as unknown as { __webtune: Promise<unknown> }).__webtune)) as { results: Results; report: PageReport };
+function load(page: Page, query: string): Promise<{ results: Results; report: PageReport }> {
+  return pageResults(page, `${origin}/${query}`);
 }
 
 const fmt = (xs: number[]) => xs.map((x) => x.toPrecision(9)).join(", ");
