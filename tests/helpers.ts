@@ -90,3 +90,16 @@ function finiteDifferences(
   });
   return { idx: picks, values };
 }
+
+/** Awaits `p` (or calls it), expects it to reject, checks the message against every pattern, and returns the error. */
+export async function rejects(p: Promise<unknown> | (() => Promise<unknown>), ...patterns: RegExp[]): Promise<Error> {
+  let error: Error | null = null;
+  try {
+    await (typeof p === "function" ? p() : p);
+  } catch (e) {
+    error = e as Error;
+  }
+  assert.ok(error, `expected an error matching ${patterns.join(", ")}`);
+  for (const re of patterns) assert.match(error.message, re);
+  return error;
+}

@@ -34,7 +34,7 @@ function joinPath(dir: string, file: string): string {
 }
 
 /** Common helpers over the three primitives. */
-abstract class BaseSource implements ModelSource {
+export abstract class BaseSource implements ModelSource {
   abstract readonly name: string;
   abstract exists(file: string): Promise<boolean>;
   abstract size(file: string): Promise<number>;

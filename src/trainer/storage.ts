@@ -14,7 +14,7 @@
 // A checkpoint id is one path segment ("checkpoint-500"); file names are relative paths ("adapter_model.safetensors",
 // "a/b.json"). One writer per directory or database at a time.
 import { createStore, del, get, getMany, promisifyRequest, setMany, type UseStore } from "idb-keyval";
-import type { ModelSource } from "../models/files.ts";
+import { BaseSource, type ModelSource } from "../models/files.ts";
 
 /** The file that marks a complete checkpoint; a reserved file name. */
 export const MANIFEST = "webtune_checkpoint.json";
@@ -173,13 +173,14 @@ function checkRange(file: string, where: string, start: number, end: number, siz
 }
 
 /** One checkpoint's files as a ModelSource. */
-class CheckpointSource implements ModelSource {
+class CheckpointSource extends BaseSource {
   readonly name: string;
 
   constructor(
     private readonly storage: CheckpointStorage,
     private readonly id: string,
   ) {
+    super();
     this.name = `${storage.name}/${id}`;
   }
 
@@ -193,19 +194,6 @@ class CheckpointSource implements ModelSource {
 
   read(file: string, start?: number, end?: number): Promise<Uint8Array> {
     return this.storage.read(this.id, file, start, end);
-  }
-
-  text(file: string): Promise<string> {
-    return this.storage.readText(this.id, file);
-  }
-
-  async json<T = unknown>(file: string): Promise<T> {
-    const text = await this.text(file);
-    try {
-      return JSON.parse(text) as T;
-    } catch (e) {
-      throw new Error(`${file} in ${this.name} is not valid JSON: ${(e as Error).message}`);
-    }
   }
 }
 

@@ -85,12 +85,6 @@ export interface TrainOutput {
   metrics: Record<string, number>;
 }
 
-/** A micro-batch as the model takes it, with what the metrics need. */
-interface MicroBatch {
-  batch: CollatedBatch;
-  /** Labels that count after the shift (labels[t + 1] != -100). */
-  valid: number;
-}
 
 /** Where the data stream is: the epoch, and micro-batches consumed in it. */
 interface DataPosition {
@@ -123,12 +117,6 @@ export function permutation(n: number, seed: number): number[] {
   return p;
 }
 
-/** Valid labels after the shift: labels[b][t] for t ≥ 1 that are not -100. */
-function shiftedValid(labels: number[][]): number {
-  let n = 0;
-  for (const row of labels) for (let t = 1; t < row.length; t++) if (row[t] !== -100) n++;
-  return n;
-}
 
 function checkpointStep(id: string): number {
   const m = /^checkpoint-(\d+)$/.exec(id);
@@ -366,7 +354,7 @@ export class SFTTrainer {
     let batches = this.epochBatches(this.position.epoch, this.position.batches);
     while (this.state.global_step < this.totalSteps && !this.control.should_training_stop) {
       // Up to gradient_accumulation_steps micro-batches, never across an epoch's end.
-      const micro: MicroBatch[] = [];
+      const micro: CollatedBatch[] = [];
       while (micro.length < a.gradient_accumulation_steps) {
         const next = await batches.next();
         if (next.done) {
@@ -377,17 +365,17 @@ export class SFTTrainer {
           continue;
         }
         const batch = this.collator.collate(next.value);
-        micro.push({ batch, valid: shiftedValid(batch.labels) });
+        micro.push(batch);
         this.position.batches++;
       }
       if (!micro.length) break;
-      const items = micro.reduce((s, m) => s + m.valid, 0);
+      const items = micro.reduce((s, m) => s + m.num_label_tokens, 0);
       const lr = a.learning_rate * lrLambda(a.lr_scheduler_type, this.state.global_step, this.totalSteps, warmup);
       for (const g of this.optimizer.param_groups) g.lr = lr;
 
       // Forward and backward of each micro-batch; the loss of each is summed over tokens / all valid tokens.
       const scalars: Tensor[] = [];
-      for (const [i, { batch }] of micro.entries()) {
+      for (const [i, batch] of micro.entries()) {
         // LoRA dropout draws its mask from (seed, step): give every micro-batch its own stream, a function
         // of the optimizer step so that a resumed run replays it.
         this.model.step = (this.state.global_step * a.gradient_accumulation_steps + i) >>> 0;
@@ -422,16 +410,16 @@ export class SFTTrainer {
       }
       // The metrics of the step count only once it is known to be good.
       micro.forEach((m, i) => {
-        if (m.valid > 0) {
-          window.acc.push(values[3 * i + 1]! / m.valid);
-          window.entropy.push(values[3 * i + 2]! / m.valid);
+        if (m.num_label_tokens > 0) {
+          window.acc.push(values[3 * i + 1]! / m.num_label_tokens);
+          window.entropy.push(values[3 * i + 2]! / m.num_label_tokens);
         }
       });
       this.optimizer.step();
       this.optimizer.zero_grad();
       this.state.global_step++;
       this.model.step = this.state.global_step;
-      const tokens = micro.reduce((s, m) => s + m.batch.num_tokens, 0);
+      const tokens = micro.reduce((s, m) => s + m.num_tokens, 0);
       this.state.num_input_tokens_seen += tokens;
       this.state.epoch = this.batchesPerEpoch ? this.position.epoch + this.position.batches / this.batchesPerEpoch : this.position.epoch;
       window.loss += stepLoss;
@@ -518,7 +506,7 @@ export class SFTTrainer {
     for (let i = 0; i < this.evalRows.length; i += bs) {
       const rows = this.evalRows.slice(i, i + bs);
       const batch = this.evalCollator.collate(rows);
-      const valid = shiftedValid(batch.labels);
+      const valid = batch.num_label_tokens;
       const t = tidy(() =>
         no_grad(() => {
           const out = model.forward({

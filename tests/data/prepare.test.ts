@@ -13,6 +13,7 @@ import { maybe_convert_to_chatml, parseRow } from "../../src/data/formats.ts";
 import { prepareDataset, truncate_dataset, type PrepareOptions, type PreparedExample } from "../../src/data/prepare.ts";
 import type { Row } from "../../src/data/sources.ts";
 import { makeTokenizerFiles } from "../../tools/tokenizer-fixture.ts";
+import { rejects } from "../helpers.ts";
 
 interface Case {
   name: string;
@@ -53,17 +54,6 @@ async function prepare(rows: Row[], options: PrepareOptions = {}) {
   return { out, stats: { ...ds.stats }, warnings, ds };
 }
 
-async function rejects(p: Promise<unknown>, ...patterns: RegExp[]): Promise<Error> {
-  let error: Error | null = null;
-  try {
-    await p;
-  } catch (e) {
-    error = e as Error;
-  }
-  assert.ok(error, `expected an error matching ${patterns.join(", ")}`);
-  for (const re of patterns) assert.match(error.message, re);
-  return error;
-}
 
 /** The decoded runs of tokens whose label is kept. */
 function trainedRuns(tok: PreTrainedTokenizer, ex: PreparedExample): string[] {

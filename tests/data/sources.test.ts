@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { Dataset, jsonLines, loadDataset, rowSource, type Row } from "../../src/data/sources.ts";
+import { rejects } from "../helpers.ts";
 
 const FIXTURES = new URL("../fixtures/data/", import.meta.url);
 const fixturePath = (name: string) => decodeURIComponent(new URL(name, FIXTURES).pathname);
@@ -22,17 +23,6 @@ function write(name: string, content: string | Uint8Array): string {
   return p;
 }
 
-async function rejects(p: Promise<unknown> | (() => Promise<unknown>), ...patterns: RegExp[]): Promise<Error> {
-  let error: Error | null = null;
-  try {
-    await (typeof p === "function" ? p() : p);
-  } catch (e) {
-    error = e as Error;
-  }
-  assert.ok(error, `expected an error matching ${patterns.join(", ")}`);
-  for (const re of patterns) assert.match(error.message, re);
-  return error;
-}
 
 /** n rows with multi-byte text (so chunk boundaries fall inside characters). */
 function bigRows(n: number): Row[] {

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AutoTokenizer, PreTrainedTokenizer, type ChatMessage, type ChatTool } from "../../src/data/tokenizer.ts";
 import { CHAT_TEMPLATE, makeTokenizerFiles, SPECIAL_TOKENS } from "../../tools/tokenizer-fixture.ts";
+import { rejects } from "../helpers.ts";
 
 interface TextCase {
   text: string;
@@ -94,17 +95,6 @@ function maskedRuns(tok: PreTrainedTokenizer, ids: number[], mask: number[]): st
   return runs;
 }
 
-async function rejects(p: Promise<unknown>, ...patterns: RegExp[]): Promise<Error> {
-  let error: Error | null = null;
-  try {
-    await p;
-  } catch (e) {
-    error = e as Error;
-  }
-  assert.ok(error, `expected an error matching ${patterns.join(", ")}`);
-  for (const re of patterns) assert.match(error.message, re);
-  return error;
-}
 
 describe("fixture tokenizer files", () => {
   test("makeTokenizerFiles is deterministic and what tools/fixtures/tokenizer.py recorded", async () => {
