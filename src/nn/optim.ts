@@ -219,3 +219,8 @@ function copyOf(t: Tensor): Tensor {
   gpu().batch.copy(t.buffer, 0, c.buffer, 0, t.size * 4);
   return c;
 }
+
+/** The `optim` names (transformers' spelling) that webtune implements; SFTConfig rejects any other. */
+export function optimizerNames(): string[] {
+  return ["adamw_torch", "adamw_torch_fused"];
+}
