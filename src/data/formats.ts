@@ -1,5 +1,5 @@
 // The dataset formats TRL's SFTTrainer takes, told apart per row as TRL tells them apart (trl/data_utils.py:
-// is_conversational, is_conversational_from_value, maybe_convert_to_chatml, and the checks of
+// is_conversational, maybe_convert_to_chatml, and the checks of
 // SFTTrainer._prepare_dataset's tokenize step):
 //
 //   text                        {text: string}  (the field is dataset_text_field)
@@ -63,12 +63,6 @@ export function is_conversational(row: Row): boolean {
     if (key in row) return isMessageList(row[key]);
   }
   return false;
-}
-
-/** TRL's is_conversational_from_value: a `conversations` list of {from, value} messages. */
-export function is_conversational_from_value(row: Row): boolean {
-  const c = row.conversations;
-  return Array.isArray(c) && c.length > 0 && !!c[0] && typeof c[0] === "object" && "from" in c[0] && "value" in c[0];
 }
 
 /** ShareGPT speaker names and the ChatML roles they become. */

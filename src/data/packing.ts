@@ -106,7 +106,8 @@ class Columns {
   }
 }
 
-function isNumericArray(v: unknown): v is TokenColumn {
+/** Whether `v` is a per-token column: an array of numbers or a typed array. */
+export function isNumericArray(v: unknown): v is TokenColumn {
   if (ArrayBuffer.isView(v)) return !(v instanceof DataView);
   return Array.isArray(v) && v.every((x) => typeof x === "number");
 }

@@ -1,13 +1,52 @@
 // DataCollatorForLanguageModeling (src/data/collator.ts) against batches worked out by hand from the
-// spec's "Collation" rules and TRL's docstring examples. No GPU. Runs under Node (node --import tsx
-// --test) and Deno (deno test -A --no-check).
+// spec's "Collation" rules and TRL's docstring examples, and against TRL 1.13's own collator as
+// tools/fixtures/collator.py recorded it (tests/fixtures/data/trl_collator.json). No GPU. Runs under Node
+// (node --import tsx --test) and Deno (deno test -A --no-check).
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { DataCollatorForLanguageModeling, type CollatorExample, type DataCollatorForLanguageModelingOptions } from "../../src/data/collator.ts";
-import { pack_dataset } from "../../src/data/packing.ts";
+import { pack_dataset, type PackedRow } from "../../src/data/packing.ts";
+
+/** One batch as TRL made it: its keys in order, the tensors as nested lists, and the Trainer's two counts. */
+interface TrlBatch {
+  name: string;
+  options: DataCollatorForLanguageModelingOptions;
+  keys: string[];
+  output: Record<string, number[][]>;
+  num_items_in_batch: number;
+  num_tokens: number;
+}
+const fx = JSON.parse(readFileSync(new URL("../fixtures/data/trl_collator.json", import.meta.url), "utf8")) as {
+  trl_version: string;
+  collate: (TrlBatch & { examples: CollatorExample[] })[];
+  pack: (TrlBatch & { strategy: string; packed: PackedRow[] })[];
+};
+
+/** webtune's batch is TRL's: same keys in the same order, same values, num_label_tokens = num_items_in_batch. */
+function assertTrlBatch(examples: readonly CollatorExample[], trl: TrlBatch): void {
+  const batch = new DataCollatorForLanguageModeling(trl.options).collate(examples);
+  const { num_tokens, num_label_tokens, ...tensors } = batch;
+  assert.deepEqual(Object.keys(tensors), trl.keys);
+  assert.deepEqual(tensors, trl.output);
+  assert.equal(num_label_tokens, trl.num_items_in_batch);
+  // TRL's num_tokens metric counts a padding-free row's pad_to_multiple_of padding (position_ids.size(1));
+  // webtune's counts the examples' tokens only.
+  const real = examples.reduce((a, ex) => a + ex.input_ids.length, 0);
+  assert.equal(num_tokens, real);
+  if (!(trl.options.padding_free && trl.options.pad_to_multiple_of)) assert.equal(num_tokens, trl.num_tokens);
+}
+
+describe(`DataCollatorForLanguageModeling = TRL ${fx.trl_version}'s`, () => {
+  for (const c of fx.collate) test(c.name, () => assertTrlBatch(c.examples, c));
+  for (const c of fx.pack) {
+    // tests/data/packing.test.ts checks that webtune's pack_dataset makes these rows.
+    test(`trl.pack_dataset "${c.strategy}" rows, collated as SFTTrainer collates them`, () => assertTrlBatch(c.packed, c));
+  }
+});
 
 describe("DataCollatorForLanguageModeling, padded", () => {
-  test("TRL's docstring example: right padding, attention_mask, labels -100 over padding, position_ids", () => {
+  test("TRL's docstring example: right padding, attention_mask, labels -100 over padding, no position_ids", () => {
     const c = new DataCollatorForLanguageModeling({ pad_token_id: 0 });
     const batch = c.collate([{ input_ids: [1, 2, 3] }, { input_ids: [4, 5] }]);
     assert.deepEqual(batch, {
@@ -19,10 +58,6 @@ describe("DataCollatorForLanguageModeling, padded", () => {
         [1, 1, 1],
         [1, 1, 0],
       ],
-      position_ids: [
-        [0, 1, 2],
-        [0, 1, 0],
-      ],
       labels: [
         [1, 2, 3],
         [4, 5, -100],
@@ -30,7 +65,17 @@ describe("DataCollatorForLanguageModeling, padded", () => {
       num_tokens: 5,
       num_label_tokens: 3, // labels[1:] of each row: 2, 3 and 5
     });
-    assert.deepEqual(Object.keys(batch), ["input_ids", "attention_mask", "position_ids", "labels", "num_tokens", "num_label_tokens"]);
+    assert.deepEqual(Object.keys(batch), ["input_ids", "labels", "attention_mask", "num_tokens", "num_label_tokens"]);
+  });
+
+  test("return_position_ids: position_ids 0..n-1 per row, padding 0", () => {
+    const c = new DataCollatorForLanguageModeling({ pad_token_id: 0, return_position_ids: true });
+    const batch = c.collate([{ input_ids: [1, 2, 3] }, { input_ids: [4, 5] }]);
+    assert.deepEqual(batch.position_ids, [
+      [0, 1, 2],
+      [0, 1, 0],
+    ]);
+    assert.deepEqual(Object.keys(batch), ["input_ids", "labels", "position_ids", "attention_mask", "num_tokens", "num_label_tokens"]);
   });
 
   test("given labels, pad_to_multiple_of, return_position_ids false, a pad id that is a real token", () => {
@@ -77,21 +122,23 @@ describe("DataCollatorForLanguageModeling, padded", () => {
     ]);
   });
 
-  test("packed rows keep their padding: position_ids restart per sequence, no label across a boundary", () => {
-    const c = new DataCollatorForLanguageModeling({ pad_token_id: 0 });
-    const batch = c.collate([
+  test("packed rows keep their padding: labels as given (as TRL), position_ids restart per sequence", () => {
+    const examples = [
       { input_ids: [1, 2, 3, 4], seq_lengths: [2, 2] },
       { input_ids: [5, 6, 7], labels: [5, -100, 7], seq_lengths: [1, 2] },
-    ]);
+    ];
+    const batch = new DataCollatorForLanguageModeling({ pad_token_id: 0, return_position_ids: true }).collate(examples);
     assert.deepEqual(batch.position_ids, [
       [0, 1, 0, 1],
       [0, 0, 1, 0],
     ]);
     assert.deepEqual(batch.labels, [
-      [1, 2, -100, 4],
+      [1, 2, 3, 4],
       [5, -100, 7, -100],
     ]);
     assert.equal(batch.num_tokens, 7);
+    assert.equal(batch.num_label_tokens, 4);
+    assert.ok(!("position_ids" in new DataCollatorForLanguageModeling({ pad_token_id: 0 }).collate(examples)));
   });
 });
 

@@ -1,10 +1,26 @@
 // Packing (src/data/packing.ts) against rows worked out by hand from the spec's rules and TRL's own
-// docstring examples (trl/data_utils.py, pack_dataset / pack_examples), a brute-force best-fit reference
-// on random inputs, and the streaming packer against pack_dataset. No GPU. Runs under Node
+// docstring examples (trl/data_utils.py, pack_dataset / pack_examples), against TRL 1.13's pack_dataset as
+// tools/fixtures/collator.py recorded it (tests/fixtures/data/trl_collator.json), a brute-force best-fit
+// reference on random inputs, and the streaming packer against pack_dataset. No GPU. Runs under Node
 // (node --import tsx --test) and Deno (deno test -A --no-check).
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { DEFAULT_PACKING_WINDOW, pack_dataset, packStream, type PackedRow, type PackInputRow, type PackingStrategy } from "../../src/data/packing.ts";
+
+const trl = JSON.parse(readFileSync(new URL("../fixtures/data/trl_collator.json", import.meta.url), "utf8")) as {
+  trl_version: string;
+  pack: { rows: PackInputRow[]; seq_length: number; strategy: PackingStrategy; packed: PackedRow[] }[];
+};
+
+describe(`pack_dataset = TRL ${trl.trl_version}'s`, () => {
+  for (const c of trl.pack) {
+    test(`"${c.strategy}", seq_length ${c.seq_length}: the same rows, in the same order; packStream too`, async () => {
+      assert.deepEqual(pack_dataset(c.rows, c.seq_length, c.strategy), c.packed);
+      assert.deepEqual(await collect(packStream(c.rows, c.seq_length, c.strategy)), c.packed);
+    });
+  }
+});
 
 /** Row i made of tokens i*100, i*100+1, … so a packed row shows which rows it holds. */
 function rowsOfLengths(lengths: number[]): PackInputRow[] {
