@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
-# Regenerates tests/fixtures/*.json from the PyTorch reference scripts (Debian: apt-get install python3-torch).
+# Regenerates tests/fixtures/ from the reference scripts. The kernel references need only torch (Debian:
+# apt-get install python3-torch); the rest need the project's virtual environment (transformers, peft, trl,
+# datasets: python3 -m venv .venv && .venv/bin/pip install torch transformers peft trl; WEBTUNE_VENV_PYTHON
+# to use another interpreter), and some of them run node (tsx) to write the files webtune reads.
 set -euo pipefail
 cd "$(dirname "$0")/fixtures"
+venv="${WEBTUNE_VENV_PYTHON:-../../.venv/bin/python}"
+# Scripts that need the virtual environment; peft_interop.py is a check, not a fixture.
+VENV=(tokenizer.py models.py trl_sft.py sft_data.py parquet.py collator.py)
 for f in *.py; do
-  [ "$f" = common.py ] || [ "$f" = models.py ] && continue
-  [ "$f" = tokenizer.py ] && continue
-  [ "$f" = trl_sft.py ] && continue
+  case " common.py peft_interop.py ${VENV[*]} " in *" $f "*) continue ;; esac
   /usr/bin/python3 "$f"
 done
-# tokenizer.py needs transformers, tokenizers and jinja2 (not Debian's torch): the project's virtual
-# environment (WEBTUNE_VENV_PYTHON to use another interpreter). It also runs node to write the fixture files.
-"${WEBTUNE_VENV_PYTHON:-../../.venv/bin/python}" tokenizer.py
-# Whole-model references need transformers + peft (the project's .venv) and node_modules (tsx).
-"${WEBTUNE_VENV_PYTHON:-../../.venv/bin/python}" models.py
-# TRL's own SFTTrainer, 5 LoRA steps on the tiny llama (transformers + peft + trl + datasets, and tsx).
-"${WEBTUNE_VENV_PYTHON:-../../.venv/bin/python}" trl_sft.py
+for f in "${VENV[@]}"; do "$venv" "$f"; done
