@@ -14,7 +14,6 @@
 // chunk's global rows row0 + r; `totals` then sums them in a fixed order.
 //
 //   rows:        one workgroup of WG threads per row (row = wid.x + wid.y * nwg.x)
-//   bias_add:    x[r, j] += bias[j]                     (rows * V elements, WG per workgroup)
 //   scale_by:    x[i] *= g[0]                           (rows * V elements: the backward's upstream scalar
 //                                                        applied in place to a precomputed gradient)
 //   totals:      loss = scale * sum_n tok[0, n], correct = sum_n tok[1, n], entropy = sum_n tok[2, n]
@@ -29,11 +28,10 @@ struct Params { rows: u32, V: u32, N: u32, row0: u32, scale: f32 }
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;     // (rows, V) logits in, dlogits out
 @group(0) @binding(2) var<storage, read> labels: array<i32>;      // (N), -100 = ignore
 @group(0) @binding(3) var<storage, read_write> tok: array<f32>;   // (3, N): loss, correct, entropy per token
-@group(0) @binding(4) var<storage, read> bias: array<f32>;        // (V)
-@group(0) @binding(5) var<storage, read_write> loss: array<f32>;    // (1)
-@group(0) @binding(6) var<storage, read_write> correct: array<f32>; // (1)
-@group(0) @binding(7) var<storage, read_write> entropy: array<f32>; // (1)
-@group(0) @binding(8) var<storage, read> g: array<f32>;             // (1)
+@group(0) @binding(4) var<storage, read_write> loss: array<f32>;    // (1)
+@group(0) @binding(5) var<storage, read_write> correct: array<f32>; // (1)
+@group(0) @binding(6) var<storage, read_write> entropy: array<f32>; // (1)
+@group(0) @binding(7) var<storage, read> g: array<f32>;             // (1)
 
 const IGNORE: i32 = -100;
 // The lowest finite f32: the running max of a thread that has seen nothing.
@@ -128,14 +126,6 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       x[base + j] = w * (pj - select(0.0, 1.0, j == y));
     }
   }
-}
-
-@compute @workgroup_size(WG)
-fn bias_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.x + wid.y * nwg.x) * WG + lid;
-  if (i >= p.rows * p.V) { return; }
-  x[i] += bias[i % p.V];
 }
 
 @compute @workgroup_size(WG)

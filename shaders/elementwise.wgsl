@@ -1,12 +1,11 @@
-// Elementwise kernels over flat f32 arrays of n elements. Broadcasting over leading dims: an operand of
-// na (nb) elements repeats every na (nb) elements of the output, so its index is i % na (i % nb).
+// Elementwise kernels over flat f32 arrays of n elements (fill and the in-place axpy are shaders/tensor.wgsl's).
+// Broadcasting over leading dims: an operand of na (nb) elements repeats every na (nb) elements of the output,
+// so its index is i % na (i % nb).
 //   binary:          out = a OP b                 OP: 0 add, 1 sub, 2 mul, 3 div
 //   unary:           out = f(a)                   OP: 0 neg, 1 exp, 2 log, 3 silu, 4 gelu, 5 scale (alpha*a)
 //   unary_backward:  da = dy * f'(a)              log: 1/a,
 //                                                 silu: s(1 + a(1 - s)) with s = sigmoid(a),
 //                                                 gelu: Phi(a) + a phi(a) (exact, erf-based GELU)
-//   axpy:            acc += alpha * a             (gradient accumulation, in place)
-//   fill:            out = alpha
 //   sum_leading:     out[j] = sum_r a[r*n + j]    (gradient of an operand broadcast over leading dims)
 const OP: u32 = 0u;
 const WG: u32 = 256u;
@@ -19,7 +18,6 @@ struct Params { n: u32, na: u32, nb: u32, alpha: f32 }
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 @group(0) @binding(6) var<storage, read_write> da: array<f32>;
-@group(0) @binding(7) var<storage, read_write> acc: array<f32>;
 
 const SQRT1_2: f32 = 0.7071067811865476;
 const INV_SQRT_2PI: f32 = 0.3989422804014327;
@@ -95,22 +93,6 @@ fn unary_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     }
   }
   da[i] = r;
-}
-
-@compute @workgroup_size(WG)
-fn axpy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let i = index(wid, nwg, lid);
-  if (i >= p.n) { return; }
-  acc[i] = acc[i] + p.alpha * a[i];
-}
-
-@compute @workgroup_size(WG)
-fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let i = index(wid, nwg, lid);
-  if (i >= p.n) { return; }
-  out[i] = p.alpha;
 }
 
 // n columns, na = rows * n elements of a.

@@ -1,5 +1,6 @@
 // LoRA linear (PEFT): y = x Wᵀ + b + s · dropout(x) Aᵀ Bᵀ. The three products run on shaders/matmul.wgsl (the
-// adapter's accumulating into y); this file holds the dropout mask, the bias add, and the seeded uniform init of A.
+// adapter's accumulating into y); this file holds the dropout mask and the seeded uniform init of A (the bias add is
+// shaders/tensor.wgsl's axpy).
 //
 // Random bits come from Philox4x32-10 (Salmon et al. 2011, Random123), a counter-based generator: element
 // i of a tensor takes word i % 4 of philox(counter = (i / 4, step, stream, 0), key = (seed, 0)). A mask is a
@@ -7,23 +8,20 @@
 // bit for bit on any adapter (integer arithmetic only).
 //   dropout:           h = x · keep / (1 - p)                keep = bits >= round(p · 2^32) (threshold)
 //   dropout_backward:  dx += dh · keep / (1 - p)             (scale = 1 / (1 - p))
-//   add_bias:          y += b[i % cols]                      (y [T, cols])
 //   init_uniform:      out = scale · (2u - 1), u in [0, 1)   (u = (bits >> 8) · 2^-24; scale = bound)
 const WG: u32 = 256u;
 
 const STREAM_DROPOUT: u32 = 0u;
 const STREAM_INIT: u32 = 1u;
 
-struct Params { n: u32, cols: u32, seed: u32, step: u32, threshold: u32, scale: f32 }
+struct Params { n: u32, seed: u32, step: u32, threshold: u32, scale: f32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> h: array<f32>;
 @group(0) @binding(3) var<storage, read> dh: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(5) var<storage, read> bias: array<f32>;
-@group(0) @binding(6) var<storage, read_write> y: array<f32>;
-@group(0) @binding(7) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
 const PHILOX_M0: u32 = 0xD2511F53u;
 const PHILOX_M1: u32 = 0xCD9E8D57u;
@@ -90,14 +88,6 @@ fn dropout_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let i = 4u * g + j;
     if (i < p.n) { dx[i] = dx[i] + dh[i] * m[j]; }
   }
-}
-
-@compute @workgroup_size(WG)
-fn add_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) lid: u32) {
-  let i = group_index(wid, nwg, lid);
-  if (i >= p.n) { return; }
-  y[i] = y[i] + bias[i % p.cols];
 }
 
 @compute @workgroup_size(WG)

@@ -34,10 +34,11 @@
 // VEC_A / VEC_B: the operand's contiguous dim and its strides are multiples of 4, so 4 consecutive
 // elements are one vec4 load (a4 and b4 view the same buffers as a and b).
 //
-// A_TYPE / B_TYPE: the element type of a and b in storage. f32 here; src/kernels/matmul.ts makes the f16
-// variants of this file (frozen weights stored as f16, on adapters with shader-f16) by rewriting the alias to
-// f16 and prepending `enable f16;`. Loads widen to f32 (f32(x) and vec4<f32>(v), no-ops for f32), so the
-// tiles, the products and the accumulation are f32 in every variant; c is always f32.
+// A_TYPE / B_TYPE: the element type of a and b in storage, per weight format: f32 here; tools/gen-shaders.mjs
+// writes a variant of this file per combination of src/tensor/format.ts's formats (matmul_f16a, matmul_f16b,
+// matmul_f16ab: frozen weights stored as f16, on adapters with shader-f16). Loads widen to f32 (f32(x) and
+// vec4<f32>(v), no-ops for f32), so the tiles, the products and the accumulation are f32 in every variant;
+// c is always f32.
 const TRANS_A: bool = false;
 const TRANS_B: bool = false;
 const VEC_A: bool = false;
@@ -51,8 +52,8 @@ const BK: u32 = 16u; // k-depth of the workgroup-memory slices (matmul_tiled), a
 const MV_M: u32 = 8u; // matmul_vec, matmul_vec_wg: rows of C, 1..8 (= M)
 const MV_WG: u32 = 64u; // matmul_vec, matmul_vec_wg: threads per workgroup (matmul_vec_wg: a power of two)
 const MV_C: u32 = 4u; // matmul_vec: columns of C per thread, 4, 8, 12 or 16
-alias A_TYPE = f32;
-alias B_TYPE = f32;
+alias A_TYPE = f32; // format of a
+alias B_TYPE = f32; // format of b
 
 const BR: u32 = TM / 4u; // block rows per thread
 const BC: u32 = TN / 4u; // block columns per thread

@@ -54,7 +54,7 @@ export class Gpu {
 
   constructor(readonly device: GPUDevice, readonly info: DeviceInfo) {
     this.pool = new BufferPool(device);
-    this.pipelines = new PipelineCache(this);
+    this.pipelines = new PipelineCache(device);
     this.batch = new Batch(this);
     device.lost.then((e) => {
       this.lost = true;

@@ -2,8 +2,20 @@
 // at a readback, or when the batch's uniform arena fills. Each dispatch's params live at their own aligned
 // offset of one uniform buffer, written once per submission.
 import { sizeClass } from "./buffers.ts";
-import type { Gpu } from "./device.ts";
 import type { Pipeline } from "./pipelines.ts";
+
+/**
+ * What a batch needs of the device context (device.ts's Gpu, which owns the batch and so imports this file):
+ * the device, its dispatch limit and validate mode, and where asynchronous failures go and are rethrown.
+ */
+export interface BatchContext {
+  readonly device: GPUDevice;
+  readonly info: { readonly validate: boolean; readonly limits: { readonly maxComputeWorkgroupsPerDimension: number } };
+  /** Records an asynchronous failure to throw at the next sync point. */
+  fail(err: Error): void;
+  /** Throws the first recorded failure, if any. */
+  check(): void;
+}
 
 export type BufferRef = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
 
@@ -31,7 +43,7 @@ export class Batch {
   /** Counts, for tests and benchmarks: a training step should be a handful of submissions. */
   readonly counters = { dispatches: 0, submissions: 0, readbacks: 0 };
 
-  constructor(private gpu: Gpu) {
+  constructor(private gpu: BatchContext) {
     this.align = Math.max(16, gpu.device.limits.minUniformBufferOffsetAlignment);
     this.uniforms = gpu.device.createBuffer({ size: ARENA_BYTES, usage: 0x40 | 0x08, label: "uniform arena" }); // UNIFORM | COPY_DST
   }

@@ -2,7 +2,6 @@
 // Binding layouts and uniform layouts are read from the WGSL itself: a launcher names its buffers and
 // params, never a binding number or a byte offset.
 import { WGSL } from "./shaders.generated.ts";
-import type { Gpu } from "./device.ts";
 
 /** Values for `const NAME = ...;` declarations at the top level of a shader (the small template). */
 export type Specialization = Record<string, number | boolean>;
@@ -40,7 +39,7 @@ export interface Pipeline {
 export class PipelineCache {
   private cache = new Map<string, Pipeline>();
 
-  constructor(private gpu: Gpu) {}
+  constructor(private readonly device: GPUDevice) {}
 
   get(family: string, entry: string, consts: Specialization = {}): Pipeline {
     const key = `${family}.${entry}${specKey(consts)}`;
@@ -54,7 +53,7 @@ export class PipelineCache {
     if (template === undefined) throw new Error(`No shader shaders/${family}.wgsl (have: ${Object.keys(WGSL).join(", ")})`);
     const code = specialize(template, consts, family);
     const shader = reflect(code, entry, family);
-    const device = this.gpu.device;
+    const device = this.device;
     device.pushErrorScope("validation");
     const module = device.createShaderModule({ code, label: `shaders/${family}.wgsl` });
     const layout = device.createBindGroupLayout({

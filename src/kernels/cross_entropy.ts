@@ -1,9 +1,9 @@
 // Typed launchers for shaders/cross_entropy.wgsl: the fused cross-entropy row kernel over a chunk of
-// logits, the bias add, and the totals. No autograd here.
+// logits, the in-place scale of the gradients, and the totals. No autograd here.
 import { grid, launch, rowWorkgroupSize } from "../gpu/launch.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
-/** Threads per workgroup of the elementwise bias add and of the totals. */
+/** Threads per workgroup of the elementwise scale and of the totals. */
 const WG = 256;
 
 export interface RowsArgs {
@@ -29,16 +29,6 @@ export function rows(logits: Tensor, labels: Tensor, tok: Tensor, a: RowsArgs): 
     buffers: { x: logits.buffer, labels: labels.buffer, tok: tok.buffer },
     params: { rows: R, V, N: labels.size, row0: a.row0, scale: a.scale },
     workgroups: grid(R, 1),
-  });
-}
-
-/** logits (rows, V) += bias (V), in place. */
-export function biasAdd(logits: Tensor, bias: Tensor): void {
-  const [R, V] = logits.shape as [number, number];
-  launch("cross_entropy", "bias_add", {
-    buffers: { x: logits.buffer, bias: bias.buffer },
-    params: { rows: R, V, N: 0, row0: 0, scale: 0 },
-    workgroups: grid(logits.size, WG),
   });
 }
 

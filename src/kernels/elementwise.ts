@@ -1,4 +1,4 @@
-// Typed launchers for shaders/elementwise.wgsl. No autograd here.
+// Typed launchers for shaders/elementwise.wgsl (fill and axpy: src/tensor/tensor.ts). No autograd here.
 import { grid, launch } from "../gpu/launch.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
@@ -42,26 +42,6 @@ export function unaryBackward(op: "log" | "silu" | "gelu", a: Tensor, dy: Tensor
     workgroups: grid(a.size, WG),
   });
   return da;
-}
-
-/** acc += alpha * a, in place. */
-export function axpy(acc: Tensor, a: Tensor, alpha = 1): void {
-  if (acc.size !== a.size) throw new Error(`axpy: sizes differ (${acc.size} vs ${a.size})`);
-  launch("elementwise", "axpy", {
-    buffers: { a: a.buffer, acc: acc.buffer },
-    params: { n: a.size, na: a.size, nb: a.size, alpha },
-    workgroups: grid(a.size, WG),
-  });
-}
-
-export function full(shape: readonly number[], value: number): Tensor {
-  const out = Tensor.empty(shape);
-  launch("elementwise", "fill", {
-    buffers: { out: out.buffer },
-    params: { n: out.size, na: out.size, nb: out.size, alpha: value },
-    workgroups: grid(out.size, WG),
-  });
-  return out;
 }
 
 /** Sums a over its leading elements down to `shape` (a suffix of a's shape). */

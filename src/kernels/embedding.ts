@@ -1,7 +1,6 @@
 // Typed launchers for shaders/embedding.wgsl: the embedding gather and its deterministic scatter-add. No autograd.
 import { grid, launch } from "../gpu/launch.ts";
-import { full } from "./elementwise.ts";
-import { Tensor } from "../tensor/tensor.ts";
+import { full, Tensor } from "../tensor/tensor.ts";
 
 const WG = 256;
 

@@ -1,5 +1,5 @@
-// Typed launchers for shaders/lora.wgsl: the Philox dropout mask (applied forward and backward), the bias add,
-// and the seeded uniform init. No autograd.
+// Typed launchers for shaders/lora.wgsl: the Philox dropout mask (applied forward and backward) and the seeded
+// uniform init. No autograd.
 import { grid, launch } from "../gpu/launch.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
@@ -18,7 +18,7 @@ function dropThreshold(p: number): number {
 }
 
 function maskParams(n: number, m: DropoutMask) {
-  return { n, cols: 0, seed: m.seed, step: m.step, threshold: dropThreshold(m.p), scale: 1 / (1 - m.p) };
+  return { n, seed: m.seed, step: m.step, threshold: dropThreshold(m.p), scale: 1 / (1 - m.p) };
 }
 
 /** h = x · keep / (1 - p). */
@@ -41,21 +41,12 @@ export function dropoutBackwardInto(dx: Tensor, dh: Tensor, m: DropoutMask): voi
   });
 }
 
-/** y += bias over y's rows, in place. y: [..., cols]; bias: [cols]. */
-export function addBiasInto(y: Tensor, bias: Tensor): void {
-  launch("lora", "add_bias", {
-    buffers: { y: y.buffer, bias: bias.buffer },
-    params: { n: y.size, cols: bias.size, seed: 0, step: 0, threshold: 0, scale: 0 },
-    workgroups: grid(y.size, WG),
-  });
-}
-
 /** Values uniform in [-bound, bound), from Philox's init stream of `seed`. */
 export function uniform(shape: readonly number[], bound: number, seed: number): Tensor {
   const out = Tensor.empty(shape);
   launch("lora", "init_uniform", {
     buffers: { out: out.buffer },
-    params: { n: out.size, cols: 0, seed, step: 0, threshold: 0, scale: bound },
+    params: { n: out.size, seed, step: 0, threshold: 0, scale: bound },
     workgroups: grid(Math.ceil(out.size / 4), WG),
   });
   return out;

@@ -2,9 +2,8 @@
 // No autograd here.
 import { gpu, isCpuAdapter, type DeviceInfo } from "../gpu/device.ts";
 import { grid, launch } from "../gpu/launch.ts";
-import { WGSL } from "../gpu/shaders.generated.ts";
-import { Tensor, type DType } from "../tensor/tensor.ts";
-import { full } from "./elementwise.ts";
+import { BASE_FORMAT, formatVariant, isWeightFormat, unsupportedReason, WEIGHT_FORMATS, type WeightFormat } from "../tensor/format.ts";
+import { type DType, full, Tensor } from "../tensor/tensor.ts";
 
 /** A kernel of shaders/matmul.wgsl and its tile: each thread computes TM×TN outputs (multiples of 4, at most 16). */
 export interface MatmulConfig {
@@ -132,41 +131,17 @@ export function forceMatvecConfig(config: MatvecConfig | MatmulConfig | null): v
 }
 
 /**
- * Checks the storage types of a launch: a and b f32 or f16 (f16 only where the device has shader-f16), c f32.
- * `who` prefixes the message. Throws before anything is allocated or recorded.
+ * Checks the storage types of a launch: a and b in a weight format whose adapter feature the device has
+ * (f16: shader-f16), c f32. Throws before anything is allocated or recorded.
  */
-export function checkMatmulDtypes(a: DType, b: DType, who = "matmul", c: DType = "f32"): void {
-  const ok = (t: DType) => t === "f32" || t === "f16";
-  if (!ok(a) || !ok(b) || c !== "f32") {
-    throw new Error(`${who}: operands must be f32 or f16 and the output f32 (got a ${a}, b ${b}, c ${c})`);
+export function checkMatmulDtypes(a: DType, b: DType, c: DType = "f32"): void {
+  if (!isWeightFormat(a) || !isWeightFormat(b) || c !== BASE_FORMAT) {
+    throw new Error(`matmul: operands must be ${Object.keys(WEIGHT_FORMATS).join(" or ")} and the output f32 (got a ${a}, b ${b}, c ${c})`);
   }
-  if ((a === "f16" || b === "f16") && !gpu().info.features.shader_f16) {
-    throw new Error(
-      `${who}: an f16 operand needs the adapter's shader-f16 feature, which this device does not have ` +
-        `(got a ${a}, b ${b}); keep the weight in f32 here`,
-    );
+  for (const format of new Set([a, b])) {
+    const why = unsupportedReason(format, gpu().info);
+    if (why) throw new Error(`matmul: ${why} (got a ${a}, b ${b}); keep the weight in f32 here`);
   }
-}
-
-/**
- * The shader family for the operands' storage types: shaders/matmul.wgsl itself for f32 × f32, else a variant
- * of the same text with `alias A_TYPE`/`alias B_TYPE` rewritten to f16 and `enable f16;` prepended (valid only
- * with shader-f16, so it is made and compiled only when an f16 operand is launched), registered beside the
- * embedded files under its own name so the pipeline cache keys and compiles it like any family.
- */
-function family(a: DType, b: DType): string {
-  if (a === "f32" && b === "f32") return "matmul";
-  const name = `matmul_f16${a === "f16" ? "a" : ""}${b === "f16" ? "b" : ""}`;
-  if (WGSL[name] === undefined) {
-    let code = WGSL["matmul"]!;
-    for (const [alias, dtype] of [["A_TYPE", a], ["B_TYPE", b]] as const) {
-      const re = new RegExp(`^alias\\s+${alias}\\s*=\\s*f32\\s*;`, "m");
-      if (!re.test(code)) throw new Error(`shaders/matmul.wgsl has no top-level \`alias ${alias} = f32;\` to make its f16 variant`);
-      code = code.replace(re, `alias ${alias} = ${dtype};`);
-    }
-    WGSL[name] = `enable f16;\n${code}`;
-  }
-  return name;
 }
 
 /**
@@ -175,7 +150,9 @@ function family(a: DType, b: DType): string {
  * `config` defaults to the small-M kernel when M <= MATVEC_MAX_M, else to the tuned tile config.
  */
 export function matmulInto(a: Tensor, b: Tensor, c: Tensor, d: MatmulDims, config?: MatmulConfig | MatvecConfig): void {
-  checkMatmulDtypes(a.dtype, b.dtype, "matmul", c.dtype);
+  checkMatmulDtypes(a.dtype, b.dtype, c.dtype);
+  // shaders/matmul.wgsl's variant for the operands' formats (tools/gen-shaders.mjs writes one per combination).
+  const family = formatVariant("matmul", { a: a.dtype as WeightFormat, b: b.dtype as WeightFormat });
   const cfg = config ?? (d.M <= MATVEC_MAX_M ? matvecConfig(d.M) : matmulConfig());
   // vec4 loads need 4-aligned runs along the operand's contiguous dim and 4-aligned operand offsets.
   const vec = (len: number, ...strides: number[]) => len % 4 === 0 && strides.every((s) => s % 4 === 0);
@@ -195,7 +172,7 @@ export function matmulInto(a: Tensor, b: Tensor, c: Tensor, d: MatmulDims, confi
     // "vec": C columns per thread; "vec_wg": 4 columns per workgroup.
     const C = cfg.kernel === "vec" ? (cfg.C ?? 4) : 4;
     const [x, y] = grid(Math.ceil(d.N / C), cfg.kernel === "vec" ? cfg.WG : 1);
-    launch(family(a.dtype, b.dtype), `matmul_${cfg.kernel}`, {
+    launch(family, `matmul_${cfg.kernel}`, {
       consts: { ...consts, MV_M: d.M, MV_WG: cfg.WG, MV_C: C },
       buffers,
       params,
@@ -205,12 +182,23 @@ export function matmulInto(a: Tensor, b: Tensor, c: Tensor, d: MatmulDims, confi
   }
   const BM = cfg.TM * cfg.WG_Y;
   const BN = cfg.TN * cfg.WG_X;
-  launch(family(a.dtype, b.dtype), cfg.kernel === "reg" ? "matmul_reg" : "matmul_tiled", {
+  launch(family, cfg.kernel === "reg" ? "matmul_reg" : "matmul_tiled", {
     consts: { ...consts, TM: cfg.TM, TN: cfg.TN, WG_X: cfg.WG_X, WG_Y: cfg.WG_Y, BK: cfg.BK ?? 16 },
     buffers,
     params,
     workgroups: [Math.ceil(d.N / BN), Math.ceil(d.M / BM), d.batch],
   });
+}
+
+/**
+ * c [M, N] = alpha·op(a)·op(b), or c += with `accumulate`, for 2-D row-major operands (a [M, K] or [K, M] with
+ * transA, b [K, N] or [N, K] with transB): one product, no batch.
+ */
+export function productInto(
+  a: Tensor, transA: boolean, b: Tensor, transB: boolean, c: Tensor, M: number, N: number, K: number,
+  o: { alpha?: number; accumulate?: boolean } = {}, config?: MatmulConfig | MatvecConfig,
+): void {
+  matmulInto(a, b, c, { M, N, K, transA, transB, batch: 1, sum: 1, a_z: 0, b_z: 0, c_z: 0, a_s: 0, b_s: 0, ...o }, config);
 }
 
 export interface MatmulTuning {
@@ -251,16 +239,13 @@ async function tune(): Promise<MatmulTuning> {
   const x = full([n, n], 0.5);
   const w = full([n, n], 0.25);
   const y = Tensor.empty([n, n]);
-  const dims: MatmulDims = {
-    M: n, N: n, K: n, transA: false, transB: true, batch: 1, sum: 1, a_z: 0, b_z: 0, c_z: 0, a_s: 0, b_s: 0,
-  };
   const timings: MatmulTuning["timings"] = [];
   try {
     for (const config of candidates) {
-      matmulInto(x, w, y, dims, config); // compiles the pipeline and warms up
+      productInto(x, false, w, true, y, n, n, n, {}, config); // compiles the pipeline and warms up
       await g.batch.sync();
       const t0 = performance.now();
-      for (let r = 0; r < reps; r++) matmulInto(x, w, y, dims, config);
+      for (let r = 0; r < reps; r++) productInto(x, false, w, true, y, n, n, n, {}, config);
       await g.batch.sync();
       timings.push({ config, gflops: (2 * n ** 3 * reps) / ((performance.now() - t0) * 1e6) });
     }

@@ -1,11 +1,11 @@
 // The LM head's loss: logits = hidden · weightᵀ (+ bias) and cross-entropy against labels, fused and
 // chunked over tokens, with the gradients computed during the forward pass.
 import * as K from "../kernels/cross_entropy.ts";
-import { axpy, sumLeading } from "../kernels/elementwise.ts";
+import { sumLeading } from "../kernels/elementwise.ts";
 import { copyBlock, type Block } from "../kernels/layout.ts";
-import { matmulInto } from "../kernels/matmul.ts";
-import { is_grad_enabled, record } from "../tensor/autograd.ts";
-import { Tensor } from "../tensor/tensor.ts";
+import { productInto } from "../kernels/matmul.ts";
+import { is_grad_enabled } from "../tensor/autograd.ts";
+import { axpy, record, Tensor } from "../tensor/tensor.ts";
 import { describeBlocks, rowBlocks } from "./row_blocks.ts";
 
 /** Label of a token that is not trained on (padding, prompt, a document boundary). */
@@ -132,28 +132,28 @@ export function fused_linear_cross_entropy(
     if (!blocks) {
       const weight = ws[0]!;
       const dW = dWs[0]!;
-      mm(h, false, weight, true, logits, R, V, C); // [R, C] · [V, C]ᵀ
-      if (bias) K.biasAdd(logits, bias);
+      productInto(h, false, weight, true, logits, R, V, C); // [R, C] · [V, C]ᵀ
+      if (bias) axpy(logits, bias);
       K.rows(logits, labelsGpu, tok, { row0: n0, scale, grad: anyGrad, dft: options.dft ?? false });
       if (dh) {
         const dhc = R === N ? dh : Tensor.empty([R, C]);
-        mm(logits, false, weight, false, dhc, R, C, V); // [R, V] · [V, C]
+        productInto(logits, false, weight, false, dhc, R, C, V); // [R, V] · [V, C]
         if (dhc !== dh) {
           copyBlock(dhc, dh, { A: 1, Din: R, Dout: N, d: R, srcOff: 0, dstOff: n0, C });
           dhc.dispose();
         }
       }
-      if (dW) mm(logits, true, h, false, dW, V, C, R, n0 > 0); // [R, V]ᵀ · [R, C]
+      if (dW) productInto(logits, true, h, false, dW, V, C, R, { accumulate: n0 > 0 }); // [R, V]ᵀ · [R, C]
     } else {
       const { offsets } = blocks;
       // Columns off_j .. off_j + V_j of the chunk's logits (as one [R, V_j] matrix in the slab) and back.
       const toLogits = (j: number): Block => ({ A: R, Din: ws[j]!.shape[0]!, Dout: V, d: ws[j]!.shape[0]!, srcOff: 0, dstOff: offsets[j]!, C: 1 });
       const fromLogits = (j: number): Block => ({ A: R, Din: V, Dout: ws[j]!.shape[0]!, d: ws[j]!.shape[0]!, srcOff: offsets[j]!, dstOff: 0, C: 1 });
       ws.forEach((w, j) => {
-        mm(h, false, w, true, slab!, R, w.shape[0]!, C); // [R, C] · [V_j, C]ᵀ
+        productInto(h, false, w, true, slab!, R, w.shape[0]!, C); // [R, C] · [V_j, C]ᵀ
         copyBlock(slab!, logits, toLogits(j));
       });
-      if (bias) K.biasAdd(logits, bias);
+      if (bias) axpy(logits, bias);
       K.rows(logits, labelsGpu, tok, { row0: n0, scale, grad: anyGrad, dft: options.dft ?? false });
       const dhc = !dh ? null : R === N ? dh : Tensor.empty([R, C]);
       let first = true;
@@ -162,8 +162,8 @@ export function fused_linear_cross_entropy(
         if (!dhc && !dW) return;
         const Vj = w.shape[0]!;
         copyBlock(logits, slab!, fromLogits(j));
-        if (dhc) mm(slab!, false, w, false, dhc, R, C, Vj, !first); // dh_chunk (+)= [R, V_j] · [V_j, C]
-        if (dW) mm(slab!, true, h, false, dW, Vj, C, R, n0 > 0); // dW_j (+)= [R, V_j]ᵀ · [R, C]
+        if (dhc) productInto(slab!, false, w, false, dhc, R, C, Vj, { accumulate: !first }); // dh_chunk (+)= [R, V_j] · [V_j, C]
+        if (dW) productInto(slab!, true, h, false, dW, Vj, C, R, { accumulate: n0 > 0 }); // dW_j (+)= [R, V_j]ᵀ · [R, C]
         first = false;
       });
       if (dhc && dhc !== dh) {
@@ -205,14 +205,4 @@ export function fused_linear_cross_entropy(
   );
   for (const t of grads) t?.dispose(); // the node holds its own references
   return { loss: out, metrics: { num_tokens: numTokens, correct, entropy_sum: entropy } };
-}
-
-/**
- * out [M, N] = op(a) [M, K] · op(b) [K, N] (out += with `accumulate`), op = transpose when the flag is set; one
- * product, no batch.
- */
-function mm(a: Tensor, ta: boolean, b: Tensor, tb: boolean, out: Tensor, M: number, N: number, K: number, accumulate = false): void {
-  matmulInto(a, b, out, {
-    M, N, K, transA: ta, transB: tb, batch: 1, sum: 1, a_z: 0, b_z: 0, c_z: M * N, a_s: 0, b_s: 0, accumulate,
-  });
 }

@@ -1,7 +1,6 @@
 // Elementwise ops with broadcasting over leading dims, and their gradients.
 import * as K from "../kernels/elementwise.ts";
-import { record } from "../tensor/autograd.ts";
-import type { Tensor } from "../tensor/tensor.ts";
+import { record, type Tensor } from "../tensor/tensor.ts";
 
 /**
  * The output shape of a binary op: the operands' shapes must be equal, or the smaller one (leading 1s

@@ -1,8 +1,7 @@
 // Token embedding (torch.nn.functional.embedding) and its deterministic gradient.
 import * as K from "../kernels/embedding.ts";
-import { is_grad_enabled, record } from "../tensor/autograd.ts";
-import { Tensor } from "../tensor/tensor.ts";
-import { full } from "../kernels/elementwise.ts";
+import { is_grad_enabled } from "../tensor/autograd.ts";
+import { full, record, Tensor } from "../tensor/tensor.ts";
 import { describeBlocks, rowBlocks } from "./row_blocks.ts";
 
 export interface EmbeddingOptions {

@@ -1,9 +1,7 @@
 // Shape ops and their gradients: reshape (a view), transpose, slice and concat (copies).
 // Copies move 4-byte elements, so they take f32 and i32 tensors (token ids too); reshape takes any dtype.
-import { full } from "../kernels/elementwise.ts";
 import * as K from "../kernels/layout.ts";
-import { record } from "../tensor/autograd.ts";
-import { numel, Tensor } from "../tensor/tensor.ts";
+import { full, numel, record, storageBytes, Tensor } from "../tensor/tensor.ts";
 
 const fmt = (shape: readonly number[]) => `[${shape.join(", ")}]`;
 
@@ -16,7 +14,7 @@ function normDim(op: string, x: Tensor, dim: number): number {
 }
 
 function fourByte(op: string, x: Tensor): void {
-  if (x.dtype === "f16") throw new Error(`${op}: copies 4-byte elements (f32, i32), got an f16 tensor`);
+  if (storageBytes(x.dtype, 1) !== 4) throw new Error(`${op}: copies 4-byte elements (f32, i32), got an ${x.dtype} tensor`);
 }
 
 /** A tensor sharing t's buffer with another shape of the same size. */

@@ -1,9 +1,10 @@
 // The LoRA linear layer as PEFT computes it (lora.Linear.forward), its gradient, and PEFT's default init.
-import { full, sumLeading } from "../kernels/elementwise.ts";
+import { gpu } from "../gpu/device.ts";
+import { sumLeading } from "../kernels/elementwise.ts";
 import * as K from "../kernels/lora.ts";
-import { checkMatmulDtypes, matmulInto } from "../kernels/matmul.ts";
-import { record } from "../tensor/autograd.ts";
-import { numel, Tensor } from "../tensor/tensor.ts";
+import { productInto } from "../kernels/matmul.ts";
+import { BASE_FORMAT, isWeightFormat, unsupportedReason, untrainableReason, type WeightFormat } from "../tensor/format.ts";
+import { axpy, full, numel, record, Tensor } from "../tensor/tensor.ts";
 
 export interface LoraLinearOptions {
   /** lora_alpha / r (lora_alpha / sqrt(r) with use_rslora). */
@@ -29,8 +30,8 @@ export interface LoraLinearOptions {
  * no [T, out] or [T, in] temporary exists (with dropout, s·(g A) is one: the mask multiplies it first).
  * The dropout mask is never stored: backward regenerates it (and h) from (seed, step), so the saved state is
  * x (kept alive by its producer anyway, and shared by the q/k/v adapters that read it) and u [T, r].
- * The weight may be stored as f16 (frozen, on an adapter with shader-f16): both products that read it (y and
- * dx) widen it to f32 as they load it; everything else is f32.
+ * The weight may be stored in a frozen weight format (f16, on an adapter with shader-f16): both products that
+ * read it (y and dx) widen it to f32 as they load it; everything else is f32.
  */
 export function lora_linear(
   x: Tensor,
@@ -45,7 +46,7 @@ export function lora_linear(
   if (!Number.isFinite(s)) throw new Error(`lora_linear: scaling must be a finite number, got ${s}`);
   const mask = dropoutMask(options);
   const y = product(x, false, weight, true, T, O, I, { shape: [...x.shape.slice(0, -1), O] });
-  if (bias) K.addBiasInto(y, bias);
+  if (bias) axpy(y, bias);
   const h = mask ? K.dropout(x, mask) : x;
   const u = product(h, false, lora_A, true, T, R, I);
   if (mask) h.dispose();
@@ -125,32 +126,20 @@ function product(
   return c;
 }
 
-/** c [M, N] = alpha · op(a) · op(b), or c += alpha · op(a) · op(b) with `accumulate`. */
-function productInto(
-  a: Tensor, ta: boolean, b: Tensor, tb: boolean, c: Tensor, M: number, N: number, K: number,
-  o: { alpha?: number; accumulate?: boolean },
-): void {
-  matmulInto(a, b, c, { M, N, K, transA: ta, transB: tb, batch: 1, sum: 1, a_z: 0, b_z: 0, c_z: 0, a_s: 0, b_s: 0, ...o });
-}
-
 function dims(x: Tensor, weight: Tensor, bias: Tensor | null, A: Tensor, B: Tensor) {
   const shapes = () =>
     `x [${x.shape.join(", ")}], weight [${weight.shape.join(", ")}], bias ${bias ? `[${bias.shape.join(", ")}]` : "null"}, ` +
     `lora_A [${A.shape.join(", ")}], lora_B [${B.shape.join(", ")}]`;
   for (const [name, t] of [["x", x], ["weight", weight], ["bias", bias], ["lora_A", A], ["lora_B", B]] as const) {
-    if (t && t.dtype !== "f32" && !(t === weight && t.dtype === "f16")) throw new Error(`lora_linear: ${name} must be f32, got ${t.dtype}`);
+    // The base weight may be stored in a frozen weight format (the products widen it as they load it).
+    const ok = !t || (t === weight ? isWeightFormat(t.dtype) : t.dtype === BASE_FORMAT);
+    if (!ok) throw new Error(`lora_linear: ${name} must be f32, got ${t.dtype}`);
   }
-  if (weight.dtype === "f16") {
-    // A frozen base weight may be stored as f16; the products widen it to f32 as they load it.
-    if (weight.requires_grad) {
-      throw new Error("lora_linear: an f16 weight cannot require grad; f16 storage is for frozen weights");
-    }
-    try {
-      checkMatmulDtypes("f32", "f16", "lora_linear");
-    } catch (e) {
-      throw new Error(`lora_linear: weight must be f32, got f16: ${(e as Error).message.replace(/^lora_linear: /, "")}`);
-    }
-  }
+  const format = weight.dtype as WeightFormat;
+  const frozen = weight.requires_grad ? untrainableReason(format, "weight") : null;
+  if (frozen) throw new Error(`lora_linear: ${frozen}`);
+  const unsupported = unsupportedReason(format, gpu().info);
+  if (unsupported) throw new Error(`lora_linear: weight must be f32, got ${format}: ${unsupported}`);
   if (x.ndim < 1 || weight.ndim !== 2 || A.ndim !== 2 || B.ndim !== 2 || (bias && bias.ndim !== 1)) {
     throw new Error(`lora_linear: need x [..., in], weight [out, in], bias [out], lora_A [r, in], lora_B [out, r]; got ${shapes()}`);
   }

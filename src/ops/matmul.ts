@@ -1,7 +1,8 @@
 // Matrix multiply with batching and transposed operands, and its gradient.
+import { sumLeading } from "../kernels/elementwise.ts";
 import { checkMatmulDtypes, matmulInto, type MatmulDims } from "../kernels/matmul.ts";
-import { record } from "../tensor/autograd.ts";
-import { numel, Tensor } from "../tensor/tensor.ts";
+import { isWeightFormat, untrainableReason, WEIGHT_FORMATS } from "../tensor/format.ts";
+import { axpy, numel, record, Tensor } from "../tensor/tensor.ts";
 
 export interface MatmulOptions {
   /** a is [..., K, M] and used transposed. */
@@ -15,9 +16,7 @@ export interface MatmulOptions {
  * (or [..., N, K] with transpose_b) give [..., M, N]. The batch dims are equal, or one operand is 2-D and
  * shared by the other's batch (a weight).
  *
- * With C = A'B' (A' = op(a), B' = op(b)): dA' = dC·B'ᵀ and dB' = A'ᵀ·dC, each one product of the same
- * kernel with the operands' transposes flipped; a shared operand's gradient is summed over the batch
- * inside that product.
+ * Gradients: see gradients().
  *
  * Either operand may be stored as f16 (a frozen weight, half the memory) on an adapter with shader-f16: it is
  * widened to f32 as the kernel loads it and all arithmetic stays f32. An f16 operand cannot require grad;
@@ -26,29 +25,61 @@ export interface MatmulOptions {
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   const ta = options.transpose_a ?? false;
   const tb = options.transpose_b ?? false;
-  for (const [name, t] of [["a", a], ["b", b]] as const) {
-    if (t.dtype === "f16" && t.requires_grad) {
-      throw new Error(`matmul: ${name} [${t.shape.join(", ")}]: an f16 operand cannot require grad; f16 storage is for frozen weights`);
-    }
-  }
+  checkFrozen("matmul", [["a", a], ["b", b]]);
   const out = product(a, ta, b, tb, false);
-  // Each gradient reads the other operand: keep only what a needed gradient will read.
-  const save = [...(b.requires_grad ? [a] : []), ...(a.requires_grad ? [b] : [])];
+  return record(out, "matmul", [a, b], (dy, needs) => gradients(a, ta, b, tb, dy, needs), saved(a, b));
+}
+
+/**
+ * nn.Linear's forward (torch.nn.functional.linear): y = x·Wᵀ + b with x [..., in], weight [out, in], bias [out]
+ * or null; the leading dims of x fold into the rows. The bias is added in place to the product (axpy, the one
+ * bias add). Gradients: dx = dy·W, dW = dyᵀ·x (summed over the rows), db = Σ_rows dy. The weight may be stored
+ * in a frozen format (f16), as for matmul.
+ */
+export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
+  if (!bias) return matmul(x, weight, { transpose_b: true });
+  const O = weight.shape[0]!;
+  if (weight.ndim !== 2 || bias.ndim !== 1 || bias.shape[0] !== O || bias.dtype !== "f32") {
+    throw new Error(`linear: weight [${weight.shape.join(", ")}] needs a 2-D weight [out, in] and an f32 bias [out], got bias [${bias.shape.join(", ")}] ${bias.dtype}`);
+  }
+  checkFrozen("linear", [["x", x], ["weight", weight]]);
+  const y = product(x, false, weight, true, false);
+  axpy(y, bias);
   return record(
-    out,
-    "matmul",
-    [a, b],
-    (dy, needs) => {
-      const sumA = a.ndim === 2 && dy.ndim > 2; // a was shared by the batch
-      const sumB = b.ndim === 2 && dy.ndim > 2;
-      // dA = dC·B'ᵀ, or (dC·B'ᵀ)ᵀ = B'·dCᵀ when a is stored transposed.
-      const da = needs[0] ? (ta ? product(b, tb, dy, true, sumA) : product(dy, false, b, !tb, sumA)) : null;
-      // dB = A'ᵀ·dC, or (A'ᵀ·dC)ᵀ = dCᵀ·A' when b is stored transposed.
-      const db = needs[1] ? (tb ? product(dy, true, a, ta, sumB) : product(a, !ta, dy, false, sumB)) : null;
-      return [da, db];
-    },
-    save,
+    y,
+    "linear",
+    [x, weight, bias],
+    (dy, needs) => [...gradients(x, false, weight, true, dy, needs), needs[2] ? sumLeading(dy, [O]) : null],
+    saved(x, weight),
   );
+}
+
+/** A tensor in a frozen weight format (f16) cannot require grad: say which operand. */
+function checkFrozen(op: string, operands: readonly (readonly [string, Tensor])[]): void {
+  for (const [name, t] of operands) {
+    const why = t.requires_grad && isWeightFormat(t.dtype) ? untrainableReason(t.dtype, "operand") : null;
+    if (why) throw new Error(`${op}: ${name} [${t.shape.join(", ")}]: ${why}`);
+  }
+}
+
+/** Each gradient reads the other operand: keep only what a needed gradient will read. */
+function saved(a: Tensor, b: Tensor): Tensor[] {
+  return [...(b.requires_grad ? [a] : []), ...(a.requires_grad ? [b] : [])];
+}
+
+/**
+ * [dA, dB] of C = A'B' (A' = op(a), B' = op(b)) for the inputs `needs` asks for: dA' = dC·B'ᵀ and dB' = A'ᵀ·dC,
+ * each one product of the same kernel with the operands' transposes flipped; a shared operand's gradient is
+ * summed over the batch inside that product.
+ */
+function gradients(a: Tensor, ta: boolean, b: Tensor, tb: boolean, dy: Tensor, needs: boolean[]): [Tensor | null, Tensor | null] {
+  const sumA = a.ndim === 2 && dy.ndim > 2; // a was shared by the batch
+  const sumB = b.ndim === 2 && dy.ndim > 2;
+  // dA = dC·B'ᵀ, or (dC·B'ᵀ)ᵀ = B'·dCᵀ when a is stored transposed.
+  const da = needs[0] ? (ta ? product(b, tb, dy, true, sumA) : product(dy, false, b, !tb, sumA)) : null;
+  // dB = A'ᵀ·dC, or (A'ᵀ·dC)ᵀ = dCᵀ·A' when b is stored transposed.
+  const db = needs[1] ? (tb ? product(dy, true, a, ta, sumB) : product(a, !ta, dy, false, sumB)) : null;
+  return [da, db];
 }
 
 /**
@@ -61,8 +92,9 @@ function product(a: Tensor, ta: boolean, b: Tensor, tb: boolean, sumBatch: boole
     throw new Error(`matmul: ${operands}: ${why}`);
   };
   if (a.ndim < 2 || b.ndim < 2) fail("both operands need at least 2 dims");
-  const f = (t: Tensor) => t.dtype === "f32" || t.dtype === "f16";
-  if (!f(a) || !f(b)) fail(`f32 or f16 operands only (got ${a.dtype} and ${b.dtype})`);
+  if (!isWeightFormat(a.dtype) || !isWeightFormat(b.dtype)) {
+    fail(`${Object.keys(WEIGHT_FORMATS).join(" or ")} operands only (got ${a.dtype} and ${b.dtype})`);
+  }
   checkMatmulDtypes(a.dtype, b.dtype); // f16 needs shader-f16: fail before allocating the output
   const [ra, ca] = a.shape.slice(-2) as [number, number];
   const [rb, cb] = b.shape.slice(-2) as [number, number];

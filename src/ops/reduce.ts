@@ -1,7 +1,6 @@
 // Reductions over the last dim and softmax, and their gradients. x: (..., n) -> (...), or (..., 1) with keepdim.
 import * as K from "../kernels/reduce.ts";
-import { record } from "../tensor/autograd.ts";
-import type { Tensor } from "../tensor/tensor.ts";
+import { record, type Tensor } from "../tensor/tensor.ts";
 
 export interface ReduceOptions {
   /** Keep the reduced last dim as size 1 (like torch's keepdim). Default false. */

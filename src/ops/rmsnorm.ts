@@ -1,7 +1,6 @@
 // RMSNorm over the last dim (Hugging Face LlamaRMSNorm) and its gradient. x: (..., C), w: (C).
 import * as K from "../kernels/rmsnorm.ts";
-import { record } from "../tensor/autograd.ts";
-import type { Tensor } from "../tensor/tensor.ts";
+import { record, type Tensor } from "../tensor/tensor.ts";
 
 /**
  * y = x * rsqrt(mean(x^2, -1) + eps) * w, computed in f32 (LlamaRMSNorm; `eps` is the config's

@@ -4,9 +4,8 @@
 // far off) and uploaded once per size as f32 (P, head_dim/2); RotaryEmbedding owns and grows them.
 import { gpu, type Gpu } from "../gpu/device.ts";
 import * as K from "../kernels/rope.ts";
-import { record } from "../tensor/autograd.ts";
 import { keep } from "../tensor/scope.ts";
-import { Tensor } from "../tensor/tensor.ts";
+import { record, Tensor } from "../tensor/tensor.ts";
 
 /** `rope_scaling` of a Hugging Face config, keys as there. */
 export interface RopeScaling {

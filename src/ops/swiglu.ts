@@ -1,7 +1,6 @@
 // SwiGLU gating (the Llama MLP's act_fn(gate_proj(x)) * up_proj(x) with act_fn = silu), fused, and its gradient.
 import * as K from "../kernels/swiglu.ts";
-import { record } from "../tensor/autograd.ts";
-import type { Tensor } from "../tensor/tensor.ts";
+import { record, type Tensor } from "../tensor/tensor.ts";
 
 /**
  * silu(gate) * up, elementwise over two tensors of one shape.

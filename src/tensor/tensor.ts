@@ -1,14 +1,36 @@
-// Tensor: a contiguous, row-major GPU buffer with a shape and a dtype, and its autograd state.
-import { gpu } from "../gpu/device.ts";
+// Tensor: a contiguous, row-major GPU buffer with a shape and a dtype, and reverse-mode autograd over tensors.
+// An op records a node on its output (record(): its inputs, the buffers it saved, and its backward closure,
+// written beside the forward in src/ops); backward() walks the nodes in reverse topological order, releasing
+// each node's saved buffers and its incoming gradient as soon as it has run. The walk lives with the class
+// because Tensor.backward() runs it and it makes tensors (the seed, copies, accumulated sums: fill and axpy of
+// shaders/tensor.wgsl, the one kernel that also adds biases).
 import type { BufferPool } from "../gpu/buffers.ts";
-import { backward, type GradNode } from "./autograd.ts";
-import { track } from "./scope.ts";
-import { f16ToF32, f32ToF16 } from "./half.ts";
+import { gpu } from "../gpu/device.ts";
+import { grid, launch } from "../gpu/launch.ts";
+import { is_grad_enabled, no_grad } from "./autograd.ts";
+import { formatBytes, isWeightFormat, WEIGHT_FORMATS, type WeightFormat } from "./format.ts";
+import { keep, track } from "./scope.ts";
 
-/** Element types. Kernels compute in f32; `f16` is for storage (frozen weights), `i32` for token ids. */
-export type DType = "f32" | "f16" | "i32";
+/**
+ * Element types: a weight format of format.ts (kernels compute in f32; f16 stores frozen weights), or
+ * `i32` for token ids.
+ */
+export type DType = WeightFormat | "i32";
 
-export const BYTES_PER_ELEMENT: Record<DType, number> = { f32: 4, f16: 2, i32: 4 };
+/** Bytes of n elements of `dtype`. */
+export function storageBytes(dtype: DType, n: number): number {
+  return isWeightFormat(dtype) ? formatBytes(dtype, n) : 4 * n;
+}
+
+/** Gradients of a node's inputs given the gradient of its output; `needs[i]` says whether input i wants one. */
+export type BackwardFn = (dy: Tensor, needs: boolean[]) => (Tensor | null)[];
+
+export interface GradNode {
+  name: string;
+  inputs: Tensor[];
+  backward: BackwardFn;
+  saved: Storage[];
+}
 
 export type NestedArray = number | NestedArray[];
 
@@ -72,7 +94,7 @@ export class Tensor {
     for (const d of shape) {
       if (!Number.isInteger(d) || d < 0) throw new Error(`Invalid shape [${shape.join(", ")}]`);
     }
-    const bytes = numel(shape) * BYTES_PER_ELEMENT[dtype];
+    const bytes = storageBytes(dtype, numel(shape));
     const pool = gpu().pool;
     return new Tensor(new Storage(pool.acquire(bytes), bytes, pool), shape, dtype);
   }
@@ -104,8 +126,7 @@ export class Tensor {
       throw new Error(`fromArray: ${flat.length} values do not fill shape [${shape.join(", ")}] (${numel(shape)} elements)`);
     }
     const t = Tensor.empty(shape, dtype);
-    const host =
-      dtype === "f32" ? Float32Array.from(flat) : dtype === "i32" ? Int32Array.from(flat) : f32ToF16(Float32Array.from(flat));
+    const host = dtype === "i32" ? Int32Array.from(flat) : WEIGHT_FORMATS[dtype].fromFloat32(Float32Array.from(flat));
     gpu().batch.upload(t.buffer, 0, host);
     if (host instanceof Int32Array) t.host = host;
     t.requires_grad = options.requires_grad ?? false;
@@ -122,13 +143,11 @@ export class Tensor {
     return this.storage.buffer;
   }
 
-  /** Copies the data to the CPU (submits pending work first). f16 is widened to f32. */
+  /** Copies the data to the CPU (submits pending work first). A weight format is widened to f32. */
   async toArray(): Promise<Float32Array | Int32Array> {
-    const bytes = this.size * BYTES_PER_ELEMENT[this.dtype];
+    const bytes = storageBytes(this.dtype, this.size);
     const data = bytes ? await gpu().batch.read(this.buffer, 0, bytes) : new ArrayBuffer(0);
-    if (this.dtype === "i32") return new Int32Array(data);
-    if (this.dtype === "f16") return f16ToF32(new Uint16Array(data));
-    return new Float32Array(data);
+    return this.dtype === "i32" ? new Int32Array(data) : WEIGHT_FORMATS[this.dtype].toFloat32(data);
   }
 
   /** The single value of a one-element tensor. */
@@ -161,6 +180,144 @@ export class Tensor {
   toString(): string {
     return `Tensor(shape=[${this.shape.join(", ")}], dtype=${this.dtype}${this.requires_grad ? ", requires_grad" : ""})`;
   }
+}
+
+/**
+ * Makes `out` remember the op that produced it, when grad is enabled and some input requires grad.
+ * `save` lists tensors the backward closure reads: their buffers stay alive until it has run.
+ */
+export function record(out: Tensor, name: string, inputs: Tensor[], backward: BackwardFn, save: Tensor[] = []): Tensor {
+  if (!is_grad_enabled() || !inputs.some((t) => t.requires_grad)) return out;
+  out.requires_grad = true;
+  out.node = { name, inputs, backward, saved: save.map((t) => t.storage.retain()) };
+  fromOp.add(out);
+  return out;
+}
+
+/** Tensors made by an op (non-leaves), so a second backward through a freed graph is caught. */
+const fromOp = new WeakSet<Tensor>();
+
+export function backward(root: Tensor, gradient?: Tensor): void {
+  if (!root.requires_grad) {
+    throw new Error(
+      `backward() on ${root}: it does not require grad and has no grad history. ` +
+        "Create the inputs with { requires_grad: true } (and not inside no_grad()).",
+    );
+  }
+  if (fromOp.has(root) && !root.node) {
+    throw new Error(`backward() on ${root}: its graph was already freed (by an earlier backward(), or by tidy())`);
+  }
+  if (gradient) {
+    if (gradient.shape.join() !== root.shape.join()) {
+      throw new Error(`backward(): gradient shape [${gradient.shape}] does not match tensor shape [${root.shape}]`);
+    }
+  } else if (root.size !== 1) {
+    throw new Error(`backward() without a gradient needs a one-element tensor; got shape [${root.shape}]`);
+  }
+  const order = topoSort(root);
+  no_grad(() => {
+    // The caller's gradient is copied: rules may pass it through and accumulation writes in place.
+    const grads = new Map<Tensor, Tensor>([[root, gradient ? copyOf(gradient) : full(root.shape, 1)]]);
+    for (let k = order.length - 1; k >= 0; k--) {
+      const t = order[k]!;
+      const g = grads.get(t);
+      if (!g) continue;
+      grads.delete(t);
+      const node = t.node;
+      if (!node) {
+        if (fromOp.has(t)) throw new Error(`backward(): the graph through ${t} was already freed (by an earlier backward(), or by tidy())`);
+        accumulateLeaf(t, g);
+        continue;
+      }
+      t.node = null;
+      const needs = node.inputs.map((i) => i.requires_grad);
+      const gs = node.backward(g, needs);
+      for (const s of node.saved) s.release();
+      // A rule may pass dy through (add) or return one tensor twice: give each input its own.
+      const seen = new Set<Tensor>();
+      for (let i = 0; i < gs.length; i++) {
+        const gi = gs[i];
+        if (!gi) continue;
+        if (seen.has(gi)) gs[i] = copyOf(gi);
+        seen.add(gi);
+      }
+      if (!seen.has(g)) g.dispose();
+      node.inputs.forEach((input, i) => {
+        const gi = gs[i];
+        if (!gi) return;
+        if (!needs[i]) return gi.dispose();
+        if (gi.shape.join() !== input.shape.join()) {
+          throw new Error(`${node.name} backward: gradient [${gi.shape}] for input ${i} of shape [${input.shape}]`);
+        }
+        const prevG = grads.get(input);
+        if (prevG) {
+          axpy(prevG, gi);
+          gi.dispose();
+        } else grads.set(input, gi);
+      });
+    }
+  });
+}
+
+function accumulateLeaf(t: Tensor, g: Tensor): void {
+  if (t.grad) {
+    axpy(t.grad, g);
+    g.dispose();
+  } else t.grad = keep(g);
+}
+
+function copyOf(t: Tensor): Tensor {
+  const c = Tensor.empty(t.shape, t.dtype);
+  gpu().batch.copy(t.buffer, 0, c.buffer, 0, Math.ceil(t.storage.bytes / 4) * 4);
+  return c;
+}
+
+/** Post-order over tensors that require grad: every tensor comes after all of its inputs. */
+function topoSort(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const visited = new Set<Tensor>();
+  const stack: [Tensor, boolean][] = [[root, false]];
+  while (stack.length) {
+    const [t, done] = stack.pop()!;
+    if (done) {
+      order.push(t);
+      continue;
+    }
+    if (visited.has(t)) continue;
+    visited.add(t);
+    stack.push([t, true]);
+    for (const i of t.node?.inputs ?? []) if (i.requires_grad && !visited.has(i)) stack.push([i, false]);
+  }
+  return order;
+}
+
+const WG = 256;
+
+/** A new f32 tensor with every element `value`. */
+export function full(shape: readonly number[], value: number): Tensor {
+  const out = Tensor.empty(shape);
+  launch("tensor", "fill", {
+    buffers: { out: out.buffer },
+    params: { n: out.size, na: out.size, alpha: value },
+    workgroups: grid(out.size, WG),
+  });
+  return out;
+}
+
+/**
+ * acc += alpha * a, in place, where a's elements repeat over acc's leading elements: the same size (gradient
+ * accumulation) or a bias [cols] over the rows of acc [..., cols]. f32 only.
+ */
+export function axpy(acc: Tensor, a: Tensor, alpha = 1): void {
+  const fits = a.size === 0 ? acc.size === 0 : acc.size % a.size === 0;
+  if (acc.dtype !== "f32" || a.dtype !== "f32" || !fits) {
+    throw new Error(`axpy: acc ${acc} += a ${a}: needs f32 tensors, a's size dividing acc's`);
+  }
+  launch("tensor", "axpy", {
+    buffers: { a: a.buffer, acc: acc.buffer },
+    params: { n: acc.size, na: a.size, alpha },
+    workgroups: grid(acc.size, WG),
+  });
 }
 
 export function numel(shape: readonly number[]): number {

@@ -120,13 +120,13 @@ test("a shader that fails to compile is reported as such in batched mode too", a
   await initGpu({ validate: false });
   try {
     const t = Tensor.fromArray(new Float32Array(4));
-    launch("elementwise", "fill", {
+    launch("tensor", "fill", {
       consts: { WG: 0 },
       buffers: { out: t.buffer },
-      params: { n: 4, na: 4, nb: 4, alpha: 1 },
+      params: { n: 4, na: 4, alpha: 1 },
       workgroups: [1],
     });
-    await assert.rejects(t.toArray(), /Pipeline elementwise\.fill\[WG=0\] failed: .*workgroup.?size/is);
+    await assert.rejects(t.toArray(), /Pipeline tensor\.fill\[WG=0\] failed: .*workgroup.?size/is);
     t.dispose();
   } finally {
     await initGpu({ validate: true });
@@ -170,19 +170,19 @@ test("launch errors: unknown shader, missing buffer, bad param, too many workgro
   assert.throws(() => launch("nope", "main", { buffers: {}, workgroups: [1] }), /No shader shaders\/nope\.wgsl/);
   assert.throws(() => launch("elementwise", "nope", { buffers: {}, workgroups: [1] }), /no entry point `nope`/);
   assert.throws(
-    () => launch("elementwise", "fill", { buffers: {}, params: { n: 4, na: 4, nb: 4, alpha: 1 }, workgroups: [1] }),
+    () => launch("tensor", "fill", { buffers: {}, params: { n: 4, na: 4, alpha: 1 }, workgroups: [1] }),
     /missing buffer `out`/,
   );
   assert.throws(
-    () => launch("elementwise", "fill", { buffers: { out: t.buffer }, params: { n: 4, alpha: 1 }, workgroups: [1] }),
+    () => launch("tensor", "fill", { buffers: { out: t.buffer }, params: { n: 4, alpha: 1 }, workgroups: [1] }),
     /missing param `na`/,
   );
   assert.throws(
-    () => launch("elementwise", "fill", { buffers: { out: t.buffer }, params: { n: -1, na: 4, nb: 4, alpha: 1 }, workgroups: [1] }),
+    () => launch("tensor", "fill", { buffers: { out: t.buffer }, params: { n: -1, na: 4, alpha: 1 }, workgroups: [1] }),
     /param n=-1 is not a u32/,
   );
   assert.throws(
-    () => launch("elementwise", "fill", { buffers: { out: t.buffer }, params: { n: 4, na: 4, nb: 4, alpha: 1 }, workgroups: [1e6] }),
+    () => launch("tensor", "fill", { buffers: { out: t.buffer }, params: { n: 4, na: 4, alpha: 1 }, workgroups: [1e6] }),
     /exceed maxComputeWorkgroupsPerDimension/,
   );
   t.dispose();

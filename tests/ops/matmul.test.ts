@@ -16,6 +16,7 @@ import {
   type MatmulConfig,
   type MatvecConfig,
 } from "../../src/kernels/matmul.ts";
+import { linear } from "../../src/ops/matmul.ts";
 import { deviceInfo, matmul, Tensor, tuneMatmul } from "../../src/index.ts";
 import { checkOp, expectAllClose, rand, setup } from "../helpers.ts";
 import * as R from "../reference/matmul.ts";
@@ -126,6 +127,28 @@ test("matmul with a frozen weight computes no weight gradient", async () => {
   for (let i = 0; i < 5; i++) for (let k = 0; k < 7; k++) for (let j = 0; j < 3; j++) want[i * 7 + k]! += wv[j * 7 + k]!;
   const got = await x.grad!.toArray();
   got.forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-5, `dx[${i}] = ${v}, want ${want[i]}`));
+});
+
+// linear(x, weight, bias): the product and the one bias add (axpy), with dx, dW and db.
+for (const [lead, I, O] of [[[10], 7, 9], [[2, 5], 33, 17], [[1], 32, 20]] as [number[], number, number][]) {
+  test(`linear x [${[...lead, I]}] · W [${O}, ${I}]ᵀ + b [${O}]`, () => {
+    const T = lead.reduce((a, b) => a * b, 1);
+    return checkOp({
+      name: `linear [${[...lead, I]}]`,
+      shapes: [[...lead, I], [O, I], [O]],
+      gpu: ([x, w, b]) => linear(x!, w!, b!),
+      ref: ([x, w, b]) => R.linear(x!, w!, b!, T, I, O),
+      refGrad: ([x, w], dy) => R.linearGrad(x!, w!, dy, T, I, O),
+      fwd: TOL,
+    });
+  });
+}
+
+test("linear without a bias is matmul with transpose_b; a bias that is not [out] is refused", async () => {
+  const x = Tensor.fromArray(Float32Array.from(rand(4 * 6, 1)), [4, 6]);
+  const w = Tensor.fromArray(Float32Array.from(rand(5 * 6, 2)), [5, 6]);
+  expectAllClose(await linear(x, w).toArray(), await matmul(x, w, { transpose_b: true }).toArray(), { atol: 0, rtol: 0 }, "no bias");
+  assert.throws(() => linear(x, w, Tensor.empty([6])), /linear: weight \[5, 6\] needs a 2-D weight \[out, in\] and an f32 bias \[out\], got bias \[6\]/);
 });
 
 test("matmul shape errors name both shapes and the transposes", () => {

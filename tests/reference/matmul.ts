@@ -69,3 +69,18 @@ export function matmulGrad(
   }
   return [da, db];
 }
+
+/** nn.Linear: y [T, O] = x [T, I] · wᵀ (w [O, I]) + b (b [O]). */
+export function linear(x: Float64Array, w: Float64Array, b: Float64Array, T: number, I: number, O: number): Float64Array {
+  const y = matmul(x, w, 1, T, I, O, false, true);
+  for (let t = 0; t < T; t++) for (let o = 0; o < O; o++) y[t * O + o]! += b[o]!;
+  return y;
+}
+
+/** Gradients of sum(y · dy) for linear: dx = dy·w, dw = dyᵀ·x, db = Σ_t dy. */
+export function linearGrad(x: Float64Array, w: Float64Array, dy: Float64Array, T: number, I: number, O: number): [Float64Array, Float64Array, Float64Array] {
+  const [dx, dw] = matmulGrad(x, w, dy, 1, T, I, O, false, true);
+  const db = new Float64Array(O);
+  for (let t = 0; t < T; t++) for (let o = 0; o < O; o++) db[o]! += dy[t * O + o]!;
+  return [dx, dw, db];
+}
