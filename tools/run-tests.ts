@@ -15,7 +15,8 @@ const DENO_SMOKE = [
   "tests/ops/reduce.test.ts",
   "tests/ops/kv_cache.test.ts",
   "tests/models/safetensors.test.ts",
-  "tests/models/files.test.ts",
+  "tests/io/files.test.ts",
+  "tests/io/bytes.test.ts",
   "tests/data/tokenizer.test.ts",
   // Deno's wgpu has shader-f16 on llvmpipe (Node's Dawn + SwiftShader does not).
   "tests/ops/f16_weights.test.ts",

@@ -11,8 +11,9 @@
 // decompressed on the fly (DecompressionStream). A JSON file must hold an array of rows (or, with
 // options.field, an object whose `field` is one); a ".json" file that is really JSON Lines is read as such.
 // Parquet goes through hyparquet one row group at a time, with ranged reads (HTTP Range for URLs); int64 values
-// become numbers.
-import type { FetchLike } from "../models/files.ts";
+// become numbers. The bytes come through src/io (openFile: a local file, a Blob, or HTTP with the Hub's hints).
+import type { FetchLike } from "../io/http.ts";
+import { isFileLocation, openFile, type FileLocation, type OpenedFile } from "../io/open.ts";
 
 /** One row of a dataset: a JSON object. */
 export type Row = Record<string, unknown>;
@@ -33,9 +34,6 @@ function tagRow(row: Row, where: string): Row {
 /** A file format a source can be read as. */
 export type DataFormat = "jsonl" | "json" | "parquet";
 
-/** One file: a local path or a URL (string or URL), or a browser File / Blob. */
-export type FileSource = string | URL | Blob;
-
 /** Everything loadDataset takes. */
 export type DatasetSource =
   | Dataset
@@ -43,8 +41,8 @@ export type DatasetSource =
   | Iterable<Row>
   | AsyncIterable<Row>
   | (() => Iterable<Row> | AsyncIterable<Row>)
-  | FileSource
-  | readonly FileSource[];
+  | FileLocation
+  | readonly FileLocation[];
 
 export interface LoadDatasetOptions {
   /** How to read files: default from the name's extension (.jsonl/.ndjson, .json, .parquet, each optionally .gz), else by sniffing the first bytes. */
@@ -136,16 +134,12 @@ export function describe(value: unknown): string {
   return t === "undefined" ? "undefined" : `${/^[aeiou]/.test(t) ? "an" : "a"} ${t}`;
 }
 
-function isFileSource(x: unknown): x is FileSource {
-  return typeof x === "string" || x instanceof URL || (typeof Blob !== "undefined" && x instanceof Blob);
-}
-
 /** Rows from anything loadDataset takes, as a re-iterable Dataset. */
 export function loadDataset(source: DatasetSource, options: LoadDatasetOptions = {}): Dataset {
   if (source instanceof Dataset) return source;
-  if (isFileSource(source)) return fileDataset(source, options);
+  if (isFileLocation(source)) return fileDataset(source, options);
   if (Array.isArray(source)) {
-    if (source.length > 0 && source.every(isFileSource)) return shardsDataset(source as FileSource[], options);
+    if (source.length > 0 && source.every(isFileLocation)) return shardsDataset(source as FileLocation[], options);
     const rows = source as readonly Row[];
     const name = options.name ?? `an array of ${rows.length} rows`;
     return new Dataset(
@@ -195,7 +189,7 @@ async function* iterate(it: Iterable<Row> | AsyncIterable<Row>, skip: number, na
 }
 
 /** Several files read one after the other; skip passes over whole Parquet files by their footers' row counts. */
-function shardsDataset(files: FileSource[], options: LoadDatasetOptions): Dataset {
+function shardsDataset(files: FileLocation[], options: LoadDatasetOptions): Dataset {
   const parts = files.map((f) => fileDataset(f, { ...options, name: undefined }));
   const name = options.name ?? `${files.length} files (${parts[0].name}, …)`;
   return new Dataset(
@@ -227,189 +221,26 @@ function shardsDataset(files: FileSource[], options: LoadDatasetOptions): Datase
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Files: bytes from a path, a URL or a Blob.
+// Files: the bytes of a path, a URL or a Blob, read through src/io.
 
-/** Random-access and streamed reads of one file. */
-interface ByteFile {
-  readonly name: string;
-  /** Chunks from the start (decompressed when the name ends in .gz). */
-  chunks(chunkSize: number): AsyncIterable<Uint8Array>;
-  /** Random access for Parquet: the size and [start, end) reads (null when the source cannot seek). */
-  random(): Promise<{ byteLength: number; slice(start: number, end?: number): Promise<ArrayBuffer> } | null>;
-  /** The first few bytes (to sniff the format). */
-  head(n: number): Promise<Uint8Array>;
+/** Chunks from the start, decompressed when the file's name ends in .gz. */
+function chunks(file: OpenedFile, chunkSize: number): AsyncIterable<Uint8Array> {
+  return maybeGunzip(file.name, file.bytes.stream(chunkSize));
 }
 
-type Fs = typeof import("node:fs/promises");
-let fsModule: Promise<Fs> | null = null;
-/** node:fs/promises (Node and Deno); loaded through a variable so browser bundles do not include it. */
-function fs(): Promise<Fs> {
-  const spec = "node:fs/promises";
-  return (fsModule ??= import(/* @vite-ignore */ spec) as Promise<Fs>);
+/** The first `n` bytes (fewer in a shorter file), to sniff the format. */
+async function head(file: OpenedFile, n: number): Promise<Uint8Array> {
+  return file.bytes.read(0, Math.min(n, await file.bytes.size()));
 }
 
-function isUrl(s: string): boolean {
-  return /^(https?|blob|data):/i.test(s);
-}
-
-/** file: URLs become paths (Deno/Node). */
-function fileUrlToPath(u: URL): string {
-  return decodeURIComponent(u.pathname);
-}
-
-function localFile(path: string): ByteFile {
-  const open = async () => {
-    try {
-      return await (await fs()).open(path, "r");
-    } catch (e) {
-      throw new Error(`cannot open the dataset file ${path}: ${(e as Error).message}`, { cause: e });
-    }
-  };
-  const readAt = async (handle: Awaited<ReturnType<Fs["open"]>>, start: number, length: number) => {
-    const out = new Uint8Array(length);
-    let done = 0;
-    while (done < length) {
-      const { bytesRead } = await handle.read(out, done, length - done, start + done);
-      if (bytesRead === 0) break;
-      done += bytesRead;
-    }
-    return done === length ? out : out.subarray(0, done);
-  };
+/** Random access for Parquet (hyparquet's AsyncBuffer). */
+async function random(file: OpenedFile): Promise<{ byteLength: number; slice(start: number, end?: number): Promise<ArrayBuffer> }> {
+  const size = await file.bytes.size();
   return {
-    name: path,
-    chunks: (chunkSize) =>
-      maybeGunzip(path, {
-        async *[Symbol.asyncIterator]() {
-          const handle = await open();
-          try {
-            let pos = 0;
-            for (;;) {
-              const chunk = await readAt(handle, pos, chunkSize);
-              if (chunk.length === 0) return;
-              pos += chunk.length;
-              yield chunk;
-            }
-          } finally {
-            await handle.close();
-          }
-        },
-      }),
-    async random() {
-      const handle = await open();
-      const size = (await handle.stat()).size;
-      await handle.close();
-      return {
-        byteLength: size,
-        async slice(start: number, end?: number) {
-          const h = await open();
-          try {
-            const bytes = await readAt(h, start, (end ?? size) - start);
-            return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
-          } finally {
-            await h.close();
-          }
-        },
-      };
-    },
-    async head(n) {
-      const handle = await open();
-      try {
-        return await readAt(handle, 0, n);
-      } finally {
-        await handle.close();
-      }
-    },
-  };
-}
-
-function blobFile(blob: Blob, name: string): ByteFile {
-  return {
-    name,
-    chunks: (chunkSize) =>
-      maybeGunzip(name, {
-        async *[Symbol.asyncIterator]() {
-          for (let pos = 0; pos < blob.size; pos += chunkSize) {
-            yield new Uint8Array(await blob.slice(pos, Math.min(blob.size, pos + chunkSize)).arrayBuffer());
-          }
-        },
-      }),
-    async random() {
-      return { byteLength: blob.size, slice: (start: number, end?: number) => blob.slice(start, end ?? blob.size).arrayBuffer() };
-    },
-    async head(n) {
-      return new Uint8Array(await blob.slice(0, n).arrayBuffer());
-    },
-  };
-}
-
-function urlFile(url: string, options: LoadDatasetOptions): ByteFile {
-  const fetcher: FetchLike = options.fetch ?? ((u, init) => globalThis.fetch(u, init));
-  const headers: Record<string, string> = { ...(options.headers ?? {}) };
-  if (options.token) headers.Authorization = `Bearer ${options.token}`;
-  const get = async (extra: Record<string, string> = {}, method = "GET") => {
-    let res: Response;
-    try {
-      res = await fetcher(url, { method, headers: { ...headers, ...extra } });
-    } catch (e) {
-      throw new Error(`fetching the dataset ${url} failed: ${(e as Error).message} (check the address and the network)`, { cause: e });
-    }
-    if (!res.ok) {
-      const hint = res.status === 401 || res.status === 403 ? " (a private or gated dataset needs `token`)" : res.status === 404 ? " (no such file)" : "";
-      throw new Error(`fetching the dataset ${url} failed: HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}${hint}`);
-    }
-    return res;
-  };
-  let whole: Promise<ArrayBuffer> | null = null;
-  return {
-    name: url,
-    chunks: () =>
-      maybeGunzip(url, {
-        async *[Symbol.asyncIterator]() {
-          const res = await get();
-          if (!res.body) {
-            yield new Uint8Array(await res.arrayBuffer());
-            return;
-          }
-          const reader = res.body.getReader();
-          try {
-            for (;;) {
-              const { done, value } = await reader.read();
-              if (done) return;
-              if (value && value.length) yield value;
-            }
-          } finally {
-            reader.releaseLock();
-            await res.body.cancel().catch(() => {});
-          }
-        },
-      }),
-    async random() {
-      // The size from a 1-byte ranged GET (HEAD is not always allowed); a server without ranges gives the whole file.
-      const probe = await get({ Range: "bytes=0-0" });
-      let size: number | null = null;
-      if (probe.status === 206) {
-        const m = /\/(\d+)\s*$/.exec(probe.headers.get("content-range") ?? "");
-        size = m ? Number(m[1]) : null;
-        await probe.body?.cancel().catch(() => {});
-      }
-      if (size === null) {
-        whole ??= probe.status === 200 ? probe.arrayBuffer() : get().then((r) => r.arrayBuffer());
-        const buf = await whole;
-        return { byteLength: buf.byteLength, slice: async (s: number, e?: number) => buf.slice(s, e) };
-      }
-      return {
-        byteLength: size,
-        async slice(start: number, end?: number) {
-          const res = await get({ Range: `bytes=${start}-${(end ?? size) - 1}` });
-          const buf = await res.arrayBuffer();
-          // A server that ignores Range sends the whole file (200).
-          return res.status === 206 ? buf : buf.slice(start, end);
-        },
-      };
-    },
-    async head(n) {
-      const res = await get({ Range: `bytes=0-${n - 1}` });
-      return new Uint8Array(await res.arrayBuffer()).subarray(0, n);
+    byteLength: size,
+    async slice(start: number, end?: number) {
+      const b = await file.bytes.read(start, end ?? size);
+      return (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b.buffer : b.slice().buffer) as ArrayBuffer;
     },
   };
 }
@@ -467,16 +298,9 @@ function sniff(head: Uint8Array): DataFormat {
   return text.startsWith("[") ? "json" : "jsonl";
 }
 
-function byteFile(source: FileSource, options: LoadDatasetOptions): ByteFile {
-  if (typeof source === "string") return isUrl(source) ? urlFile(source, options) : localFile(source);
-  if (source instanceof URL) return source.protocol === "file:" ? localFile(fileUrlToPath(source)) : urlFile(source.href, options);
-  const name = options.name ?? ((source as File).name ? `the file ${(source as File).name}` : `a Blob of ${source.size} bytes`);
-  return blobFile(source, name);
-}
-
 /** The rows of one file. */
-function fileDataset(source: FileSource, options: LoadDatasetOptions): Dataset {
-  const file = byteFile(source, options);
+function fileDataset(source: FileLocation, options: LoadDatasetOptions): Dataset {
+  const file = openFile(source, { token: options.token, headers: options.headers, fetch: options.fetch }, "dataset");
   const name = options.name ?? file.name;
   const chunkSize = options.chunk_size ?? DEFAULT_CHUNK;
   if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) throw new Error(`loadDataset: chunk_size must be a positive integer, got ${chunkSize}`);
@@ -488,10 +312,10 @@ function fileDataset(source: FileSource, options: LoadDatasetOptions): Dataset {
       const byName = formatOf(rawName);
       if (byName) return byName;
       if (/\.gz$/i.test(stripQuery(rawName))) {
-        for await (const c of file.chunks(64)) return sniff(c);
+        for await (const c of chunks(file, 64)) return sniff(c);
         return "jsonl";
       }
-      return sniff(await file.head(64));
+      return sniff(await head(file, 64));
     })());
   let parquetRows: Promise<number> | null = null;
   // Parquet files know their row count from the footer: shards are skipped over without reading them.
@@ -505,7 +329,7 @@ function fileDataset(source: FileSource, options: LoadDatasetOptions): Dataset {
       (async function* () {
         const fmt = await getFormat();
         if (fmt === "parquet") yield* parquetRowsOf(file, name, skip, options);
-        else if (fmt === "jsonl") yield* jsonLines(file.chunks(chunkSize), name, skip);
+        else if (fmt === "jsonl") yield* jsonLines(chunks(file, chunkSize), name, skip);
         else yield* jsonRows(file, name, skip, chunkSize, options.field);
       })(),
     name,
@@ -572,9 +396,8 @@ export async function* jsonLines(chunks: AsyncIterable<Uint8Array>, name: string
 }
 
 /** Rows of a JSON file: an array of objects (or `field` of an object); a ".json" holding JSON Lines is read as such. */
-async function* jsonRows(file: ByteFile, name: string, skip: number, chunkSize: number, field: string | undefined): AsyncGenerator<Row> {
-  const head = new TextDecoder().decode(await file.head(1 << 16)).replace(/^\uFEFF/, "");
-  const start = head.trimStart();
+async function* jsonRows(file: OpenedFile, name: string, skip: number, chunkSize: number, field: string | undefined): AsyncGenerator<Row> {
+  const start = new TextDecoder().decode(await head(file, 1 << 16)).replace(/^\uFEFF/, "").trimStart();
   if (start.startsWith("{") && field === undefined) {
     // JSON Lines under a .json name (datasets reads those too): the first line is a whole object.
     const firstLine = start.split("\n", 1)[0].replace(/\r$/, "");
@@ -585,13 +408,13 @@ async function* jsonRows(file: ByteFile, name: string, skip: number, chunkSize: 
       isLines = false;
     }
     if (isLines) {
-      yield* jsonLines(file.chunks(chunkSize), name, skip);
+      yield* jsonLines(chunks(file, chunkSize), name, skip);
       return;
     }
   }
   const parts: string[] = [];
   const decoder = new TextDecoder();
-  for await (const c of file.chunks(chunkSize)) parts.push(decoder.decode(c, { stream: true }));
+  for await (const c of chunks(file, chunkSize)) parts.push(decoder.decode(c, { stream: true }));
   parts.push(decoder.decode());
   let value: unknown;
   try {
@@ -630,13 +453,12 @@ function loadHyparquet(): Promise<Hyparquet> {
   return (hyparquet ??= import("hyparquet"));
 }
 
-async function parquetMeta(file: ByteFile, name: string) {
+async function parquetMeta(file: OpenedFile, name: string) {
   const hp = await loadHyparquet();
-  const random = await file.random();
-  if (!random) throw new Error(`${name}: Parquet needs random access to the file`);
+  const buffer = await random(file);
   try {
-    const metadata = await hp.parquetMetadataAsync(random);
-    return { hp, random, metadata };
+    const metadata = await hp.parquetMetadataAsync(buffer);
+    return { hp, random: buffer, metadata };
   } catch (e) {
     throw new Error(`${name} is not a readable Parquet file: ${(e as Error).message}`, { cause: e });
   }
@@ -662,7 +484,7 @@ export function plainValue(v: unknown): unknown {
   return v;
 }
 
-async function* parquetRowsOf(file: ByteFile, name: string, skip: number, options: LoadDatasetOptions): AsyncGenerator<Row> {
+async function* parquetRowsOf(file: OpenedFile, name: string, skip: number, options: LoadDatasetOptions): AsyncGenerator<Row> {
   const { hp, random, metadata } = await parquetMeta(file, name);
   let groupStart = 0;
   for (const group of metadata.row_groups) {

@@ -22,10 +22,13 @@ export function isNotFound(e: unknown): boolean {
   return (e as { code?: string })?.code === "ENOENT" || (e as Error)?.name === "NotFound";
 }
 
-/** [start, end) checked against a file of `size` bytes; `where` names its folder, source or store. */
-export function checkRange(file: string, where: string, start: number, end: number, size: number): [number, number] {
+/**
+ * [start, end) checked against a file of `size` bytes; `label` names the file in the message
+ * ("config.json in /models/x", a path, a URL).
+ */
+export function checkRange(label: string, start: number, end: number, size: number): [number, number] {
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || end > size) {
-    throw new Error(`${file} in ${where}: bytes [${start}, ${end}) asked for, but the file has ${size} bytes`);
+    throw new Error(`${label}: bytes [${start}, ${end}) asked for, but the file has ${size} bytes`);
   }
   return [start, end];
 }

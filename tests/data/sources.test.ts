@@ -292,7 +292,7 @@ describe("URLs", () => {
     assert.equal(requests.at(-1)?.auth, "Bearer hf_secret");
     await rejects(loadDataset(`${base}/bad.jsonl`).toArray(), new RegExp(`${base.replace(/[.]/g, "\\.")}/bad\\.jsonl:2: not valid JSON`));
     assert.deepEqual(await loadDataset(new URL(`${base}/rows.json`)).toArray(), [{ a: 1 }, { a: 2 }]);
-    await rejects(loadDataset(`${base}/missing.jsonl`).toArray(), /HTTP 404/, /missing\.jsonl/);
+    await rejects(loadDataset(`${base}/missing.jsonl`).toArray(), /HTTP 404/, /missing\.jsonl/, /no such file: check the URL/);
   });
 
   test("Parquet over HTTP with ranged reads (a Hub refs/convert/parquet-style path), and from a server without ranges", async () => {

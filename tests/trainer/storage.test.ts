@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { SafetensorsFile, writeSafetensors } from "../../src/models/safetensors.ts";
-import { openSource } from "../../src/models/files.ts";
+import { openSource } from "../../src/io/open.ts";
 import { FileSystemStorage, MANIFEST, openStorage, rotateCheckpoints, type CheckpointManifest } from "../../src/trainer/storage.ts";
 
 let root = "";

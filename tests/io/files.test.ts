@@ -8,7 +8,10 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { DirectoryHandleSource, FileListSource, HttpSource, LocalDirectorySource, openSource, type ProgressInfo } from "../../src/models/files.ts";
+import { DirectoryHandleSource, FileListSource } from "../../src/io/blob.ts";
+import { HttpSource, type ProgressInfo } from "../../src/io/http.ts";
+import { LocalDirectorySource } from "../../src/io/local.ts";
+import { openSource } from "../../src/io/open.ts";
 import { openWeights, writeSafetensors } from "../../src/models/safetensors.ts";
 
 let dir = "";
