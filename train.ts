@@ -5,12 +5,13 @@
 //   deno run -A train.ts --config sft.yaml       (the keys `trl sft --config` takes)
 //   deno run -A train.ts --help
 import {
-  AutoModelForCausalLM, AutoTokenizer, deviceInfo, getDevice, SFTTrainer, splitConfig, type LoadedSFTConfig, type LoraConfig,
-  type PeftModel, type TrainerCallback,
+  AutoModelForCausalLM, AutoTokenizer, deviceInfo, getDevice, SFTTrainer, splitConfig, type LoraConfig, type PeftModel,
+  type TrainerCallback,
 } from "./src/index.ts";
 import { FACTS } from "./src/data/facts.ts";
-import { tinyModelSource } from "./src/models/tiny.ts";
-import { loadSFTConfig, SFT_DEFAULTS } from "./src/trainer/config.ts";
+import { tinyModelSource } from "./src/data/tiny.ts";
+import { SFT_DEFAULTS } from "./src/trainer/config.ts";
+import { readSFTConfigFile } from "./src/trainer/config_file.ts";
 
 type Env = { args: string[]; exit(code: number): never; isTTY: boolean; write(s: string): void; env(k: string): string | undefined };
 const g = globalThis as unknown as {
@@ -99,14 +100,16 @@ async function main(): Promise<void> {
   }
   const configFile = flags.config;
   delete flags.config;
-  const fromFile: Record<string, unknown> = {};
+  let fromFile: Record<string, unknown> = {};
   if (typeof configFile === "string") {
-    const loaded = await loadSFTConfig(configFile, { coerce: true, warn: () => {} });
-    Object.assign(fromFile, { ...loaded.args }, flatten(loaded));
+    fromFile = (await readSFTConfigFile(configFile)).data;
+    splitConfig(fromFile, configFile, { coerce: true }); // the file's own problems, named by the file
   }
   const isDefault = !flags.model_name_or_path && !fromFile.model_name_or_path;
   const defaults: Record<string, unknown> = isDefault ? DEFAULT_RUN : { use_peft: true };
-  const merged = { ...defaults, ...stripDefaults(fromFile), ...flags };
+  // One mapping, split once: the file's keys as written (not resolved), so that a flag such as
+  // --logging_steps still moves the eval_steps that follow it.
+  const merged = { ...defaults, ...fromFile, ...flags };
   const notes: string[] = [];
   const cfg = splitConfig(merged, "the command line", { coerce: true, warn: (n) => notes.push(n) });
   for (const n of new Set(notes)) console.error(`note: ${n}`);
@@ -143,23 +146,6 @@ async function main(): Promise<void> {
       `token accuracy ${last ? (100 * last.mean_token_accuracy!).toFixed(1) : "-"}%; saved to ${cfg.args.output_dir}`,
   );
   if (isDefault) await showGenerations(trainer.peft!, tokenizer);
-}
-
-/** The keys of a loaded config file as one flat mapping again (model, dataset and LoRA keys). */
-function flatten(loaded: LoadedSFTConfig): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...loaded.model, ...loaded.dataset };
-  if (loaded.peft) {
-    out.use_peft = true;
-    const p = loaded.peft;
-    Object.assign(out, { lora_r: p.r, lora_alpha: p.lora_alpha, lora_dropout: p.lora_dropout, lora_target_modules: p.target_modules });
-  }
-  return out;
-}
-
-/** Drops the values a loaded file left at their defaults, so that they do not count as given. */
-function stripDefaults(o: Record<string, unknown>): Record<string, unknown> {
-  const d = SFT_DEFAULTS as unknown as Record<string, unknown>;
-  return Object.fromEntries(Object.entries(o).filter(([k, v]) => v !== null && JSON.stringify(v) !== JSON.stringify(d[k])));
 }
 
 /** The embedded default run's settings: LoRA on a tiny model, enough epochs to memorise 64 short facts. */

@@ -1,7 +1,7 @@
 // The fine-tuning page: model, dataset, settings, a training worker with live charts, checkpoints that
 // survive a reload, saved adapters, and side-by-side generation. Uses webtune's public API only.
 import { stringify } from "yaml";
-import { FACTS, IndexedDBStorage, SFT_DEFAULTS, splitConfig } from "../src/index.ts";
+import { FACTS, IndexedDBStorage, splitConfig } from "../src/index.ts";
 import { drawChart, type Point } from "./chart.ts";
 import {
   ADAPTER_META,
@@ -14,9 +14,9 @@ import {
   type ErrorKind,
   type FromWorker,
   type ModelSpec,
-  type Settings,
   type ToWorker,
 } from "./protocol.ts";
+import { MODEL_DEFAULTS, TINY_DEFAULTS, trlConfig, type Settings } from "./settings.ts";
 import { zip } from "./zip.ts";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -125,45 +125,6 @@ const RUN_KEY = "webtune-demo:run";
 
 // ---------------------------------------------------------------------------------------------------------
 // Settings
-
-const TINY_DEFAULTS: Settings = {
-  learning_rate: 1e-2,
-  max_steps: 60,
-  num_train_epochs: SFT_DEFAULTS.num_train_epochs,
-  per_device_train_batch_size: SFT_DEFAULTS.per_device_train_batch_size,
-  gradient_accumulation_steps: SFT_DEFAULTS.gradient_accumulation_steps,
-  max_length: 64,
-  packing: SFT_DEFAULTS.packing,
-  completion_only_loss: "auto",
-  assistant_only_loss: SFT_DEFAULTS.assistant_only_loss,
-  lr_scheduler_type: "linear",
-  warmup_steps: 5,
-  logging_steps: 1,
-  save_steps: 10,
-  gradient_checkpointing: false,
-  bf16: false,
-  seed: SFT_DEFAULTS.seed,
-  lora_r: 16,
-  lora_alpha: 32,
-  lora_dropout: 0,
-  lora_target_modules: "all-linear",
-};
-
-/** For a real model: TRL's defaults, with LoRA's usual learning rate and a run short enough for a browser tab. */
-const MODEL_DEFAULTS: Settings = {
-  ...TINY_DEFAULTS,
-  learning_rate: 2e-4,
-  max_steps: 100,
-  per_device_train_batch_size: 4,
-  gradient_accumulation_steps: 2,
-  max_length: 512,
-  warmup_steps: 10,
-  logging_steps: 5,
-  save_steps: 25,
-  gradient_checkpointing: SFT_DEFAULTS.gradient_checkpointing,
-  bf16: true,
-  lora_dropout: 0.05,
-};
 
 const SETTING_KEYS = Object.keys(TINY_DEFAULTS) as (keyof Settings)[];
 
@@ -868,8 +829,8 @@ async function onGenerate(): Promise<void> {
 // ---------------------------------------------------------------------------------------------------------
 // SFTConfig YAML
 
+/** The model and dataset keys of the page's choices, then the settings' keys: what train.ts reruns. */
 function configObject(): Record<string, unknown> {
-  const s = readSettings();
   const model = modelSpec();
   const data = datasetSpec();
   const cfg: Record<string, unknown> = {};
@@ -877,33 +838,7 @@ function configObject(): Record<string, unknown> {
   else if (model && model.kind !== "tiny") cfg.model_name_or_path = `path/to/${model.label}`;
   if (data && data.kind !== "sample") cfg.dataset_name = data.kind === "paste" ? "pasted.jsonl" : data.file.name;
   else if (model?.kind !== "tiny") cfg.dataset_name = "facts.jsonl";
-  const t = s.lora_target_modules.trim();
-  Object.assign(cfg, {
-    use_peft: true,
-    lora_r: s.lora_r,
-    lora_alpha: s.lora_alpha,
-    lora_dropout: s.lora_dropout,
-    lora_target_modules: t === "all-linear" || t === "" ? "all-linear" : t.split(/[\s,]+/).filter(Boolean),
-    output_dir: "webtune-output",
-    learning_rate: s.learning_rate,
-    max_steps: s.max_steps,
-    num_train_epochs: s.num_train_epochs,
-    per_device_train_batch_size: s.per_device_train_batch_size,
-    gradient_accumulation_steps: s.gradient_accumulation_steps,
-    max_length: s.max_length,
-    packing: s.packing,
-    completion_only_loss: s.completion_only_loss === "auto" ? null : s.completion_only_loss === "true",
-    assistant_only_loss: s.assistant_only_loss,
-    lr_scheduler_type: s.lr_scheduler_type,
-    warmup_steps: s.warmup_steps,
-    logging_steps: s.logging_steps,
-    save_steps: s.save_steps,
-    gradient_checkpointing: s.gradient_checkpointing,
-    bf16: s.bf16,
-    seed: s.seed,
-    report_to: "none",
-  });
-  return cfg;
+  return { ...cfg, ...trlConfig(readSettings(), "webtune-output") };
 }
 
 function exportYaml(): void {

@@ -1,4 +1,5 @@
-// Messages between the page (main.ts) and the training worker (worker.ts), and the settings both share.
+// Messages between the page (main.ts) and the training worker (worker.ts).
+import type { Settings } from "./settings.ts";
 
 /** Which model to load: the embedded tiny default, a Hub id, or local files (a folder). */
 export type ModelSpec =
@@ -9,31 +10,6 @@ export type ModelSpec =
 
 /** Which dataset: the bundled sample (FACTS), pasted JSONL, or an uploaded file. */
 export type DatasetSpec = { kind: "sample" } | { kind: "paste"; text: string } | { kind: "file"; file: File };
-
-/** The form's settings: SFTConfig keys (TRL's names) and the LoRA keys of `trl sft` (lora_r, …). */
-export interface Settings {
-  learning_rate: number;
-  max_steps: number;
-  num_train_epochs: number;
-  per_device_train_batch_size: number;
-  gradient_accumulation_steps: number;
-  max_length: number;
-  packing: boolean;
-  /** "auto" is TRL's null: true when the rows have prompt and completion. */
-  completion_only_loss: "auto" | "true" | "false";
-  assistant_only_loss: boolean;
-  lr_scheduler_type: "linear" | "cosine" | "constant" | "constant_with_warmup";
-  warmup_steps: number;
-  logging_steps: number;
-  save_steps: number;
-  gradient_checkpointing: boolean;
-  bf16: boolean;
-  seed: number;
-  lora_r: number;
-  lora_alpha: number;
-  lora_dropout: number;
-  lora_target_modules: string;
-}
 
 /** Kinds of failure the page explains differently. */
 export type ErrorKind = "no-webgpu" | "limits" | "device-lost" | "dataset" | "quota" | "download" | "cancelled" | "other";

@@ -14,6 +14,7 @@ import {
   openSource,
   openStorage,
   prepareDataset,
+  splitConfig,
   tinyModelSource,
   type LlamaForCausalLM,
   type ModelSource,
@@ -30,10 +31,10 @@ import {
   type DatasetSpec,
   type FromWorker,
   type ModelSpec,
-  type Settings,
   type TokenPiece,
   type ToWorker,
 } from "./protocol.ts";
+import { trlConfig } from "./settings.ts";
 
 const scope = self as unknown as { postMessage(m: unknown): void; onmessage: ((ev: MessageEvent) => void) | null };
 const post = (m: FromWorker) => scope.postMessage(m);
@@ -138,14 +139,6 @@ function detectFormat(row: Row | undefined): string {
   return `unknown (fields: ${Object.keys(row).join(", ") || "none"})`;
 }
 
-function prepareOptions(s: Settings) {
-  return {
-    max_length: s.max_length,
-    completion_only_loss: s.completion_only_loss === "auto" ? null : s.completion_only_loss === "true",
-    assistant_only_loss: s.assistant_only_loss,
-  };
-}
-
 /** Each token's text (decoding growing prefixes, so multi-byte characters come out whole) and whether it is trained. */
 function pieces(tok: PreTrainedTokenizer, ids: number[], labels: number[]): TokenPiece[] {
   const out: TokenPiece[] = [];
@@ -162,7 +155,8 @@ async function preview(msg: Extract<ToWorker, { type: "preview" }>): Promise<voi
   const tok = await getTokenizer(msg.model);
   const rows = await datasetRows(msg.dataset);
   phase = "data";
-  const prepared = prepareDataset(rows.slice(0, 3), tok, { ...prepareOptions(msg.settings), warn: (t) => post({ type: "note", text: t }) });
+  const { max_length, completion_only_loss, assistant_only_loss } = trlConfig(msg.settings, CHECKPOINTS_DB);
+  const prepared = prepareDataset(rows.slice(0, 3), tok, { max_length, completion_only_loss, assistant_only_loss, warn: (t) => post({ type: "note", text: t }) });
   const examples: TokenPiece[][] = [];
   const tokens: number[] = [];
   for await (const ex of prepared) {
@@ -172,24 +166,20 @@ async function preview(msg: Extract<ToWorker, { type: "preview" }>): Promise<voi
   post({ type: "preview", seq: msg.seq, format: detectFormat(rows[0]), rows: rows.length, examples, tokens });
 }
 
-function targetModules(s: string): string | string[] {
-  const t = s.trim();
-  if (t === "all-linear" || t === "") return "all-linear";
-  return t.split(/[\s,]+/).filter(Boolean);
-}
-
 async function clearCheckpoints(): Promise<void> {
   const storage = openStorage(`indexeddb:${CHECKPOINTS_DB}`);
   for (const id of await storage.list()) await storage.delete(id);
 }
 
 async function train(msg: Extract<ToWorker, { type: "train" }>): Promise<void> {
-  const s = msg.settings;
+  phase = "settings";
+  // Notes are left to the trainer, which warns each of args.notes once.
+  const { args, peft } = splitConfig(trlConfig(msg.settings, CHECKPOINTS_DB), "the page's settings");
   pauseRequested = stopRequested = false;
   const rows = await datasetRows(msg.dataset);
   const format = detectFormat(rows[0]);
   const tok = await getTokenizer(msg.model);
-  const model = await getModel(msg.model, s.bf16);
+  const model = await getModel(msg.model, args.bf16 === true);
   if (!msg.resume) await clearCheckpoints();
   let last = performance.now();
   let lastLoss: number | null = null;
@@ -226,27 +216,8 @@ async function train(msg: Extract<ToWorker, { type: "train" }>): Promise<void> {
     model,
     processing_class: tok,
     train_dataset: rows,
-    peft_config: { r: s.lora_r, lora_alpha: s.lora_alpha, lora_dropout: s.lora_dropout, target_modules: targetModules(s.lora_target_modules) },
-    args: {
-      output_dir: CHECKPOINTS_DB,
-      learning_rate: s.learning_rate,
-      max_steps: s.max_steps,
-      num_train_epochs: s.num_train_epochs,
-      per_device_train_batch_size: s.per_device_train_batch_size,
-      gradient_accumulation_steps: s.gradient_accumulation_steps,
-      max_length: s.max_length,
-      packing: s.packing,
-      completion_only_loss: prepareOptions(s).completion_only_loss,
-      assistant_only_loss: s.assistant_only_loss,
-      lr_scheduler_type: s.lr_scheduler_type,
-      warmup_steps: s.warmup_steps,
-      logging_steps: s.logging_steps,
-      save_strategy: "steps",
-      save_steps: s.save_steps,
-      save_total_limit: 2,
-      gradient_checkpointing: s.gradient_checkpointing,
-      seed: s.seed,
-    },
+    peft_config: peft!, // trlConfig sets use_peft
+    args,
     storage: `indexeddb:${CHECKPOINTS_DB}`,
     callbacks: [callback],
     warn: (text) => post({ type: "note", text }),

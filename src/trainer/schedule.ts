@@ -1,7 +1,9 @@
 // Learning-rate schedules as transformers' get_scheduler builds them: a multiplier of the base learning rate
 // as a function of the optimizer step, with a linear warmup.
 
-export type SchedulerType = "linear" | "cosine" | "constant" | "constant_with_warmup";
+/** The lr_scheduler_type values webtune implements (transformers' SchedulerType names). */
+export const SCHEDULER_TYPES = ["linear", "cosine", "constant", "constant_with_warmup"] as const;
+export type SchedulerType = (typeof SCHEDULER_TYPES)[number];
 
 /** warmup_steps as TrainingArguments reads it: an integer is steps, a float in [0, 1) a fraction of the total. */
 export function warmupSteps(warmup: number, total: number): number {

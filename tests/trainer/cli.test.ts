@@ -1,5 +1,6 @@
 // train.ts as a child process (`node --import tsx train.ts …`): --help, a misspelt flag, a missing dataset
-// file, a malformed JSONL line, and a tiny real run (2 steps on the fixture model) that writes the adapter.
+// file, a malformed JSONL line, a tiny real run (2 steps on the fixture model) that writes the adapter, and
+// the same from a --config file with a flag over it.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
@@ -78,4 +79,24 @@ test("a tiny real run: 2 steps, exit 0, the adapter and tokenizer written", asyn
   assert.match(r.stdout, /done: 2 steps/);
   const files = await readdir(out);
   for (const f of ["adapter_config.json", "adapter_model.safetensors", "tokenizer.json"]) assert.ok(files.includes(f), `${f} in ${files}`);
+});
+
+test("--config: the file's keys, flags over them; a problem in the file names the file", async () => {
+  const out = join(root, "out-config");
+  const file = join(root, "sft.yaml");
+  const keys = {
+    model_name_or_path: model, dataset_name: data, output_dir: out, use_peft: true, lora_r: 4, max_steps: 1,
+    per_device_train_batch_size: 2, logging_steps: 1, save_strategy: "no", gradient_checkpointing: false,
+  };
+  await writeFile(file, Object.entries(keys).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join("\n") + "\n");
+  const r = await cli(["--config", file, "--max_steps", "2"]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /step 2\/2/);
+  assert.ok((await readdir(out)).includes("adapter_model.safetensors"));
+
+  const bad = join(root, "bad.yaml");
+  await writeFile(bad, `model_name_or_path: ${JSON.stringify(model)}\nlearning_rat: 1.0e-4\n`);
+  const b = await cli(["--config", bad, "--dataset", data]);
+  assert.equal(b.code, 1, b.stdout + b.stderr);
+  assert.ok(b.stderr.includes(`${bad}: unknown key "learning_rat" (did you mean learning_rate?)`), b.stderr);
 });

@@ -3,16 +3,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import {
-  assertMaxStepsForStream,
-  baseWeightsDtype,
-  intervalSteps,
-  loadSFTConfig,
-  SFT_DEFAULTS,
-  sftConfig,
-  SFTConfigError,
-  suggestKey,
-} from "../../src/trainer/config.ts";
+import { optimizerNames } from "../../src/nn/optim.ts";
+import { assertMaxStepsForStream, baseWeightsDtype, intervalSteps, SFT_DEFAULTS, sftConfig, SFTConfigError, suggestKey } from "../../src/trainer/config.ts";
+import { loadSFTConfig } from "../../src/trainer/config_file.ts";
 
 /** The problems of a config that must fail. */
 function problemsOf(input: Record<string, unknown>): string[] {
@@ -179,7 +172,7 @@ test("wrong types and ranges name the key, the value and what is allowed", () =>
     [{ save_strategy: "best" }, /save_strategy="best" .* "no", "steps", "epoch"/],
     [{ eval_strategy: "always" }, /eval_strategy="always" .* one of "no", "steps", "epoch"/],
     [{ logging_strategy: 1 }, /logging_strategy=1 .* one of "no", "steps", "epoch"/],
-    [{ optim: "adam" }, /optim="adam" .* a transformers optimizer name such as "adamw_torch"/],
+    [{ optim: "adam" }, /optim="adam" is not allowed: expected one of "adamw_torch", "adamw_torch_fused" \(the optimizers webtune implements\)/],
     [{ warmup_steps: 1.5 }, /warmup_steps=1.5 .* an integer number of steps ≥ 0, or a fraction of the total steps in \[0, 1\)/],
     [{ warmup_steps: -1 }, /warmup_steps=-1 /],
     [{ warmup_ratio: 1.2 }, /warmup_ratio=1.2 .* a fraction in \[0, 1\)/],
@@ -218,7 +211,6 @@ test("keys that mean nothing on WebGPU are accepted, each with its note, once", 
   const c = sftConfig(
     {
       bf16: true,
-      optim: "paged_adamw_8bit",
       report_to: ["wandb", "tensorboard"],
       dataloader_num_workers: 4,
       tf32: true,
@@ -238,7 +230,6 @@ test("keys that mean nothing on WebGPU are accepted, each with its note, once", 
   );
   const expectNote = (re: RegExp) => assert.ok(c.notes.some((n) => re.test(n)), `no note matches ${re}:\n${c.notes.join("\n")}`);
   expectNote(/^bf16=true: f16 storage of the frozen base weights where the adapter has shader-f16 \(dtype float16\); compute stays f32$/);
-  expectNote(/^optim="paged_adamw_8bit": webtune uses its fused AdamW/);
   expectNote(/^report_to=\["wandb","tensorboard"\]: .*logs go to the trainer's callbacks and the console/);
   expectNote(/^dataloader_num_workers=4: ignored/);
   expectNote(/^tf32=true: ignored/);
@@ -258,9 +249,25 @@ test("keys that mean nothing on WebGPU are accepted, each with its note, once", 
   assert.equal(c.bf16, true);
   assert.equal((c as unknown as Record<string, unknown>).deepspeed, "ds.json");
   assert.deepEqual(c.model_init_kwargs, { dtype: "bfloat16" });
-  // AdamW variants and "none" are silent.
-  for (const optim of ["adamw_torch", "adamw_torch_fused", "adamw_hf"]) assert.deepEqual(sftConfig({ optim, report_to: "none" }).notes, []);
+  // The implemented optimizers and "none" are silent.
+  for (const optim of optimizerNames()) assert.deepEqual(sftConfig({ optim, report_to: "none" }).notes, []);
   assert.match(sftConfig({ fp16: true }).notes[0]!, /^fp16=true: f16 storage/);
+});
+
+test("optim: a name with no implementation is an error listing the implemented ones; optim_args only empty", () => {
+  const implemented = optimizerNames().map((n) => `"${n}"`).join(", ");
+  assert.ok(implemented.includes('"adamw_torch"'), implemented);
+  // Unknown names, and transformers' names webtune does not implement (adamw_hf is gone from transformers 5).
+  for (const optim of ["adamw_trch", "adafactor", "paged_adamw_8bit", "sgd", "adamw_hf"]) {
+    const problems = problemsOf({ optim });
+    assert.equal(problems.length, 1, problems.join("\n"));
+    assert.equal(problems[0], `optim="${optim}" is not allowed: expected one of ${implemented} (the optimizers webtune implements)`);
+  }
+  // transformers' older switch for Adafactor, and optimizer options AdamW does not read.
+  assert.match(problemsOf({ adafactor: true })[0]!, new RegExp(`^adafactor=true is not supported: Adafactor is not implemented \\(optim is one of ${implemented}\\)`));
+  assert.match(problemsOf({ optim_args: "betas=(0.9,0.95)" })[0]!, /^optim_args="betas=\(0.9,0.95\)" is not supported: webtune's optimizers take no optim_args; AdamW is set by learning_rate, adam_beta1\/2/);
+  for (const optim_args of [null, ""]) assert.deepEqual(sftConfig({ optim_args, adafactor: false }).notes, [], `optim_args=${JSON.stringify(optim_args)}`);
+  assert.equal(sftConfig({ optim: "adamw_torch_fused" }).optim, "adamw_torch_fused");
 });
 
 test("cross-key rules: padding_free by packing, warmup_ratio, loss_type, bfd-requeue", () => {
