@@ -2,8 +2,8 @@
 // the loader, trainer and benchmark tests run on, and that tools/fixtures/models.py loads with transformers
 // + peft to write the reference outputs (tests/fixtures/models.json).
 //
-// The files are made by src/models/random.ts (host-neutral: presets, the seeded random stream, safetensors
-// layout, adapters; re-exported here); this module writes them to disk. makeModel(dir, options) writes
+// The files are made by tools/random-model.ts (host-neutral: presets, safetensors layout, adapters; re-exported
+// here) from the architectures' descriptions and src/models/init.ts's seeded values; this module writes them to disk. makeModel(dir, options) writes
 // config.json, generation_config.json, model.safetensors (or, with `shards: n`, model-0000i-of-0000n.safetensors
 // + model.safetensors.index.json) and the fixture tokenizer's files, generating and writing tensors one chunk
 // at a time, so real-size models (smollm2-135m) need no big buffer. makeAdapter(dir, options) writes
@@ -23,12 +23,13 @@ import { join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 
+import type { WeightSpec } from "../src/models/architecture.ts";
 import {
   ARCHS, randomAdapter, randomModel, type Arch, type ModelConfig, type RandomAdapter, type RandomAdapterOptions, type RandomModelFile,
-  type RandomModelOptions, type StorageDType, type TensorSpec,
-} from "../src/models/random.ts";
+  type RandomModelOptions, type StorageDType,
+} from "./random-model.ts";
 
-export * from "../src/models/random.ts";
+export * from "./random-model.ts";
 export type MakeModelOptions = RandomModelOptions;
 
 export interface MadeModel {
@@ -37,7 +38,7 @@ export interface MadeModel {
   /** Every file written, relative to dir, sorted. */
   files: string[];
   /** The tensors, in file order. */
-  tensors: TensorSpec[];
+  tensors: WeightSpec[];
 }
 
 export interface MakeAdapterOptions extends Omit<RandomAdapterOptions, "model"> {
@@ -67,7 +68,7 @@ async function writeChunks(path: string, file: RandomModelFile): Promise<void> {
   }
 }
 
-/** Writes a Hugging Face model directory with seeded random weights (see src/models/random.ts). */
+/** Writes a Hugging Face model directory with seeded random weights (see tools/random-model.ts). */
 export async function makeModel(dir: string, options: MakeModelOptions = {}): Promise<MadeModel> {
   const made = randomModel(options);
   await mkdir(dir, { recursive: true });
@@ -75,7 +76,7 @@ export async function makeModel(dir: string, options: MakeModelOptions = {}): Pr
   return { dir, config: made.config, files: made.files.map((f) => f.name).sort(), tensors: made.tensors };
 }
 
-/** Writes a PEFT LoRA adapter directory for a model (see randomAdapter in src/models/random.ts). */
+/** Writes a PEFT LoRA adapter directory for a model (see randomAdapter in tools/random-model.ts). */
 export async function makeAdapter(dir: string, options: MakeAdapterOptions): Promise<MadeAdapter> {
   const model = typeof options.model === "string" ? (JSON.parse(await readFile(join(options.model, "config.json"), "utf8")) as ModelConfig) : options.model;
   const { files, ...made } = randomAdapter({ ...options, model });

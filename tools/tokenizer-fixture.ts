@@ -1,9 +1,9 @@
 // The fixture tokenizer (src/data/bpe.ts: a small deterministic byte-level BPE tokenizer with a ChatML
 // template) for tests, tiny models and the Python fixture scripts. Re-exports src/data/bpe.ts.
 // CLI: `node --import tsx tools/tokenizer-fixture.ts <dir>` writes the files into <dir> (made if missing).
-import { makeTokenizerFiles } from "../src/data/bpe.ts";
+import { makeTokenizerFiles } from "./bpe.ts";
 
-export * from "../src/data/bpe.ts";
+export * from "./bpe.ts";
 
 // CLI: write the files into the directory named by the first argument.
 if (typeof process !== "undefined" && /tokenizer-fixture\.ts$/.test(process.argv?.[1] ?? "")) {

@@ -19,7 +19,9 @@
 //     so the template's own BOS is the only one.
 import { Tokenizer } from "@huggingface/tokenizers";
 import { Template } from "@huggingface/jinja";
-import { openSource, type ModelLocation, type ModelSource, type SourceOptions } from "../models/files.ts";
+import type { SourceOptions } from "../io/http.ts";
+import { openSource, type ModelLocation } from "../io/open.ts";
+import type { ModelSource } from "../io/source.ts";
 
 /** transformers' VERY_LARGE_INTEGER: model_max_length when the config gives none (no limit). */
 export const VERY_LARGE_INTEGER = 1e30;

@@ -4,8 +4,11 @@ import { deviceInfo, getDevice } from "../gpu/device.ts";
 import { sync } from "../tensor/memory.ts";
 import { keep } from "../tensor/scope.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import { parseConfig, type LlamaFamilyConfig } from "./config.ts";
-import { openSource, type ModelLocation, type ModelSource, type SourceOptions } from "./files.ts";
+import { EMBED_TOKENS, ignoredOnLoad, LM_HEAD, weightsOf, type LlamaFamilyConfig, type WeightSpec } from "./architecture.ts";
+import { architectureOf, parseConfig } from "./config.ts";
+import type { SourceOptions } from "../io/http.ts";
+import { openSource, type ModelLocation } from "../io/open.ts";
+import type { ModelSource } from "../io/source.ts";
 import { splitRows } from "../ops/row_blocks.ts";
 import { LlamaForCausalLM, type VocabWeight } from "./llama.ts";
 import { openWeights } from "./safetensors.ts";
@@ -27,28 +30,6 @@ export interface PretrainedOptions extends SourceOptions {
   max_tensor_bytes?: number;
 }
 
-/** The weights a config implies, with their shapes, in transformers' order. */
-export function expectedWeights(cfg: LlamaFamilyConfig): [string, number[]][] {
-  const { hidden_size: C, intermediate_size: I, num_attention_heads: H, num_key_value_heads: KVH, head_dim: D, vocab_size: V } = cfg;
-  const out: [string, number[]][] = [["model.embed_tokens.weight", [V, C]]];
-  for (let i = 0; i < cfg.num_hidden_layers; i++) {
-    const p = `model.layers.${i}`;
-    out.push([`${p}.self_attn.q_proj.weight`, [H * D, C]]);
-    if (cfg.attention_bias) out.push([`${p}.self_attn.q_proj.bias`, [H * D]]);
-    out.push([`${p}.self_attn.k_proj.weight`, [KVH * D, C]]);
-    if (cfg.attention_bias) out.push([`${p}.self_attn.k_proj.bias`, [KVH * D]]);
-    out.push([`${p}.self_attn.v_proj.weight`, [KVH * D, C]]);
-    if (cfg.attention_bias) out.push([`${p}.self_attn.v_proj.bias`, [KVH * D]]);
-    out.push([`${p}.self_attn.o_proj.weight`, [C, H * D]]);
-    if (cfg.qk_norm) out.push([`${p}.self_attn.q_norm.weight`, [D]], [`${p}.self_attn.k_norm.weight`, [D]]);
-    out.push([`${p}.mlp.gate_proj.weight`, [I, C]], [`${p}.mlp.up_proj.weight`, [I, C]], [`${p}.mlp.down_proj.weight`, [C, I]]);
-    out.push([`${p}.input_layernorm.weight`, [C]], [`${p}.post_attention_layernorm.weight`, [C]]);
-  }
-  out.push(["model.norm.weight", [C]]);
-  if (!cfg.tie_word_embeddings) out.push(["lm_head.weight", [V, C]]);
-  return out;
-}
-
 /** Bytes for a message: 8.0 KiB, 544.5 MiB, 1.20 GiB. */
 function MiB(n: number): string {
   if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
@@ -64,32 +45,38 @@ export async function loadCausalLM(
   const half = options.dtype === "float16";
   const cfg = parseConfig(await source.json<Record<string, unknown>>("config.json"), `config.json in ${source.name}`);
   const weights = await openWeights(source);
-  // Qwen2's configs have no attention_bias key, and other checkpoints may disagree with theirs: the weights decide.
-  cfg.attention_bias = weights.has("model.layers.0.self_attn.q_proj.bias");
-  if (!cfg.tie_word_embeddings && !weights.has("lm_head.weight") && weights.has("model.embed_tokens.weight")) {
-    throw new Error(`${source.name}: config.json has tie_word_embeddings false but the weights have no lm_head.weight`);
+  if (!cfg.tie_word_embeddings && !weights.has(LM_HEAD) && weights.has(EMBED_TOKENS)) {
+    throw new Error(`${source.name}: config.json has tie_word_embeddings false but the weights have no ${LM_HEAD}`);
   }
-  const expected = expectedWeights(cfg);
+  const expected = weightsOf(architectureOf(cfg), cfg);
   const limit = bindingLimit(options.max_tensor_bytes);
   checkFits(cfg, expected, source.name, limit);
-  const missing = expected.filter(([n]) => !weights.has(n)).map(([n]) => n);
+  const missing = expected.filter((w) => !weights.has(w.name)).map((w) => w.name);
   if (missing.length) {
     throw new Error(
-      `${source.name}: the weights lack ${missing.length} tensor(s) a ${cfg.architecture} with this config.json needs: ` +
-        `${missing.slice(0, 5).join(", ")}${missing.length > 5 ? ", …" : ""}`,
+      `${source.name}: the weights lack ${missing.length} tensor(s) a ${cfg.architecture} with this config.json needs: ${few(missing)}`,
+    );
+  }
+  const known = new Set([...expected.map((w) => w.name), ...ignoredOnLoad(cfg)]);
+  const unexpected = weights.names.filter((n) => !known.has(n));
+  if (unexpected.length) {
+    throw new Error(
+      `${source.name}: the weights have ${unexpected.length} tensor(s) a ${cfg.architecture} with this config.json does not have: ${few(unexpected)} ` +
+        `(does config.json match the checkpoint? e.g. attention_bias, mlp_bias, tie_word_embeddings)`,
     );
   }
   const params = new Map<string, Tensor>();
   const vocab = new Map<string, VocabWeight>();
   const all: Tensor[] = [];
   try {
-    for (const [name, shape] of expected) {
+    for (const w of expected) {
+      const { name, shape } = w;
       const info = weights.info(name);
       if (info.shape.join() !== shape.join()) {
         throw new Error(`${info.file} in ${source.name}: tensor "${name}" is [${info.shape.join(", ")}] but config.json implies [${shape.join(", ")}]`);
       }
       const data = await weights.readF32(name);
-      if (VOCAB_WEIGHTS.includes(name) && 4 * data.length > limit) {
+      if (isVocabSized(w) && 4 * data.length > limit) {
         // Larger than one binding: row blocks, each its own buffer (embedding and cross-entropy take them).
         const [, C] = shape as [number, number];
         const blocks: Tensor[] = [];
@@ -101,11 +88,9 @@ export async function loadCausalLM(
         all.push(...blocks);
         vocab.set(name, blocks);
       } else {
-        const t = keep(
-          half && LINEAR.test(name) ? Tensor.fromArray(data, shape, { dtype: "f16" }) : Tensor.fromArray(data, shape),
-        );
+        const t = keep(half && w.role === "linear" ? Tensor.fromArray(data, shape, { dtype: "f16" }) : Tensor.fromArray(data, shape));
         all.push(t);
-        if (VOCAB_WEIGHTS.includes(name)) vocab.set(name, t);
+        if (isVocabSized(w)) vocab.set(name, t);
         else params.set(name, t);
       }
     }
@@ -118,24 +103,32 @@ export async function loadCausalLM(
     }
     throw e;
   }
-  const model = new LlamaForCausalLM(cfg, params, { embed_tokens: vocab.get(VOCAB_WEIGHTS[0])!, lm_head: vocab.get(VOCAB_WEIGHTS[1]) });
+  const model = new LlamaForCausalLM(cfg, params, { embed_tokens: vocab.get(EMBED_TOKENS)!, lm_head: vocab.get(LM_HEAD) });
   model.name_or_path = source.name;
   model.source = source;
   if (await source.exists("generation_config.json")) model.generation_config = await source.json("generation_config.json");
   return model;
 }
 
-/** The decoder's linear weights: what dtype "float16" stores as f16. */
-const LINEAR = /^model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/;
-
-/** The [V, C] weights, stored as row blocks when one buffer binding cannot hold them. */
-const VOCAB_WEIGHTS = ["model.embed_tokens.weight", "lm_head.weight"];
-
-function totalBytes(expected: [string, number[]][]): number {
-  return expected.reduce((s, [, shape]) => s + 4 * shape.reduce((a, b) => a * b, 1), 0);
+/** The first few names of a list, for a message. */
+function few(names: string[]): string {
+  return `${names.slice(0, 5).join(", ")}${names.length > 5 ? ", …" : ""}`;
 }
 
-function oomMessage(expected: [string, number[]][]): string {
+/** The [V, C] weights, stored as row blocks when one buffer binding cannot hold them. */
+function isVocabSized(w: WeightSpec): boolean {
+  return w.role === "embedding" || w.role === "lm_head";
+}
+
+function bytesOf(w: WeightSpec): number {
+  return 4 * w.shape.reduce((a, b) => a * b, 1);
+}
+
+function totalBytes(expected: WeightSpec[]): number {
+  return expected.reduce((s, w) => s + bytesOf(w), 0);
+}
+
+function oomMessage(expected: WeightSpec[]): string {
   const l = deviceInfo().limits;
   return `the weights need ${MiB(totalBytes(expected))} of GPU memory in f32, more than this adapter could allocate (maxBufferSize ${MiB(l.maxBufferSize)}); use a smaller model`;
 }
@@ -148,12 +141,12 @@ function bindingLimit(asked?: number): number {
 }
 
 /** Every tensor but the vocabulary-sized ones (which are split) must fit one buffer binding. */
-function checkFits(cfg: LlamaFamilyConfig, expected: [string, number[]][], where: string, limit: number): void {
+function checkFits(cfg: LlamaFamilyConfig, expected: WeightSpec[], where: string, limit: number): void {
   const l = deviceInfo().limits;
-  const big = expected.filter(([n, s]) => !VOCAB_WEIGHTS.includes(n) && 4 * s.reduce((a, b) => a * b, 1) > limit);
+  const big = expected.filter((w) => !isVocabSized(w) && bytesOf(w) > limit);
   if (big.length) {
-    const [name, shape] = big[0]!;
-    const bytes = 4 * shape.reduce((a, b) => a * b, 1);
+    const { name, shape } = big[0]!;
+    const bytes = bytesOf(big[0]!);
     throw new Error(
       `${where}: ${cfg.architecture} tensor "${name}" [${shape.join(", ")}] needs ${MiB(bytes)} in f32, but this adapter binds at most ${MiB(limit)} ` +
         `(maxStorageBufferBindingSize ${MiB(l.maxStorageBufferBindingSize)}, maxBufferSize ${MiB(l.maxBufferSize)}); the whole model needs ${MiB(totalBytes(expected))}. ` +

@@ -1,47 +1,23 @@
-// Hugging Face config.json of the Llama family, read and checked: the keys keep their Hugging Face names.
+// Hugging Face config.json, read and checked against the architectures webtune has a description of: the keys
+// keep their Hugging Face names; the family's keys are read here, each architecture's own by its description.
+import type { Activation, Architecture, ConfigReader, LlamaFamilyConfig } from "./architecture.ts";
+import { Llama } from "./architectures/llama.ts";
+import { Mistral } from "./architectures/mistral.ts";
+import { Qwen2 } from "./architectures/qwen2.ts";
+import { Qwen3 } from "./architectures/qwen3.ts";
 import type { RopeScaling } from "../ops/rope.ts";
 
-/** The architectures webtune runs, by their `architectures` name in config.json. */
-export const SUPPORTED_ARCHITECTURES = [
-  "LlamaForCausalLM",
-  "MistralForCausalLM",
-  "Qwen2ForCausalLM",
-  "Qwen3ForCausalLM",
-] as const;
-export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
+/** Every architecture webtune runs: adding one means writing its description and listing it here. */
+const ARCHITECTURES: readonly Architecture[] = [Llama, Mistral, Qwen2, Qwen3];
 
-/** config.json of a Llama-family model: the keys webtune reads (others are kept in `raw`). */
-export interface LlamaFamilyConfig {
-  architecture: Architecture;
-  model_type: string;
-  vocab_size: number;
-  hidden_size: number;
-  intermediate_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  num_key_value_heads: number;
-  /** hidden_size / num_attention_heads unless the config gives it (Qwen3 does). */
-  head_dim: number;
-  rms_norm_eps: number;
-  rope_theta: number;
-  rope_scaling: RopeScaling | null;
-  max_position_embeddings: number;
-  tie_word_embeddings: boolean;
-  /**
-   * Whether q/k/v have biases: Qwen2 always (its configs have no attention_bias key), else attention_bias.
-   * The loader settles it from the weights themselves.
-   */
-  attention_bias: boolean;
-  /** Qwen3: RMSNorm over head_dim of each query and key head, before RoPE. */
-  qk_norm: boolean;
-  hidden_act: string;
-  bos_token_id: number | null;
-  eos_token_id: number | number[] | null;
-  pad_token_id: number | null;
-  /** Mistral's sliding window, null when absent (attention is then full causal). */
-  sliding_window: number | null;
-  /** The whole config.json as read. */
-  raw: Record<string, unknown>;
+/** The architectures webtune runs, by their `architectures` name in config.json. */
+export const SUPPORTED_ARCHITECTURES: readonly string[] = ARCHITECTURES.map((a) => a.name);
+
+/** The description of a parsed config's architecture. */
+export function architectureOf(cfg: Pick<LlamaFamilyConfig, "architecture">): Architecture {
+  const arch = ARCHITECTURES.find((a) => a.name === cfg.architecture);
+  if (!arch) throw new Error(`no description of architecture "${cfg.architecture}"; webtune supports ${SUPPORTED_ARCHITECTURES.join(", ")}`);
+  return arch;
 }
 
 /** Parses config.json (`where` names the file in messages). */
@@ -52,7 +28,7 @@ export function parseConfig(raw: Record<string, unknown>, where = "config.json")
   if (!raw || typeof raw !== "object" || Array.isArray(raw)) fail("is not a JSON object");
   const archs = raw.architectures;
   const names = Array.isArray(archs) ? archs.map(String) : [];
-  const arch = names.find((a): a is Architecture => (SUPPORTED_ARCHITECTURES as readonly string[]).includes(a));
+  const arch = names.map((n) => ARCHITECTURES.find((a) => a.name === n)).find((a) => a !== undefined);
   if (!arch) {
     fail(
       `unsupported architecture ${names.length ? names.map((a) => `"${a}"`).join(", ") : "(no `architectures` key)"}; ` +
@@ -75,14 +51,27 @@ export function parseConfig(raw: Record<string, unknown>, where = "config.json")
     if (typeof v !== "number" || !Number.isInteger(v)) fail(`\`${key}\` must be an integer or null, got ${JSON.stringify(v)}`);
     return v as number;
   };
+  const read: ConfigReader = {
+    bool(key, fallback) {
+      const v = raw[key];
+      if (v === undefined || v === null) return fallback;
+      if (typeof v !== "boolean") fail(`\`${key}\` must be true or false, got ${JSON.stringify(v)}`);
+      return v as boolean;
+    },
+    optInt(key, fallback) {
+      if (!(key in raw)) return fallback;
+      return raw[key] === null ? null : int(key);
+    },
+  };
+  const { defaults } = arch!;
   const hidden = int("hidden_size");
   const heads = int("num_attention_heads");
   const kvHeads = int("num_key_value_heads", heads);
   if (heads % kvHeads !== 0) fail(`num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}`);
-  const headDim = raw.head_dim == null ? hidden / heads : int("head_dim");
+  const headDim = raw.head_dim == null ? (defaults.head_dim ?? hidden / heads) : int("head_dim");
   if (!Number.isInteger(headDim)) fail(`hidden_size ${hidden} is not a multiple of num_attention_heads ${heads}; give head_dim`);
-  const act = String(raw.hidden_act ?? "silu");
-  if (act !== "silu") fail(`hidden_act "${act}" is not supported (the Llama family uses "silu")`);
+  const act = String(raw.hidden_act ?? "silu") as Activation;
+  if (!arch!.activations.includes(act)) fail(`hidden_act "${act}" is not supported (${arch!.name} runs with ${arch!.activations.map((a) => `"${a}"`).join(", ")})`);
   // transformers v5 nests rope_theta/rope_scaling in `rope_parameters`; v4 has them at the top level.
   const ropeParams = (raw.rope_parameters ?? null) as (RopeScaling & { rope_theta?: number }) | null;
   const scaling = (raw.rope_scaling ?? (ropeParams && (ropeParams.rope_type ?? "default") !== "default" ? ropeParams : null)) as RopeScaling | null;
@@ -94,9 +83,8 @@ export function parseConfig(raw: Record<string, unknown>, where = "config.json")
   if (!(eos == null || Number.isInteger(eos) || (Array.isArray(eos) && eos.every(Number.isInteger)))) {
     fail(`\`eos_token_id\` must be an integer, a list of integers or null, got ${JSON.stringify(eos)}`);
   }
-  const sliding = raw.use_sliding_window === false ? null : optId("sliding_window");
   return {
-    architecture: arch!,
+    architecture: arch!.name,
     model_type: String(raw.model_type ?? ""),
     vocab_size: int("vocab_size"),
     hidden_size: hidden,
@@ -105,19 +93,17 @@ export function parseConfig(raw: Record<string, unknown>, where = "config.json")
     num_attention_heads: heads,
     num_key_value_heads: kvHeads,
     head_dim: headDim,
-    rms_norm_eps: num("rms_norm_eps", 1e-6),
-    rope_theta: ropeParams?.rope_theta ?? num("rope_theta", 10000),
+    rms_norm_eps: num("rms_norm_eps", defaults.rms_norm_eps),
+    rope_theta: ropeParams?.rope_theta ?? num("rope_theta", defaults.rope_theta),
     rope_scaling: type === "default" ? null : scaling,
-    max_position_embeddings: int("max_position_embeddings", 2048),
+    max_position_embeddings: int("max_position_embeddings", defaults.max_position_embeddings),
     // Every one of these four configs defaults to untied in transformers.
     tie_word_embeddings: raw.tie_word_embeddings === true,
-    attention_bias: arch === "Qwen2ForCausalLM" ? true : raw.attention_bias === true,
-    qk_norm: arch === "Qwen3ForCausalLM",
+    ...arch!.keys(read),
     hidden_act: act,
     bos_token_id: optId("bos_token_id"),
     eos_token_id: (eos ?? null) as number | number[] | null,
     pad_token_id: optId("pad_token_id"),
-    sliding_window: sliding,
     raw,
   };
 }

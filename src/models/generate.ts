@@ -4,8 +4,8 @@ import { reshape, slice } from "../ops/layout.ts";
 import { no_grad } from "../tensor/autograd.ts";
 import { tidy } from "../tensor/scope.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import { flatBatch, type TokenBatch } from "./inputs.ts";
-import type { KVCacheLayer, LlamaForCausalLM } from "./llama.ts";
+import { flatBatch, type TokenBatch } from "../ops/token_batch.ts";
+import type { CausalLM, KVCacheLayer } from "./causal_lm.ts";
 import { createRng, sampleToken, samplingOptions, type SamplingOptions } from "./sampling.ts";
 
 export interface GenerateOptions extends SamplingOptions {
@@ -27,10 +27,10 @@ export interface GenerateOptions extends SamplingOptions {
   on_token?: (tokens: number[], step: number) => void;
 }
 
-/** The prompt as rows: number[] (one row), number[][] or a TokenBatch. */
-function promptRows(input_ids: readonly number[] | TokenBatch): { data: Int32Array; B: number; T: number } {
-  const one = Array.isArray(input_ids) && (input_ids.length === 0 || typeof input_ids[0] === "number");
-  return flatBatch("generate: input_ids", one ? [input_ids as number[]] : (input_ids as TokenBatch));
+/** The prompt as rows: a flat number[] or Int32Array is one row; number[][] or another TokenBatch. */
+function promptRows(input_ids: TokenBatch): { data: Int32Array; B: number; T: number } {
+  const one = (Array.isArray(input_ids) || input_ids instanceof Int32Array) && (input_ids.length === 0 || typeof input_ids[0] === "number");
+  return flatBatch("generate: input_ids", one ? [input_ids as number[]] : input_ids);
 }
 
 function eosList(v: unknown): number[] {
@@ -43,8 +43,8 @@ function eosList(v: unknown): number[] {
  * (like transformers' output ids; a row that met EOS is filled with pad_token_id up to the longest row).
  */
 export async function generate(
-  model: LlamaForCausalLM,
-  input_ids: readonly number[] | TokenBatch,
+  model: CausalLM,
+  input_ids: TokenBatch,
   options: GenerateOptions = {},
 ): Promise<number[][]> {
   const gc = model.generation_config ?? {};
@@ -87,7 +87,7 @@ export async function generate(
   model.eval();
   const cap = T + maxNew;
   const cache: KVCacheLayer[] = useCache
-    ? model.layers.map(() => ({
+    ? Array.from({ length: model.config.num_hidden_layers }, () => ({
         k: Tensor.empty([B, cap, model.config.num_key_value_heads, model.config.head_dim]),
         v: Tensor.empty([B, cap, model.config.num_key_value_heads, model.config.head_dim]),
       }))

@@ -1,77 +1,35 @@
 // The Llama family as transformers' modeling_llama / modeling_qwen2 / modeling_qwen3 / modeling_mistral
 // computes it, built from webtune's ops: embedding → N × (RMSNorm → attention with RoPE → residual →
 // RMSNorm → SwiGLU MLP → residual) → RMSNorm → LM head, with the loss from the fused chunked cross-entropy.
+// Which modules a layer has (biases, Qwen3's q/k norms) comes from the architecture's description.
 import { gpu } from "../gpu/device.ts";
 import { checkpoint } from "../nn/checkpoint.ts";
 import { attention } from "../ops/attention.ts";
-import { fused_linear_cross_entropy, IGNORE_INDEX, type CrossEntropyMetrics } from "../ops/cross_entropy.ts";
+import { fused_linear_cross_entropy, IGNORE_INDEX } from "../ops/cross_entropy.ts";
 import { add } from "../ops/elementwise.ts";
 import { embedding } from "../ops/embedding.ts";
 import { kv_cache_write, attention_cached } from "../ops/kv_cache.ts";
 import { concat, reshape, slice } from "../ops/layout.ts";
-import { lora_linear } from "../ops/lora.ts";
-import { matmul } from "../ops/matmul.ts";
+import { linear } from "../ops/matmul.ts";
 import { rmsnorm } from "../ops/rmsnorm.ts";
 import { rope, RotaryEmbedding } from "../ops/rope.ts";
 import { swiglu } from "../ops/swiglu.ts";
+import { flatBatch, type TokenBatch } from "../ops/token_batch.ts";
 import { is_grad_enabled } from "../tensor/autograd.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import type { LlamaFamilyConfig } from "./config.ts";
+import { EMBED_TOKENS, FINAL_NORM, layerPrefix, LM_HEAD, type Activation, type LlamaFamilyConfig, type ModuleSpec, type Norm } from "./architecture.ts";
+import type { CausalLM, CausalLMOutput, ForwardInputs, KVCacheLayer } from "./causal_lm.ts";
+import { architectureOf } from "./config.ts";
+import { writeDirectory } from "../io/local.ts";
+import type { ModelSource } from "../io/source.ts";
 import { generate, type GenerateOptions } from "./generate.ts";
-import { writeDirectory, type ModelSource } from "./files.ts";
-import { flatBatch, type TokenBatch } from "./inputs.ts";
+import { Linear, type RunState } from "./linear.ts";
 import { writeSafetensors, type SafetensorsEntry } from "./safetensors.ts";
 
-/** A LoRA adapter on one linear layer: y = x Wᵀ + b + scaling · (dropout(x) Aᵀ) Bᵀ. */
-export interface LoraAdapter {
-  /** [r, in] */
-  A: Tensor;
-  /** [out, r] */
-  B: Tensor;
-  scaling: number;
-  dropout: number;
-  /** The dropout stream of this layer (a u32). */
-  seed: number;
-}
-
-/** nn.Linear (weight [out, in], optional bias [out]), optionally with a LoRA adapter. */
-export class Linear {
-  lora: LoraAdapter | null = null;
-  constructor(
-    /** Its module path, as transformers names it (model.layers.0.self_attn.q_proj). */
-    readonly name: string,
-    public weight: Tensor,
-    public bias: Tensor | null,
-  ) {}
-
-  get in_features(): number {
-    return this.weight.shape[1]!;
-  }
-
-  get out_features(): number {
-    return this.weight.shape[0]!;
-  }
-
-  forward(x: Tensor, run: RunState): Tensor {
-    const l = this.lora;
-    if (l) {
-      return lora_linear(x, this.weight, this.bias, l.A, l.B, {
-        scaling: l.scaling,
-        dropout: l.dropout,
-        seed: l.seed,
-        step: run.step,
-        training: run.training,
-      });
-    }
-    const y = matmul(x, this.weight, { transpose_b: true });
-    return this.bias ? add(y, this.bias) : y;
-  }
-
-  /** The tensors a forward reads that may need gradients. */
-  leaves(): Tensor[] {
-    return [this.weight, ...(this.bias ? [this.bias] : []), ...(this.lora ? [this.lora.A, this.lora.B] : [])];
-  }
-}
+/** The op of each norm flavour: x [..., C] and its weight [C]. */
+const NORMS: Record<Norm, (x: Tensor, w: Tensor, eps: number) => Tensor> = { rmsnorm };
+/** The gated MLP's act(gate) · up for each hidden_act. */
+const GATED: Record<Activation, (gate: Tensor, up: Tensor) => Tensor> = { silu: swiglu };
 
 /** A [V, C] weight, or its row blocks (each within one buffer binding). */
 export type VocabWeight = Tensor | readonly Tensor[];
@@ -84,19 +42,7 @@ function vocabEntries(name: string, w: VocabWeight): [string, Tensor][] {
   return Array.isArray(w) ? w.map((b, j): [string, Tensor] => [`${name}:${j}`, b]) : [[name, w as Tensor]];
 }
 
-/** One decoder layer's KV cache: k and v, [B, capacity, KVH, D]. */
-export interface KVCacheLayer {
-  k: Tensor;
-  v: Tensor;
-}
-
-/** What a forward pass needs besides its tensors. */
-interface RunState {
-  training: boolean;
-  /** Replays LoRA dropout masks: the optimizer step. */
-  step: number;
-}
-
+/** One decoder layer: its modules by name (the last part of their path), those the description has. */
 export interface DecoderLayer {
   input_layernorm: Tensor;
   q_proj: Linear;
@@ -112,38 +58,10 @@ export interface DecoderLayer {
   down_proj: Linear;
 }
 
-export interface ForwardInputs {
-  /** [B, T] token ids. */
-  input_ids: TokenBatch;
-  /**
-   * [B, T] positions; default 0..T-1 on every row. Packed rows (TRL's padding-free batches) restart at 0 at
-   * each sequence, and attention then stays inside each sequence.
-   */
-  position_ids?: TokenBatch;
-  /** [B, T], 1 for a token, 0 for padding (left or right). */
-  attention_mask?: TokenBatch;
-  /**
-   * [B, T] targets, not shifted: as in transformers, logits at t are scored against labels[t + 1];
-   * -100 is ignored.
-   */
-  labels?: TokenBatch;
-  /** The divisor of the summed token losses (valid labels over the whole accumulated batch); default: the valid labels here. */
-  num_items_in_batch?: number;
-  /** Also compute the [B, T, V] logits when labels are given (they always are without labels). */
-  return_logits?: boolean;
-}
-
-export interface CausalLMOutput {
-  /** [B, T, V], when asked for or when no labels were given. */
-  logits?: Tensor;
-  /** Scalar: mean token cross-entropy over the valid shifted labels (see num_items_in_batch). */
-  loss?: Tensor;
-  /** Token accuracy and entropy sums of the loss (with labels). */
-  metrics?: CrossEntropyMetrics;
-}
+type LayerModule = Linear | Tensor | null;
 
 /** A Llama-family causal LM (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM). */
-export class LlamaForCausalLM {
+export class LlamaForCausalLM implements CausalLM {
   readonly config: LlamaFamilyConfig;
   /** [V, C], or its row blocks when larger than one buffer binding (see splitRows). */
   readonly embed_tokens: VocabWeight;
@@ -163,36 +81,36 @@ export class LlamaForCausalLM {
   training = false;
   /** The optimizer step, which LoRA dropout masks are drawn from (set by the trainer). */
   step = 0;
+  /** The modules of each decoder layer, from the architecture's description. */
+  private readonly modules: readonly ModuleSpec[];
+  private readonly normOp: (x: Tensor, w: Tensor, eps: number) => Tensor;
+  private readonly gatedOp: (gate: Tensor, up: Tensor) => Tensor;
 
+  /** `params`: every weight of the description but the [V, C] ones, by transformers' name; `vocab`: those. */
   constructor(config: LlamaFamilyConfig, params: Map<string, Tensor>, vocab: { embed_tokens: VocabWeight; lm_head?: VocabWeight }) {
     this.config = config;
+    const arch = architectureOf(config);
+    this.modules = arch.layer(config);
+    this.normOp = NORMS[arch.norm];
+    this.gatedOp = GATED[config.hidden_act];
     const take = (name: string): Tensor => {
       const t = params.get(name);
-      if (!t) throw new Error(`LlamaForCausalLM: weight "${name}" is missing`);
+      if (!t) throw new Error(`${config.architecture}: weight "${name}" is missing`);
       return t;
     };
-    const opt = (name: string): Tensor | null => params.get(name) ?? null;
     this.embed_tokens = vocab.embed_tokens;
-    this.norm = take("model.norm.weight");
-    if (!config.tie_word_embeddings && !vocab.lm_head) throw new Error("LlamaForCausalLM: weight \"lm_head.weight\" is missing");
+    this.norm = take(FINAL_NORM);
+    if (!config.tie_word_embeddings && !vocab.lm_head) throw new Error(`${config.architecture}: weight "${LM_HEAD}" is missing`);
     this.lm_head = config.tie_word_embeddings ? this.embed_tokens : vocab.lm_head!;
     this.layers = [];
     for (let i = 0; i < config.num_hidden_layers; i++) {
-      const p = `model.layers.${i}`;
-      const linear = (sub: string, bias = false) => new Linear(`${p}.${sub}`, take(`${p}.${sub}.weight`), bias ? take(`${p}.${sub}.bias`) : null);
-      this.layers.push({
-        input_layernorm: take(`${p}.input_layernorm.weight`),
-        q_proj: linear("self_attn.q_proj", config.attention_bias),
-        k_proj: linear("self_attn.k_proj", config.attention_bias),
-        v_proj: linear("self_attn.v_proj", config.attention_bias),
-        o_proj: linear("self_attn.o_proj"),
-        q_norm: config.qk_norm ? take(`${p}.self_attn.q_norm.weight`) : opt(`${p}.self_attn.q_norm.weight`),
-        k_norm: config.qk_norm ? take(`${p}.self_attn.k_norm.weight`) : opt(`${p}.self_attn.k_norm.weight`),
-        post_attention_layernorm: take(`${p}.post_attention_layernorm.weight`),
-        gate_proj: linear("mlp.gate_proj"),
-        up_proj: linear("mlp.up_proj"),
-        down_proj: linear("mlp.down_proj"),
-      });
+      const p = layerPrefix(i);
+      const layer: Record<string, LayerModule> = { q_norm: null, k_norm: null };
+      for (const m of this.modules) {
+        const path = `${p}.${m.path}`;
+        layer[moduleName(m)] = m.kind === "norm" ? take(`${path}.weight`) : new Linear(path, take(`${path}.weight`), m.bias ? take(`${path}.bias`) : null);
+      }
+      this.layers.push(layer as unknown as DecoderLayer);
     }
     this.rotary = new RotaryEmbedding({
       head_dim: config.head_dim,
@@ -202,26 +120,28 @@ export class LlamaForCausalLM {
     });
   }
 
+  /** A layer's modules in the description's order. */
+  private modulesOf(l: DecoderLayer): (Linear | Tensor)[] {
+    return this.modules.map((m) => (l as unknown as Record<string, Linear | Tensor>)[moduleName(m)]!);
+  }
+
   /**
-   * The weights by their transformers names (state-dict order; a tied LM head appears once, as
-   * model.embed_tokens.weight, like torch's named_parameters). A weight stored as row blocks appears as
+   * The weights by their transformers names (state-dict order, the description's; a tied LM head appears
+   * once, as model.embed_tokens.weight, like torch's named_parameters). A weight stored as row blocks appears as
    * one entry per block, named `model.embed_tokens.weight:0`, `:1`, … in row order.
    */
   named_parameters(): [string, Tensor][] {
-    const out: [string, Tensor][] = vocabEntries("model.embed_tokens.weight", this.embed_tokens);
+    const out: [string, Tensor][] = vocabEntries(EMBED_TOKENS, this.embed_tokens);
     this.layers.forEach((l, i) => {
-      const p = `model.layers.${i}`;
-      for (const lin of this.linearsOf(l)) {
-        out.push([`${lin.name}.weight`, lin.weight]);
-        if (lin.bias) out.push([`${lin.name}.bias`, lin.bias]);
-      }
-      if (l.q_norm) out.push([`${p}.self_attn.q_norm.weight`, l.q_norm]);
-      if (l.k_norm) out.push([`${p}.self_attn.k_norm.weight`, l.k_norm]);
-      out.push([`${p}.input_layernorm.weight`, l.input_layernorm]);
-      out.push([`${p}.post_attention_layernorm.weight`, l.post_attention_layernorm]);
+      this.modulesOf(l).forEach((m, j) => {
+        if (m instanceof Linear) {
+          out.push([`${m.name}.weight`, m.weight]);
+          if (m.bias) out.push([`${m.name}.bias`, m.bias]);
+        } else out.push([`${layerPrefix(i)}.${this.modules[j]!.path}.weight`, m]);
+      });
     });
-    out.push(["model.norm.weight", this.norm]);
-    if (this.lm_head !== this.embed_tokens) out.push(...vocabEntries("lm_head.weight", this.lm_head));
+    out.push([FINAL_NORM, this.norm]);
+    if (this.lm_head !== this.embed_tokens) out.push(...vocabEntries(LM_HEAD, this.lm_head));
     return out;
   }
 
@@ -238,7 +158,7 @@ export class LlamaForCausalLM {
   }
 
   private linearsOf(l: DecoderLayer): Linear[] {
-    return [l.q_proj, l.k_proj, l.v_proj, l.o_proj, l.gate_proj, l.up_proj, l.down_proj];
+    return this.modulesOf(l).filter((m): m is Linear => m instanceof Linear);
   }
 
   train(mode = true): this {
@@ -291,7 +211,7 @@ export class LlamaForCausalLM {
       const f = (x: Tensor) => this.decoderLayer(layer, x, B, T, pos, positions, mask, run);
       h = checkpointing ? checkpoint(([x]) => f(x!), [h], this.layerLeaves(layer)) : f(h);
     }
-    h = rmsnorm(h, this.norm, cfg.rms_norm_eps);
+    h = this.normOp(h, this.norm, cfg.rms_norm_eps);
     const out: CausalLMOutput = {};
     if (labels) {
       const shifted = new Int32Array(B * T).fill(IGNORE_INDEX);
@@ -322,14 +242,14 @@ export class LlamaForCausalLM {
       });
     });
     const last = S === 1 ? h : slice(h, 1, S - 1, S);
-    return rmsnorm(reshape(last, [B, this.config.hidden_size]), this.norm, this.config.rms_norm_eps);
+    return this.normOp(reshape(last, [B, this.config.hidden_size]), this.norm, this.config.rms_norm_eps);
   }
 
   /** h [..., C] · lm_headᵀ → [..., V] (block by block when the head is split). */
   logitsOf(h: Tensor): Tensor {
     const w = this.lm_head;
-    if (!Array.isArray(w)) return matmul(h, w as Tensor, { transpose_b: true });
-    return concat(w.map((b) => matmul(h, b, { transpose_b: true })), h.ndim - 1);
+    if (!Array.isArray(w)) return linear(h, w as Tensor);
+    return concat(w.map((b) => linear(h, b)), h.ndim - 1);
   }
 
   /** One decoder layer on h [B, T, C]. */
@@ -341,24 +261,24 @@ export class LlamaForCausalLM {
   ): Tensor {
     const cfg = this.config;
     const { num_attention_heads: H, num_key_value_heads: KVH, head_dim: D, rms_norm_eps: eps } = cfg;
-    const h = rmsnorm(x, l.input_layernorm, eps);
+    const norm = this.normOp;
+    const h = norm(x, l.input_layernorm, eps);
     let q = reshape(l.q_proj.forward(h, run), [B, T, H, D]);
     let k = reshape(l.k_proj.forward(h, run), [B, T, KVH, D]);
     const v = reshape(l.v_proj.forward(h, run), [B, T, KVH, D]);
-    if (l.q_norm) q = rmsnorm(q, l.q_norm, eps);
-    if (l.k_norm) k = rmsnorm(k, l.k_norm, eps);
+    if (l.q_norm) q = norm(q, l.q_norm, eps);
+    if (l.k_norm) k = norm(k, l.k_norm, eps);
     q = rope(q, pos, this.rotary);
     k = rope(k, pos, this.rotary);
     const a = attend(q, k, v);
     const x2 = add(x, l.o_proj.forward(reshape(a, [B, T, H * D]), run));
-    const h2 = rmsnorm(x2, l.post_attention_layernorm, eps);
-    const mlp = l.down_proj.forward(swiglu(l.gate_proj.forward(h2, run), l.up_proj.forward(h2, run)), run);
+    const h2 = norm(x2, l.post_attention_layernorm, eps);
+    const mlp = l.down_proj.forward(this.gatedOp(l.gate_proj.forward(h2, run), l.up_proj.forward(h2, run)), run);
     return add(x2, mlp);
   }
 
   private layerLeaves(l: DecoderLayer): Tensor[] {
-    const norms = [l.input_layernorm, l.post_attention_layernorm, ...(l.q_norm ? [l.q_norm] : []), ...(l.k_norm ? [l.k_norm] : [])];
-    return [...norms, ...this.linearsOf(l).flatMap((lin) => lin.leaves())];
+    return this.modulesOf(l).flatMap((m) => (m instanceof Linear ? m.leaves() : [m]));
   }
 
   /** transformers gives the embedding padding_idx = pad_token_id: that row gets no gradient. */
@@ -371,7 +291,7 @@ export class LlamaForCausalLM {
    * Continues each row of `input_ids` (number[] for one row) with a KV cache on the GPU; returns prompt + new
    * tokens per row. See GenerateOptions (max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id, seed, …).
    */
-  generate(input_ids: readonly number[] | TokenBatch, options: GenerateOptions = {}): Promise<number[][]> {
+  generate(input_ids: TokenBatch, options: GenerateOptions = {}): Promise<number[][]> {
     return generate(this, input_ids, options);
   }
 
@@ -381,8 +301,8 @@ export class LlamaForCausalLM {
    */
   async state_dict(): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
     const out = new Map<string, { shape: number[]; data: Float32Array }>();
-    const vocab = new Map<string, readonly Tensor[]>([["model.embed_tokens.weight", blocksOf(this.embed_tokens)]]);
-    if (this.lm_head !== this.embed_tokens) vocab.set("lm_head.weight", blocksOf(this.lm_head));
+    const vocab = new Map<string, readonly Tensor[]>([[EMBED_TOKENS, blocksOf(this.embed_tokens)]]);
+    if (this.lm_head !== this.embed_tokens) vocab.set(LM_HEAD, blocksOf(this.lm_head));
     for (const [name, t] of this.named_parameters()) {
       const base = name.replace(/:\d+$/, "");
       const blocks = vocab.get(base);
@@ -436,4 +356,9 @@ export class LlamaForCausalLM {
   get device(): GPUDevice {
     return gpu().device;
   }
+}
+
+/** The name of a module in its DecoderLayer: the last part of its path (self_attn.q_proj → q_proj). */
+function moduleName(m: ModuleSpec): string {
+  return m.path.slice(m.path.lastIndexOf(".") + 1);
 }

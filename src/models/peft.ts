@@ -4,10 +4,14 @@ import { matmulInto } from "../kernels/matmul.ts";
 import { initLoraWeights } from "../ops/lora.ts";
 import { keep } from "../tensor/scope.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import { openSource, writeDirectory, type ModelLocation, type SourceOptions } from "./files.ts";
-import type { GenerateOptions } from "./generate.ts";
-import type { TokenBatch } from "./inputs.ts";
-import type { Linear, LlamaForCausalLM, CausalLMOutput, ForwardInputs } from "./llama.ts";
+import type { TokenBatch } from "../ops/token_batch.ts";
+import type { CausalLM, CausalLMOutput, ForwardInputs } from "./causal_lm.ts";
+import type { SourceOptions } from "../io/http.ts";
+import { writeDirectory } from "../io/local.ts";
+import { openSource, type ModelLocation } from "../io/open.ts";
+import { generate, type GenerateOptions } from "./generate.ts";
+import { fnv1a, FNV_OFFSET } from "./init.ts";
+import type { Linear } from "./linear.ts";
 import { SafetensorsFile, writeSafetensors, type SafetensorsEntry } from "./safetensors.ts";
 
 /** PEFT's LoraConfig: the same keys and defaults. */
@@ -93,28 +97,21 @@ function targets(c: ResolvedLoraConfig, path: string): boolean {
   return t.some((name) => path === name || path.endsWith(`.${name}`));
 }
 
-/** A FNV-1a hash of a string: each adapted layer's dropout stream and init seed. */
-function hash32(s: string, seed: number): number {
-  let h = (0x811c9dc5 ^ seed) >>> 0;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
-  return h;
-}
-
 /** A model with LoRA adapters on its target modules and its base weights frozen. */
 export class PeftModel {
   readonly peft_config: ResolvedLoraConfig;
-  readonly base_model: { model: LlamaForCausalLM };
+  readonly base_model: { model: CausalLM };
   /** The adapted layers. */
   readonly adapted: Linear[];
 
-  private constructor(model: LlamaForCausalLM, config: ResolvedLoraConfig, adapted: Linear[]) {
+  private constructor(model: CausalLM, config: ResolvedLoraConfig, adapted: Linear[]) {
     this.base_model = { model };
     this.peft_config = config;
     this.adapted = adapted;
   }
 
   /** @internal Wraps `model` with fresh adapters (see get_peft_model). */
-  static wrap(model: LlamaForCausalLM, config: LoraConfig, options: { seed?: number; trainable?: boolean } = {}): PeftModel {
+  static wrap(model: CausalLM, config: LoraConfig, options: { seed?: number; trainable?: boolean } = {}): PeftModel {
     const c = resolve(config);
     if (model.linears().some((l) => l.lora)) throw new Error("get_peft_model: this model already has LoRA adapters");
     const adapted = model.linears().filter((l) => targets(c, l.name));
@@ -126,7 +123,8 @@ export class PeftModel {
     const seed = options.seed ?? 0;
     for (const [, t] of model.named_parameters()) t.requires_grad = false;
     for (const lin of adapted) {
-      const s = hash32(lin.name, seed);
+      // Each adapted layer's dropout stream and init seed: its name hashed from the seed.
+      const s = fnv1a(lin.name, (FNV_OFFSET ^ seed) >>> 0);
       const { A, B } = initLoraWeights(lin.in_features, lin.out_features, c.r, s);
       lin.lora = { A: keep(A), B: keep(B), scaling, dropout: c.lora_dropout, seed: s };
       A.requires_grad = B.requires_grad = options.trainable ?? true;
@@ -139,7 +137,7 @@ export class PeftModel {
    * Python PEFT) onto `model`. Frozen unless is_trainable.
    */
   static async from_pretrained(
-    model: LlamaForCausalLM,
+    model: CausalLM,
     location: ModelLocation,
     options: SourceOptions & { is_trainable?: boolean } = {},
   ): Promise<PeftModel> {
@@ -186,7 +184,7 @@ export class PeftModel {
   }
 
   /** The wrapped model (for generate(), config, …). */
-  get model(): LlamaForCausalLM {
+  get model(): CausalLM {
     return this.base_model.model;
   }
 
@@ -198,9 +196,9 @@ export class PeftModel {
     return this.model.forward(inputs);
   }
 
-  /** Generation with the adapters applied (see LlamaForCausalLM.generate). */
-  generate(input_ids: readonly number[] | TokenBatch, options: GenerateOptions = {}): Promise<number[][]> {
-    return this.model.generate(input_ids, options);
+  /** Generation with the adapters applied (see generate). */
+  generate(input_ids: TokenBatch, options: GenerateOptions = {}): Promise<number[][]> {
+    return generate(this.model, input_ids, options);
   }
 
   train(mode = true): this {
@@ -305,7 +303,7 @@ export class PeftModel {
   }
 
   /** Folds every adapter into its base weight (W += scaling · B·A) and returns the plain model. */
-  merge_and_unload(): LlamaForCausalLM {
+  merge_and_unload(): CausalLM {
     const half = this.adapted.find((l) => l.weight.dtype !== "f32");
     if (half) throw new Error(`merge_and_unload: ${half.name}.weight is stored as f16; merging needs f32 weights (load with dtype "float32")`);
     for (const lin of this.adapted) {
@@ -318,7 +316,7 @@ export class PeftModel {
   }
 
   /** Removes the adapters (without merging) and returns the plain model. */
-  unload(): LlamaForCausalLM {
+  unload(): CausalLM {
     for (const lin of this.adapted) {
       lin.lora?.A.dispose();
       lin.lora?.B.dispose();
@@ -329,6 +327,6 @@ export class PeftModel {
 }
 
 /** PEFT's get_peft_model: LoRA on the target modules of `model`, the base frozen, adapters initialised as PEFT does. */
-export function get_peft_model(model: LlamaForCausalLM, config: LoraConfig, options: { seed?: number } = {}): PeftModel {
+export function get_peft_model(model: CausalLM, config: LoraConfig, options: { seed?: number } = {}): PeftModel {
   return PeftModel.wrap(model, config, options);
 }

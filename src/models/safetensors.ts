@@ -2,7 +2,7 @@
 // length N, N bytes of JSON {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__"?: {str: str}},
 // then the tensors' bytes, offsets relative to the end of the header.
 import { f16ToF32, f32ToF16 } from "../tensor/half.ts";
-import type { ModelSource } from "./files.ts";
+import type { ModelSource } from "../io/source.ts";
 
 /** The dtypes webtune reads and writes. */
 export type SafetensorsDType = "F32" | "F16" | "BF16";

@@ -29,20 +29,21 @@ export function createRng(seed: number): Rng {
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
     throw new Error(`createRng: seed must be an integer from 0 to 2^32 - 1, got ${seed}`);
   }
-  let x = seed >>> 0;
-  const splitmix32 = () => {
-    x = (x + 0x9e3779b9) >>> 0;
-    let z = x;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return (z ^ (z >>> 16)) >>> 0;
-  };
-  const s = new Uint32Array([splitmix32(), splitmix32(), splitmix32(), splitmix32()]);
-  if (s[0]! === 0 && s[1]! === 0 && s[2]! === 0 && s[3]! === 0) s[0] = 1; // the one state xoshiro never leaves
-  return fromState(s);
+  // splitmix32's first four outputs from state `seed`.
+  return xoshiro128(Uint32Array.from([0, 1, 2, 3], (k) => splitmix32((seed + k * 0x9e3779b9) >>> 0)));
 }
 
-function fromState(s: Uint32Array): Rng {
+/** One splitmix32 step: the output for state x (which then advances by the golden ratio 0x9e3779b9). */
+export function splitmix32(x: number): number {
+  x = (x + 0x9e3779b9) >>> 0;
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+/** xoshiro128** from the state `s` (four u32 words, taken over); the all-zero state, which it never leaves, becomes [1, 0, 0, 0]. */
+export function xoshiro128(s: Uint32Array): Rng {
+  if (s[0]! === 0 && s[1]! === 0 && s[2]! === 0 && s[3]! === 0) s[0] = 1;
   const rotl = (v: number, k: number) => (v << k) | (v >>> (32 - k));
   const rng: Rng = {
     nextU32() {
@@ -62,7 +63,7 @@ function fromState(s: Uint32Array): Rng {
       return (hi * 67108864 + lo) / 9007199254740992; // 2^26, 2^53
     },
     clone() {
-      return fromState(Uint32Array.from(s));
+      return xoshiro128(Uint32Array.from(s));
     },
   };
   return rng;

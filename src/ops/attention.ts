@@ -1,20 +1,17 @@
 // Causal scaled-dot-product attention for training (flash style: O(tokens × head_dim) memory), with
 // grouped-query heads, packed sequences and padding, and its gradient.
 import * as K from "../kernels/attention.ts";
-import { record } from "../tensor/autograd.ts";
-import { Tensor } from "../tensor/tensor.ts";
-
-/** Per-token integers of a [B, T] batch: flat (B·T values, row-major) or one array per row. */
-export type TokenArray = Int32Array | readonly number[] | readonly (ArrayLike<number>)[];
+import { record, Tensor } from "../tensor/tensor.ts";
+import { flatBatch, type TokenBatch } from "./token_batch.ts";
 
 export interface AttentionOptions {
   /**
    * Position ids [B, T] of packed rows: a sequence begins wherever they restart at 0 (as TRL's
    * padding-free collator writes them), and attends only within itself.
    */
-  position_ids?: TokenArray;
+  position_ids?: TokenBatch;
   /** [B, T], 1 for a token and 0 for padding (left or right). Padded queries output 0; padded keys are never attended. */
-  attention_mask?: TokenArray;
+  attention_mask?: TokenBatch;
   /** Multiplies q·k; default 1/sqrt(head_dim). */
   scale?: number;
 }
@@ -32,8 +29,8 @@ const fmt = (t: Tensor) => `[${t.shape.join(", ")}]`;
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): Tensor {
   const d = dimsOf(q, k, v, options.scale);
-  const ids = options.position_ids && tokenInts("position_ids", options.position_ids, d.B, d.T);
-  const mask = options.attention_mask && tokenInts("attention_mask", options.attention_mask, d.B, d.T);
+  const ids = options.position_ids && flatBatch("attention: position_ids", options.position_ids, d).data;
+  const mask = options.attention_mask && flatBatch("attention: attention_mask", options.attention_mask, d).data;
   const bounds = Tensor.fromArray(tokenBounds(d.B, d.T, ids, mask), [d.B, d.T, 2], { dtype: "i32" });
   const { o, lse } = K.forward(q, k, v, bounds, d);
   const saved: K.AttentionSaved = { q, k, v, o, lse, bounds };
@@ -82,27 +79,6 @@ function dimsOf(q: Tensor, k: Tensor, v: Tensor, scale?: number): K.AttentionDim
   const s = scale ?? 1 / Math.sqrt(D);
   if (!Number.isFinite(s)) fail(`scale must be finite, got ${scale}`);
   return { B, T, H, KVH, D, scale: s, config: K.attentionConfig(D) };
-}
-
-/** A [B, T] per-token array flattened to B·T integers, checked. */
-function tokenInts(name: string, a: TokenArray, B: number, T: number): Int32Array {
-  const nested = a.length > 0 && typeof a[0] !== "number";
-  if (nested) {
-    const rows = a as readonly ArrayLike<number>[];
-    if (rows.length !== B || rows.some((r) => r.length !== T)) {
-      throw new Error(`attention: ${name} must be [B, T] = [${B}, ${T}], got ${rows.length} rows of [${rows.map((r) => r.length).join(", ")}]`);
-    }
-  } else if (a.length !== B * T) {
-    throw new Error(`attention: ${name} has ${a.length} values for B·T = ${B}·${T} tokens`);
-  }
-  const flat = nested ? (a as readonly ArrayLike<number>[]).flatMap((r) => Array.from(r)) : (a as ArrayLike<number>);
-  const out = new Int32Array(B * T);
-  for (let i = 0; i < B * T; i++) {
-    const x = flat[i]!;
-    if (!Number.isInteger(x)) throw new Error(`attention: ${name}[${Math.floor(i / T)}][${i % T}] = ${x} is not an integer`);
-    out[i] = x;
-  }
-  return out;
 }
 
 /**

@@ -3,7 +3,7 @@
 import * as K from "../kernels/kv_cache.ts";
 import { is_grad_enabled } from "../tensor/autograd.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import type { TokenArray } from "./attention.ts";
+import { flatBatch, type TokenBatch } from "./token_batch.ts";
 
 const fmt = (t: Tensor) => `[${t.shape.join(", ")}]`;
 
@@ -47,7 +47,7 @@ export interface CachedAttentionOptions {
    * [B, past + S], 1 for a token and 0 for padding (left padding in batched generation): nested rows, a
    * flat array of B·(past + S) values, or an i32 tensor of that shape. Default: all tokens.
    */
-  attention_mask?: TokenArray | Tensor;
+  attention_mask?: TokenBatch;
   /** Multiplies q·k; default 1/sqrt(head_dim). */
   scale?: number;
 }
@@ -100,24 +100,9 @@ export function attention_cached(q: Tensor, kcache: Tensor, vcache: Tensor, opti
 }
 
 /** A [B, L] mask flattened to B·L 0/1 integers, checked. */
-function maskInts(a: TokenArray, B: number, L: number): Int32Array {
-  const nested = a.length > 0 && typeof a[0] !== "number";
-  if (nested) {
-    const rows = a as readonly ArrayLike<number>[];
-    if (rows.length !== B || rows.some((r) => r.length !== L)) {
-      throw new Error(
-        `attention_cached: attention_mask must be [B, past + S] = [${B}, ${L}], got ${rows.length} rows of [${rows.map((r) => r.length).join(", ")}]`,
-      );
-    }
-  } else if (a.length !== B * L) {
-    throw new Error(`attention_cached: attention_mask has ${a.length} values for B·(past + S) = ${B}·${L} positions`);
-  }
-  const flat = nested ? (a as readonly ArrayLike<number>[]).flatMap((r) => Array.from(r)) : (a as ArrayLike<number>);
-  const out = new Int32Array(B * L);
-  for (let i = 0; i < B * L; i++) {
-    const m = flat[i]!;
-    if (m !== 0 && m !== 1) throw new Error(`attention_cached: attention_mask[${Math.floor(i / L)}][${i % L}] = ${m}; expected 0 or 1`);
-    out[i] = m;
-  }
-  return out;
+function maskInts(a: TokenBatch, B: number, L: number): Int32Array {
+  const { data } = flatBatch("attention_cached: attention_mask", a, { B, T: L, dims: "B, past + S" });
+  const bad = data.findIndex((m) => m !== 0 && m !== 1);
+  if (bad >= 0) throw new Error(`attention_cached: attention_mask[${Math.floor(bad / L)}][${bad % L}] = ${data[bad]}; expected 0 or 1`);
+  return data;
 }

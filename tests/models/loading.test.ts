@@ -14,7 +14,7 @@ import { fixtures, type FixtureTensor } from "../fixtures.ts";
 import { expectAllClose, setup } from "../helpers.ts";
 
 interface Case {
-  model: { arch: "llama" | "qwen2"; seed: number };
+  model: { arch: "llama" | "qwen2"; seed: number; config?: Record<string, unknown> };
   adapter: { seed: number; r: number; alpha: number; targets: "all-linear"; dropout: number };
   vocab_size: number;
   padded: { input_ids: number[][]; attention_mask: number[][]; labels: number[][]; loss: number; logits: FixtureTensor; grads: Record<string, FixtureTensor> };
@@ -74,7 +74,7 @@ for (const arch of ["llama", "llama3"]) {
   });
 }
 
-for (const arch of ["llama", "qwen2"]) {
+for (const arch of ["llama", "qwen2", "llama-bias"]) {
   test(`${arch}: full fine-tuning — every base weight's gradient equals transformers'`, async () => {
     const { dir, c } = await made(arch, "full");
     const model = await AutoModelForCausalLM.from_pretrained(dir);
@@ -242,6 +242,15 @@ describe("bad model files give errors that name the problem", () => {
     const dir2 = await base("noweights");
     await rm(join(dir2, "model.safetensors"));
     await assert.rejects(AutoModelForCausalLM.from_pretrained(dir2), /neither model\.safetensors nor model\.safetensors\.index\.json found/);
+  });
+
+  test("tensors the architecture's description does not have are an error naming them", async () => {
+    const dir = (await made("llama", "unexpected", { config: { attention_bias: true } })).dir;
+    await config(dir, (c) => (c.attention_bias = false));
+    await assert.rejects(
+      AutoModelForCausalLM.from_pretrained(dir),
+      /have 8 tensor\(s\) a LlamaForCausalLM with this config\.json does not have: model\.layers\.0\.self_attn\.k_proj\.bias, model\.layers\.0\.self_attn\.o_proj\.bias/,
+    );
   });
 
   test("a truncated model.safetensors", async () => {

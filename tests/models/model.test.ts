@@ -1,5 +1,5 @@
-// Each tiny Llama-family model (made by tools/make-model.ts with the fixture's seed) with a PEFT LoRA adapter
-// on every linear layer: logits, loss and every LoRA gradient equal transformers + peft in float64
+// Each tiny Llama-family model (made by tools/make-model.ts with the fixture's seed; "llama-bias" is Llama with
+// attention_bias and mlp_bias) with a PEFT LoRA adapter on every linear layer: logits, loss and every LoRA gradient equal transformers + peft in float64
 // (tools/fixtures/models.py → tests/fixtures/models.json), on a right-padded batch and on a packed row.
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -24,7 +24,7 @@ interface Batch {
 }
 
 interface ModelCase {
-  model: { arch: Arch; seed: number; dtype: "float32"; shards: number; tokenizer: boolean };
+  model: { arch: Arch; seed: number; dtype: "float32"; shards: number; tokenizer: boolean; config?: Record<string, unknown> };
   adapter: { seed: number; r: number; alpha: number; targets: "all-linear"; dropout: number };
   sha256: Record<string, string>;
   vocab_size: number;

@@ -6,7 +6,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { LocalDirectorySource, MemorySource, type ModelSource } from "../../src/models/files.ts";
+import { LocalDirectorySource } from "../../src/io/local.ts";
+import { MemorySource, type ModelSource } from "../../src/io/source.ts";
 import {
   bf16ToF32,
   bytesToF16,

@@ -1,6 +1,7 @@
-// The embedded tiny model (src/models/tiny.ts): its in-memory files are byte for byte what
-// tools/make-model.ts writes for the same preset and seed, it loads and runs from memory, and it bundles
-// for the browser without Node's modules.
+// The embedded tiny model (src/data/tiny.ts: weights from src/models/tiny.ts, tokenizer from the committed
+// src/data/tiny_tokenizer.ts): its in-memory files are byte for byte what tools/make-model.ts writes for the
+// same preset and seed, the committed tokenizer is what tools/tiny-tokenizer.ts writes, it loads and runs from
+// memory, and it bundles for the browser without Node's modules.
 import assert from "node:assert/strict";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -9,8 +10,10 @@ import { after, before, test } from "node:test";
 import { build } from "esbuild";
 
 import { AutoModelForCausalLM, AutoTokenizer, tidy } from "../../src/index.ts";
-import { DEFAULT_TINY_CONFIG, tinyModelFiles, tinyModelSource } from "../../src/models/tiny.ts";
+import { tinyModelFiles, tinyModelSource } from "../../src/data/tiny.ts";
+import { DEFAULT_TINY_CONFIG } from "../../src/models/tiny.ts";
 import { makeModel } from "../../tools/make-model.ts";
+import { TINY_TOKENIZER_MODULE, tinyTokenizerModule } from "../../tools/tiny-tokenizer.ts";
 import { setup } from "../helpers.ts";
 
 let root = "";
@@ -39,6 +42,10 @@ test("the in-memory files equal, byte for byte, what makeModel writes for the ll
   assert.equal(config.model_type, "llama");
   assert.equal(config.vocab_size, 320);
   assert.equal(config.hidden_size, 64);
+});
+
+test("src/data/tiny_tokenizer.ts is what tools/tiny-tokenizer.ts writes from the BPE trainer", async () => {
+  assert.equal(await readFile(TINY_TOKENIZER_MODULE, "utf8"), tinyTokenizerModule(), "rerun node --import tsx tools/tiny-tokenizer.ts");
 });
 
 test("tinyModelFiles options change the defaults they name and keep the rest", () => {
@@ -72,8 +79,8 @@ test("the model and tokenizer load from tinyModelSource() and a forward with lab
   }
 });
 
-test("a browser bundle of src/models/tiny.ts imports none of Node's modules", async () => {
-  const entry = new URL("../../src/models/tiny.ts", import.meta.url).pathname;
+test("a browser bundle of src/data/tiny.ts imports none of Node's modules", async () => {
+  const entry = new URL("../../src/data/tiny.ts", import.meta.url).pathname;
   const bundle = await build({ entryPoints: [entry], bundle: true, format: "esm", platform: "browser", write: false, logLevel: "error" });
   const js = bundle.outputFiles[0]!.text;
   assert.ok(js.includes("tinyModelSource"));

@@ -1,6 +1,6 @@
 // A small, deterministic byte-level BPE tokenizer in Hugging Face's file format: the tokenizer of the
-// embedded tiny model (src/models/tiny.ts) and of the tests' models. Host-neutral (no I/O), so pages build it
-// in memory too.
+// embedded tiny model (committed as src/data/tiny_tokenizer.ts, written from here by tools/tiny-tokenizer.ts)
+// and of the tests' models (tools/tokenizer-fixture.ts, tools/random-model.ts).
 //
 // makeTokenizerFiles() returns the contents of tokenizer.json, tokenizer_config.json and
 // special_tokens_map.json of a GPT-2 / SmolLM2-style tokenizer: ids 0-2 are the special tokens
@@ -11,7 +11,6 @@
 // inside {% generation %} … {% endgeneration %}, as TRL's templates have them for assistant_only_loss.
 //
 // Everything is a pure function of the constants here: the same files, byte for byte, on every run and host.
-// tools/tokenizer-fixture.ts writes them into a directory.
 
 /** The special tokens, in id order from 0. */
 export const SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] as const;
