@@ -8,6 +8,7 @@ import {
   PeftModel,
   SFTTrainer,
   deviceInfo,
+  generate as generateTokens,
   getDevice,
   loadDataset,
   memoryStats,
@@ -16,7 +17,9 @@ import {
   prepareDataset,
   splitConfig,
   tinyModelSource,
-  type LlamaForCausalLM,
+  baseWeightsDtype,
+  missingFeature,
+  type CausalLM,
   type ModelSource,
   type PreTrainedTokenizer,
   type Row,
@@ -44,7 +47,7 @@ let busy = false;
 /** The source of the current model's files (one per model, so the tokenizer and weights share downloads). */
 let source: { key: string; source: ModelSource } | null = null;
 let tokenizer: { key: string; tok: PreTrainedTokenizer } | null = null;
-let loaded: { key: string; model: LlamaForCausalLM } | null = null;
+let loaded: { key: string; model: CausalLM } | null = null;
 let abort = new AbortController();
 
 // Training control, set by messages while a step runs.
@@ -97,8 +100,7 @@ async function getTokenizer(spec: ModelSpec): Promise<PreTrainedTokenizer> {
   }
 }
 
-async function getModel(spec: ModelSpec, f16: boolean): Promise<LlamaForCausalLM> {
-  const dtype = f16 && deviceInfo().features.shader_f16 ? "float16" : "float32";
+async function getModel(spec: ModelSpec, dtype: "float16" | "float32"): Promise<CausalLM> {
   const key = `${modelKey(spec)}:${dtype}`;
   if (loaded?.key === key) return loaded.model;
   if (loaded) {
@@ -179,7 +181,7 @@ async function train(msg: Extract<ToWorker, { type: "train" }>): Promise<void> {
   const rows = await datasetRows(msg.dataset);
   const format = detectFormat(rows[0]);
   const tok = await getTokenizer(msg.model);
-  const model = await getModel(msg.model, args.bf16 === true);
+  const model = await getModel(msg.model, baseWeightsDtype(args, missingFeature("f16", deviceInfo()) === null));
   if (!msg.resume) await clearCheckpoints();
   let last = performance.now();
   let lastLoss: number | null = null;
@@ -249,13 +251,13 @@ async function train(msg: Extract<ToWorker, { type: "train" }>): Promise<void> {
 
 async function generate(msg: Extract<ToWorker, { type: "generate" }>): Promise<void> {
   const tok = await getTokenizer(msg.model);
-  const model = await getModel(msg.model, loaded?.key.endsWith(":float16") ?? false);
+  const model = await getModel(msg.model, loaded?.key.endsWith(":float16") ? "float16" : "float32");
   phase = "generate";
   const ids = msg.chat ? (tok.apply_chat_template([{ role: "user", content: msg.prompt }], { add_generation_prompt: true }) as number[]) : tok.encode(msg.prompt);
   model.eval();
   const run = async (which: "base" | "adapter") => {
     const out: number[] = [];
-    await model.generate(ids, {
+    await generateTokens(model, ids, {
       max_new_tokens: msg.max_new_tokens,
       do_sample: false,
       ...(tok.eos_token_id !== null ? { eos_token_id: tok.eos_token_id } : {}),

@@ -1,6 +1,7 @@
 // AutoModelForCausalLM.from_pretrained: config.json + safetensors weights → a model on the GPU, streaming
 // one tensor at a time from the files to the device.
 import { deviceInfo, getDevice } from "../gpu/device.ts";
+import { missingFeature } from "../tensor/format.ts";
 import { sync } from "../tensor/memory.ts";
 import { keep } from "../tensor/scope.ts";
 import { Tensor } from "../tensor/tensor.ts";
@@ -167,8 +168,9 @@ export const AutoModelForCausalLM = {
       throw new Error(`from_pretrained: dtype "${String(dtype)}" is not supported; use "float32", "float16" (f16 storage of the frozen linear weights) or "auto"`);
     }
     await getDevice(options.device && options.device !== "webgpu" ? { device: options.device } : {});
-    if (dtype === "float16" && !deviceInfo().features.shader_f16) {
-      throw new Error(`from_pretrained: dtype "float16" needs the adapter's shader-f16 feature, which ${deviceInfo().adapter.description || "this adapter"} lacks; use dtype "float32"`);
+    const missing = dtype === "float16" ? missingFeature("f16", deviceInfo()) : null;
+    if (missing) {
+      throw new Error(`from_pretrained: dtype "float16" needs the adapter's ${missing} feature, which ${deviceInfo().adapter.description || "this adapter"} lacks; use dtype "float32"`);
     }
     return loadCausalLM(await openSource(location, options), options);
   },

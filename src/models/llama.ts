@@ -16,6 +16,7 @@ import { rope, RotaryEmbedding } from "../ops/rope.ts";
 import { swiglu } from "../ops/swiglu.ts";
 import { flatBatch, type TokenBatch } from "../ops/token_batch.ts";
 import { is_grad_enabled } from "../tensor/autograd.ts";
+import { isTrainable } from "../tensor/format.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { EMBED_TOKENS, FINAL_NORM, layerPrefix, LM_HEAD, type Activation, type LlamaFamilyConfig, type ModuleSpec, type Norm } from "./architecture.ts";
 import type { CausalLM, CausalLMOutput, ForwardInputs, KVCacheLayer } from "./causal_lm.ts";
@@ -180,9 +181,9 @@ export class LlamaForCausalLM implements CausalLM {
 
   /** Gives every weight requires_grad = `flag` (full fine-tuning: true). */
   requires_grad_(flag = true): this {
-    const half = this.named_parameters().find(([, t]) => t.dtype === "f16");
-    if (flag && half) {
-      throw new Error(`requires_grad_: ${half[0]} is stored as f16 (dtype "float16"), which is for frozen weights; load the model with dtype "float32" for full fine-tuning`);
+    const frozen = this.named_parameters().find(([, t]) => !isTrainable(t.dtype));
+    if (flag && frozen) {
+      throw new Error(`requires_grad_: ${frozen[0]} is stored as ${frozen[1].dtype} (dtype "float16"), which is for frozen weights; load the model with dtype "float32" for full fine-tuning`);
     }
     for (const [, t] of this.named_parameters()) t.requires_grad = flag;
     return this;

@@ -1,6 +1,7 @@
 // LoRA as PEFT does it: get_peft_model wraps the target linear layers of a model and freezes the rest;
 // PeftModel names, saves and loads adapters in PEFT's formats (adapter_config.json + adapter_model.safetensors).
-import { matmulInto } from "../kernels/matmul.ts";
+import { productInto } from "../kernels/matmul.ts";
+import { isTrainable } from "../tensor/format.ts";
 import { initLoraWeights } from "../ops/lora.ts";
 import { keep } from "../tensor/scope.ts";
 import { Tensor } from "../tensor/tensor.ts";
@@ -304,13 +305,13 @@ export class PeftModel {
 
   /** Folds every adapter into its base weight (W += scaling · B·A) and returns the plain model. */
   merge_and_unload(): CausalLM {
-    const half = this.adapted.find((l) => l.weight.dtype !== "f32");
-    if (half) throw new Error(`merge_and_unload: ${half.name}.weight is stored as f16; merging needs f32 weights (load with dtype "float32")`);
+    const frozen = this.adapted.find((l) => !isTrainable(l.weight.dtype));
+    if (frozen) throw new Error(`merge_and_unload: ${frozen.name}.weight is stored as ${frozen.weight.dtype}; merging needs f32 weights (load with dtype "float32")`);
     for (const lin of this.adapted) {
       const { A, B, scaling } = lin.lora!;
       const [O, I] = lin.weight.shape as [number, number];
       const R = A.shape[0]!;
-      matmulInto(B, A, lin.weight, { M: O, N: I, K: R, transA: false, transB: false, batch: 1, sum: 1, a_z: 0, b_z: 0, c_z: 0, a_s: 0, b_s: 0, accumulate: true, alpha: scaling });
+      productInto(B, false, A, false, lin.weight, O, I, R, { accumulate: true, alpha: scaling });
     }
     return this.unload();
   }
