@@ -148,10 +148,7 @@ async function run(gradient_checkpointing: boolean) {
     steps,
   };
   // Free the model, its adapters and the optimizer's moments before the next run (the peak is per run).
-  for (const s of Object.values(trainer.optimizer.state_dict().state)) {
-    s.exp_avg.dispose();
-    s.exp_avg_sq.dispose();
-  }
+  trainer.optimizer.dispose();
   trainer.model.dispose();
   console.log(`  ${result.tokens_per_s} tokens/s (median step ${result.median_step_seconds} s), peak ${result.peak_mib} MiB, setup ${result.setup_seconds} s`);
   return result;

@@ -1,8 +1,8 @@
 // Gradient checkpointing (torch.utils.checkpoint): a block's forward keeps only its inputs; its
 // activations are recomputed during the backward pass, trading one more forward for their memory.
-import { backward, enable_grad, is_grad_enabled, no_grad, record } from "../tensor/autograd.ts";
+import { enable_grad, is_grad_enabled, no_grad } from "../tensor/autograd.ts";
 import { keep, tidy } from "../tensor/scope.ts";
-import { Tensor } from "../tensor/tensor.ts";
+import { backward, record, Tensor } from "../tensor/tensor.ts";
 
 /**
  * y = fn(inputs) without saving what fn computes inside. `params` are the leaves fn reads that may need

@@ -1,6 +1,7 @@
 // SFTTrainer: TRL's supervised fine-tuning loop on WebGPU — data preparation and packing, gradient
-// accumulation normalised by the tokens of the whole accumulated batch, AdamW with a schedule and clipping,
-// TRL's metrics, checkpoints that resume exactly, and PEFT adapters.
+// accumulation normalised by the tokens of the whole accumulated batch, the optimizer that `optim` names
+// (src/nn/optim.ts) with a schedule and clipping, TRL's metrics, checkpoints that resume exactly, and PEFT
+// adapters.
 import { deviceInfo, getDevice } from "../gpu/device.ts";
 import { DataCollatorForLanguageModeling, type CollatedBatch, type CollatorExample } from "../data/collator.ts";
 import { pack_dataset, packStream, type PackedRow, type PackInputRow } from "../data/packing.ts";
@@ -8,18 +9,20 @@ import { prepareDataset, type PreparedExample } from "../data/prepare.ts";
 import type { DatasetSource } from "../data/sources.ts";
 import { AutoTokenizer, type PreTrainedTokenizer } from "../data/tokenizer.ts";
 import { AutoModelForCausalLM } from "../models/auto.ts";
-import type { ModelSource } from "../models/files.ts";
-import { LlamaForCausalLM } from "../models/llama.ts";
+import type { ModelSource } from "../io/source.ts";
+import type { CausalLM } from "../models/causal_lm.ts";
 import { get_peft_model, PeftModel, type LoraConfig } from "../models/peft.ts";
 import { SafetensorsFile, writeSafetensors, type SafetensorsEntry } from "../models/safetensors.ts";
-import { AdamW, clip_grad_norm_, type AdamWStateDict } from "../nn/optim.ts";
+import { clip_grad_norm_ } from "../nn/grad_norm.ts";
+import { createOptimizer } from "../nn/optim.ts";
+import { joinStateDict, splitStateDict, type Optimizer, type OptimizerStateJSON } from "../nn/optimizer.ts";
 import { concat, reshape } from "../ops/layout.ts";
 import { no_grad } from "../tensor/autograd.ts";
 import { memoryStats } from "../tensor/memory.ts";
 import { keep, tidy } from "../tensor/scope.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { gpu } from "../gpu/device.ts";
-import { baseWeightsDtype, sftConfig, type ResolvedSFTConfig, type SFTConfig } from "./config.ts";
+import { baseWeightsDtype, intervalSteps, sftConfig, type ResolvedSFTConfig, type SFTConfig } from "./config.ts";
 import { lrLambda, warmupSteps } from "./schedule.ts";
 import { openStorage, rotateCheckpoints, type CheckpointStorage, type StorageLocation } from "./storage.ts";
 
@@ -61,7 +64,7 @@ export interface TrainerCallback {
 
 export interface SFTTrainerInit {
   /** A loaded model (with or without LoRA) or what AutoModelForCausalLM.from_pretrained takes. */
-  model: LlamaForCausalLM | PeftModel | string;
+  model: CausalLM | PeftModel | string;
   args?: Partial<SFTConfig> | ResolvedSFTConfig;
   train_dataset: DatasetSource;
   eval_dataset?: DatasetSource;
@@ -130,11 +133,12 @@ export class SFTTrainer {
   readonly control: TrainerControl = { should_training_stop: false, should_save: false, should_log: false, should_evaluate: false };
   readonly callbacks: TrainerCallback[];
   /** The plain model (after setup). */
-  model!: LlamaForCausalLM;
+  model!: CausalLM;
   /** The LoRA wrapper, when training adapters. */
   peft: PeftModel | null = null;
   processing_class!: PreTrainedTokenizer;
-  optimizer!: AdamW;
+  /** The optimizer `args.optim` names. */
+  optimizer!: Optimizer;
   storage!: CheckpointStorage;
   /** Rows dropped by truncation because no trainable token was left (TRL drops them too). */
   dropped_examples = 0;
@@ -235,8 +239,8 @@ export class SFTTrainer {
     return all.filter(([, t]) => t.requires_grad);
   }
 
-  /** AdamW with weight decay on every trainable weight but biases and norms, as the Trainer groups them. */
-  private buildOptimizer(): AdamW {
+  /** The `optim` optimizer, weight decay on every trainable weight but biases and norms, as the Trainer groups them. */
+  private buildOptimizer(): Optimizer {
     const a = this.args;
     const params = this.named_trainable();
     if (!params.length) throw new Error("SFTTrainer: nothing to train: no parameter requires grad");
@@ -245,7 +249,7 @@ export class SFTTrainer {
       { params: params.filter(([n]) => !noDecay(n)).map(([, t]) => t), weight_decay: a.weight_decay },
       { params: params.filter(([n]) => noDecay(n)).map(([, t]) => t), weight_decay: 0 },
     ];
-    return new AdamW(groups, { lr: a.learning_rate, betas: [a.adam_beta1, a.adam_beta2], eps: a.adam_epsilon });
+    return createOptimizer(a.optim, groups, a);
   }
 
   private prepare(source: DatasetSource, packing: boolean) {
@@ -341,6 +345,9 @@ export class SFTTrainer {
     Object.assign(this.control, { should_training_stop: false, should_save: false, should_log: false, should_evaluate: false });
     let stoppedOnNaN = false;
     this.state.max_steps = this.totalSteps;
+    // transformers' TrainerState.compute_steps: a fraction < 1 is that share of the total steps, rounded up. A
+    // resumed run keeps its checkpoint's, as the Trainer does.
+    if (!resume) for (const k of ["logging_steps", "eval_steps", "save_steps"] as const) this.state[k] = intervalSteps(a[k], this.totalSteps);
     const model = this.peft ?? this.model;
     model.train();
     const params = this.optimizer.param_groups.flatMap((g) => g.params);
@@ -433,7 +440,7 @@ export class SFTTrainer {
       // An epoch of held data ends with its last micro-batch (a stream's passes have no known end here).
       const epochEnd = this.batchesPerEpoch !== null && this.position.batches >= this.batchesPerEpoch;
       const doLog =
-        (a.logging_strategy === "steps" && (step % a.logging_steps === 0 || (step === 1 && a.logging_first_step) || last)) ||
+        (a.logging_strategy === "steps" && (step % this.state.logging_steps === 0 || (step === 1 && a.logging_first_step) || last)) ||
         (a.logging_strategy === "epoch" && (epochEnd || last));
       if (doLog || this.control.should_log) {
         const secs = (performance.now() - window.start) / 1000;
@@ -454,12 +461,12 @@ export class SFTTrainer {
         this.control.should_log = false;
       }
       await this.emit("on_step_end");
-      const evalNow = (a.eval_strategy === "steps" && step % a.eval_steps === 0) || (a.eval_strategy === "epoch" && epochEnd);
+      const evalNow = (a.eval_strategy === "steps" && step % this.state.eval_steps === 0) || (a.eval_strategy === "epoch" && epochEnd);
       if ((evalNow && this.evalRows) || this.control.should_evaluate) {
         await this.evaluate();
         this.control.should_evaluate = false;
       }
-      if ((a.save_strategy === "steps" && step % a.save_steps === 0) || (a.save_strategy === "epoch" && epochEnd) || this.control.should_save) {
+      if ((a.save_strategy === "steps" && step % this.state.save_steps === 0) || (a.save_strategy === "epoch" && epochEnd) || this.control.should_save) {
         await this.saveCheckpoint();
         this.control.should_save = false;
       }
@@ -613,26 +620,26 @@ export class SFTTrainer {
       await this.storage.writeCheckpoint(options.merge ? "final-merged" : "final", files);
       return;
     }
-    const { writeDirectory } = await import("../models/files.ts");
+    const { writeDirectory } = await import("../io/local.ts");
     await writeDirectory(target, files);
   }
 
-  /** output_dir/checkpoint-N: trainable weights, optimizer moments, schedule, data position, state. */
+  /**
+   * output_dir/checkpoint-N: trainable weights, the optimizer's state_dict() (its tensors in
+   * optimizer.safetensors, the rest in optimizer.json), schedule, data position, state.
+   */
   async saveCheckpoint(): Promise<string> {
     const id = `checkpoint-${this.state.global_step}`;
     const json = (o: unknown) => JSON.stringify(o, null, 2);
-    const sd = this.optimizer.state_dict();
-    const moments: Record<string, SafetensorsEntry> = {};
-    const steps: Record<string, number> = {};
-    for (const [i, s] of Object.entries(sd.state)) {
-      moments[`state.${i}.exp_avg`] = { dtype: "F32", shape: s.exp_avg.shape, data: (await s.exp_avg.toArray()) as Float32Array };
-      moments[`state.${i}.exp_avg_sq`] = { dtype: "F32", shape: s.exp_avg_sq.shape, data: (await s.exp_avg_sq.toArray()) as Float32Array };
-      steps[i] = s.step;
+    const { tensors, json: optimizerState } = splitStateDict(this.optimizer.state_dict());
+    const entries: Record<string, SafetensorsEntry> = {};
+    for (const [name, t] of Object.entries(tensors)) {
+      entries[name] = { dtype: "F32", shape: t.shape, data: (await t.toArray()) as Float32Array };
     }
     const files: Record<string, Uint8Array | string> = {
       ...(await this.modelFiles()),
-      [OPTIMIZER]: writeSafetensors(moments, { format: "pt" }),
-      [OPTIMIZER_STATE]: json({ param_groups: sd.param_groups, steps }),
+      [OPTIMIZER]: writeSafetensors(entries, { format: "pt" }),
+      [OPTIMIZER_STATE]: json(optimizerState),
       [SCHEDULER]: json({ lr_scheduler_type: this.args.lr_scheduler_type, last_epoch: this.state.global_step, total_steps: this.totalSteps }),
       [TRAINER_STATE]: json({ ...this.state, data_position: this.position, dropped_examples: this.dropped_examples, seed: this.args.seed }),
       [TRAINING_ARGS]: json({ ...this.args, notes: undefined }),
@@ -674,30 +681,28 @@ export class SFTTrainer {
       if (data.length !== t.size) throw new Error(`checkpoint ${id}: "${stored}" has ${data.length} values, the model ${t.size}`);
       gpu().batch.upload(t.buffer, 0, data);
     }
-    // Optimizer moments and steps.
-    const opt = JSON.parse(await this.storage.readText(id, OPTIMIZER_STATE)) as {
-      param_groups: AdamWStateDict["param_groups"];
-      steps: Record<string, number>;
-    };
-    const moments = await SafetensorsFile.open(src, OPTIMIZER);
-    const state: AdamWStateDict["state"] = {};
-    const byIndex = this.optimizer.param_groups.flatMap((g) => g.params);
-    const temps: Tensor[] = [];
-    for (const [i, step] of Object.entries(opt.steps)) {
-      const p = byIndex[+i]!;
-      const load = async (k: string) => {
-        const t = keep(Tensor.fromArray(await moments.readF32(`state.${i}.${k}`), p.shape));
-        temps.push(t);
-        return t;
-      };
-      state[+i] = { step, exp_avg: await load("exp_avg"), exp_avg_sq: await load("exp_avg_sq") };
-    }
-    this.optimizer.load_state_dict({ state, param_groups: opt.param_groups });
-    for (const t of temps) t.dispose();
+    // The optimizer's state_dict(), copied in by load_state_dict.
+    const optimizerState = legacyOptimizerState(JSON.parse(await this.storage.readText(id, OPTIMIZER_STATE)));
+    const stored = await SafetensorsFile.open(src, OPTIMIZER);
+    const tensors: Record<string, Tensor> = {};
+    for (const name of stored.names) tensors[name] = keep(Tensor.fromArray(await stored.readF32(name), stored.info(name).shape));
+    this.optimizer.load_state_dict(joinStateDict(tensors, optimizerState));
+    for (const t of Object.values(tensors)) t.dispose();
     const saved = JSON.parse(await this.storage.readText(id, TRAINER_STATE)) as TrainerState & { data_position: DataPosition; dropped_examples: number };
     const { data_position, dropped_examples: _, ...state2 } = saved;
     this.state = { ...this.freshState(), ...state2 };
     this.position = { ...data_position };
     this.model.step = this.state.global_step;
   }
+}
+
+/**
+ * optimizer.json as state_dict() writes it. webtune 0.1 wrote AdamW's per-param steps apart ({param_groups,
+ * steps: {index: step}}); such a checkpoint still resumes (its moments are named as now).
+ */
+function legacyOptimizerState(o: OptimizerStateJSON | { param_groups: OptimizerStateJSON["param_groups"]; steps: Record<string, number> }): OptimizerStateJSON {
+  if (!("steps" in o) || "state" in o) return o as OptimizerStateJSON;
+  const state: OptimizerStateJSON["state"] = {};
+  for (const [i, step] of Object.entries(o.steps)) state[+i] = { step };
+  return { state, param_groups: o.param_groups };
 }

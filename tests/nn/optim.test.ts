@@ -1,250 +1,134 @@
+// The optimizer interface (src/nn/optimizer.ts) and registry (src/nn/optim.ts): transformers' `optim` names,
+// the error for any other, clip_grad_norm_ honoured by an optimizer that is not AdamW, and a state_dict()
+// stored as named tensors plus JSON and loaded back.
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
-import { AdamW, clip_grad_norm_, flush, sync, Tensor } from "../../src/index.ts";
-import { gpu, initGpu } from "../../src/gpu/device.ts";
-import { fixtures, tensorOf, type FixtureCase } from "../fixtures.ts";
+import { AdamW, clip_grad_norm_, mul, no_grad, Optimizer, scale as scaled, sub, tidy, Tensor, type ParamGroup } from "../../src/index.ts";
+import { gpu } from "../../src/gpu/device.ts";
+import { createOptimizer, optimizerNames } from "../../src/nn/optim.ts";
+import { joinStateDict, splitStateDict } from "../../src/nn/optimizer.ts";
 import { expectAllClose, rand, setup } from "../helpers.ts";
-import * as R from "../reference/adamw.ts";
+import * as R from "../reference/grad_norm.ts";
 
 before(setup);
 
-const NAMES = ["w", "b", "s", "e"] as const;
-const LR = 0.1;
-const BETAS: [number, number] = [0.9, 0.999];
-const EPS = 1e-8;
-// f32 params (|p| <= 1.3, ulp 1.2e-7) after up to 3 updates: a couple of ulp of rounding (max seen 2.2e-7), so
-// params near 0 need the atol.
-const PARAM_TOL = { atol: 3e-7, rtol: 1e-6 };
-// The torch fixture's outputs are rounded to 10 significant digits.
-const REF_TOL = { atol: 1e-12, rtol: 1e-9 };
+const ARGS = { learning_rate: 0.02, adam_beta1: 0.8, adam_beta2: 0.95, adam_epsilon: 1e-6 };
 
-const fromFixture = (c: FixtureCase, key: string) => {
-  const t = tensorOf(c, key);
-  return Tensor.fromArray(Float32Array.from(t.data), t.shape);
-};
+test("optim picks from the registry: the AdamW names build AdamW from the Trainer's arguments; any other name is an error listing them", () => {
+  assert.deepEqual(optimizerNames(), ["adamw_torch", "adamw_torch_fused"]);
+  const [w, b] = [Tensor.fromArray([1, 2]), Tensor.fromArray([3])];
+  for (const name of optimizerNames()) {
+    const opt = createOptimizer(name, [{ params: [w], weight_decay: 0.1 }, { params: [b], weight_decay: 0 }], ARGS);
+    assert.ok(opt instanceof AdamW, name);
+    assert.deepEqual(
+      opt.param_groups.map(({ params, ...h }) => ({ ...h, params: params.length })),
+      [
+        { lr: 0.02, betas: [0.8, 0.95], eps: 1e-6, weight_decay: 0.1, params: 1 },
+        { lr: 0.02, betas: [0.8, 0.95], eps: 1e-6, weight_decay: 0, params: 1 },
+      ],
+    );
+  }
+  for (const name of ["paged_adamw_8bit", "adafactor", "toString", "__proto__"]) {
+    assert.throws(
+      () => createOptimizer(name, [{ params: [w], weight_decay: 0 }], ARGS),
+      new RegExp(`optim "${name}" is not implemented in webtune; the implemented ones: "adamw_torch", "adamw_torch_fused"`),
+    );
+  }
+  w.dispose();
+  b.dispose();
+});
 
-/** The fixture's optimizer: w, b decay with 0.1; s, e do not and have their own lr. */
-function fixtureOptimizer(p: Record<(typeof NAMES)[number], Tensor>): AdamW {
-  return new AdamW(
-    [
-      { params: [p.w, p.b], weight_decay: 0.1 },
-      { params: [p.s, p.e], weight_decay: 0, lr: 0.05 },
-    ],
-    { lr: LR, betas: BETAS, eps: EPS, weight_decay: 0.01 },
-  );
-}
+interface SGDGroup extends ParamGroup {}
 
-for (const [name, c] of Object.entries(fixtures("adamw"))) {
-  test(`AdamW + clip_grad_norm_ match torch for 3 steps: ${name}`, async () => {
-    const p = Object.fromEntries(NAMES.map((n) => [n, fromFixture(c, n)])) as Record<(typeof NAMES)[number], Tensor>;
-    const opt = fixtureOptimizer(p);
-    const wd = { w: 0.1, b: 0.1, s: 0, e: 0 };
-    const group = { w: 0, b: 0, s: 1, e: 1 };
-    const ref = Object.fromEntries(
-      NAMES.map((n) => {
-        const size = p[n].size;
-        return [n, { p: Float64Array.from(tensorOf(c, n).data), m: new Float64Array(size), v: new Float64Array(size), t: 0 }];
+/** Plain SGD (p -= lr * g) written only against the interface, with public ops: no clip handling of its own. */
+class SGD extends Optimizer<SGDGroup, { step: number }> {
+  constructor(params: Tensor[], lr: number) {
+    super("SGD", params, { lr });
+  }
+  protected checkGroup(g: SGDGroup): void {
+    if (!(g.lr >= 0)) throw new Error(`SGD: invalid learning rate: ${g.lr}`);
+  }
+  protected update(p: Tensor, grad: Tensor, scale: Tensor, group: SGDGroup): void {
+    const s = this.state.get(p) ?? { step: 0 };
+    s.step++;
+    this.state.set(p, s);
+    tidy(() =>
+      no_grad(() => {
+        const next = sub(p, scaled(mul(grad, scale), group.lr));
+        gpu().batch.copy(next.buffer, 0, p.buffer, 0, p.size * 4);
       }),
     );
-    const maxNorm = c.max_norm as number;
-    for (let t = 1; t <= 3; t++) {
-      const lrs = c[`lr${t}`] as number[];
-      opt.param_groups.forEach((g, i) => (g.lr = lrs[i]!));
-      const grads: Partial<Record<string, number[]>> = {};
-      for (const n of NAMES) {
-        const key = `grad${t}.${n}`;
-        if (key in c) {
-          p[n].grad = fromFixture(c, key);
-          grads[n] = tensorOf(c, key).data;
-        }
-      }
-      const norm = clip_grad_norm_(Object.values(p), maxNorm);
-      opt.step();
-
-      const refNorm = R.gradNorm(Object.values(grads) as number[][]);
-      const clip = R.clipCoef(refNorm, maxNorm);
-      if (name === "clipped") assert.ok(clip < 0.01, `clip factor ${clip}`);
-      for (const n of NAMES) {
-        const g = grads[n];
-        const r = ref[n]!;
-        if (!g) continue;
-        R.adamwStep(r.p, g, r.m, r.v, ++r.t, { lr: lrs[group[n]]!, beta1: BETAS[0], beta2: BETAS[1], eps: EPS, weight_decay: wd[n] }, clip);
-      }
-      expectAllClose([refNorm], [c[`norm${t}`] as number], REF_TOL, `reference norm, step ${t}`);
-      expectAllClose([await norm.item()], [c[`norm${t}`] as number], { atol: 0, rtol: 1e-6 }, `norm, step ${t}`);
-      for (const n of NAMES) {
-        const want = tensorOf(c, `param${t}.${n}`).data;
-        expectAllClose(ref[n]!.p, want, REF_TOL, `reference ${n}, step ${t}`);
-        expectAllClose(await p[n].toArray(), want, PARAM_TOL, `${n}, step ${t}`);
-      }
-      norm.dispose();
-      opt.zero_grad();
-    }
-    for (const n of NAMES) {
-      const s = opt.state.get(p[n])!;
-      assert.equal(s.step, c[`step.${n}`], `step of ${n}`);
-      const m = tensorOf(c, `exp_avg.${n}`).data;
-      const v = tensorOf(c, `exp_avg_sq.${n}`).data;
-      expectAllClose(ref[n]!.m, m, REF_TOL, `reference exp_avg ${n}`);
-      expectAllClose(ref[n]!.v, v, REF_TOL, `reference exp_avg_sq ${n}`);
-      const mMax = Math.max(...m.map(Math.abs));
-      const vMax = Math.max(...v);
-      expectAllClose(await s.exp_avg.toArray(), m, { atol: 1e-6 * mMax, rtol: 1e-5 }, `exp_avg ${n}`);
-      expectAllClose(await s.exp_avg_sq.toArray(), v, { atol: 1e-6 * vMax, rtol: 1e-5 }, `exp_avg_sq ${n}`);
-    }
-  });
+  }
 }
 
-/** 200 LoRA-like gradients (A: r×in, B: out×r) of a few sizes, plus one large enough for many workgroups. */
-function manyGrads(): Float64Array[] {
-  const sizes = Array.from({ length: 199 }, (_, i) => [8 * 64, 64 * 8, 8 * 96, 17, 1][i % 5]!);
-  sizes.push(300_001);
-  return sizes.map((n, i) => rand(n, 1000 + i, -2, 2));
-}
-
-test("the grad norm over 200 tensors matches float64 in 30 dispatches and is deterministic", async () => {
-  const data = manyGrads();
-  const params = data.map((d) => {
-    const p = Tensor.fromArray(new Float32Array(d.length));
-    p.grad = Tensor.fromArray(Float32Array.from(d));
-    return p;
-  });
-  const opt = new AdamW(params); // its zero_grad() drops the pending clip factors
-  await sync();
-  const before = gpu().batch.counters.dispatches;
-  const a = clip_grad_norm_(params, 1);
-  assert.equal(gpu().batch.counters.dispatches - before, Math.ceil(200 / 7) + 1);
-  const want = R.gradNorm(data);
-  const got = await a.item();
-  expectAllClose([got], [want], { atol: 0, rtol: 2e-6 }, "norm");
-  opt.zero_grad();
-  params.forEach((p, i) => (p.grad = Tensor.fromArray(Float32Array.from(data[i]!))));
-  const b = clip_grad_norm_(params, 1);
-  assert.equal(await b.item(), got, "a second run gives the same bits");
-  opt.zero_grad();
-});
-
-test("a training step (clip + AdamW over 200 params) reads nothing back and is one submission", async () => {
-  const data = manyGrads();
-  const params = data.map((d, i) => Tensor.fromArray(Float32Array.from(rand(d.length, 7 + i))));
-  const opt = new AdamW(params, { lr: 1e-2 });
-  const setGrads = () => params.forEach((p, i) => (p.grad = Tensor.fromArray(Float32Array.from(data[i]!))));
-  setGrads();
-  opt.step(); // creates the state
-  opt.zero_grad();
-  const g = await initGpu({ validate: false });
-  try {
-    setGrads();
-    await sync();
-    const c0 = { ...g.batch.counters };
-    const norm = clip_grad_norm_(params, 1);
+test("an optimizer written against the interface honours clip_grad_norm_: its update gets the clip factor", async () => {
+  const LR = 0.5;
+  const data = [rand(300, 1, -1, 1), rand(17, 2, -1, 1)];
+  const grads = [rand(300, 3, -2, 2), rand(17, 4, -2, 2)];
+  const params = data.map((d) => Tensor.fromArray(Float32Array.from(d)));
+  const opt = new SGD(params, LR);
+  const norm = R.gradNorm(grads);
+  for (const maxNorm of [1, Infinity]) {
+    const before = await Promise.all(params.map((p) => p.toArray()));
+    params.forEach((p, i) => (p.grad = Tensor.fromArray(Float32Array.from(grads[i]!))));
+    const got = clip_grad_norm_(params, maxNorm);
     opt.step();
-    flush();
-    const c1 = { ...g.batch.counters };
-    assert.equal(c1.readbacks - c0.readbacks, 0, "readbacks");
-    assert.equal(c1.submissions - c0.submissions, 1, "submissions");
-    assert.equal(c1.dispatches - c0.dispatches, Math.ceil(200 / 7) + 1 + 200, "dispatches");
-    expectAllClose([await norm.item()], [R.gradNorm(data)], { atol: 0, rtol: 2e-6 }, "norm");
-  } finally {
-    await initGpu({ validate: true });
     opt.zero_grad();
+    expectAllClose([await got.item()], [norm], { atol: 0, rtol: 2e-6 }, "norm");
+    got.dispose();
+    const clip = R.clipCoef(norm, maxNorm);
+    if (maxNorm === 1) assert.ok(clip < 0.1, `clip factor ${clip}`);
+    for (const [i, p] of params.entries()) {
+      const want = before[i]!.map((x, j) => x - LR * grads[i]![j]! * clip);
+      expectAllClose(await p.toArray(), want, { atol: 1e-6, rtol: 1e-6 }, `param ${i}, max_norm ${maxNorm}`);
+    }
   }
+  assert.deepEqual(Object.values(opt.state_dict().state), [{ step: 2 }, { step: 2 }]);
+  opt.dispose();
+  for (const p of params) p.dispose();
 });
 
-test("a NaN or Inf gradient makes the norm NaN or Inf", async () => {
-  const p = Tensor.fromArray([1, 2, 3]);
-  const q = Tensor.fromArray([4, 5]);
-  const opt = new AdamW([p, q]);
-  for (const [bad, isBad] of [
-    [NaN, Number.isNaN],
-    [Infinity, (x: number) => x === Infinity],
-    [-Infinity, (x: number) => x === Infinity],
-  ] as const) {
-    p.grad = Tensor.fromArray([0.5, bad, 1]);
-    q.grad = Tensor.fromArray([1, 1]);
-    const norm = clip_grad_norm_([p, q], 1);
-    const v = await norm.item();
-    assert.ok(isBad(v), `norm with a ${bad} gradient is ${v}`);
-    opt.zero_grad();
-  }
-});
-
-test("clip_grad_norm_ with no gradients gives 0; clipping twice before step() is an error", async () => {
-  const p = Tensor.fromArray([1, 2]);
-  assert.equal(await clip_grad_norm_([p], 1).item(), 0);
-  p.grad = Tensor.fromArray([3, 4]);
-  assert.equal(await clip_grad_norm_(p, 1).item(), 5);
-  assert.throws(() => clip_grad_norm_([p], 1), /already clipped/);
-  const opt = new AdamW([p]);
-  opt.zero_grad();
-  assert.equal(p.grad, null);
-  p.grad = Tensor.fromArray([3, 4]);
-  assert.equal(await clip_grad_norm_([p], 1).item(), 5);
-  opt.step();
-  opt.zero_grad();
-});
-
-test("state_dict() / load_state_dict() carry the state: a restored optimizer continues identically", async () => {
-  const c = fixtures("adamw").clipped!;
-  const make = () => Object.fromEntries(NAMES.map((n) => [n, fromFixture(c, n)])) as Record<(typeof NAMES)[number], Tensor>;
-  const setGrads = (p: Record<string, Tensor>, t: number) => {
-    for (const n of NAMES) if (`grad${t}.${n}` in c) p[n]!.grad = fromFixture(c, `grad${t}.${n}`);
-  };
-  const pa = make();
-  const a = fixtureOptimizer(pa);
-  for (const t of [1, 2]) {
-    setGrads(pa, t);
-    clip_grad_norm_(Object.values(pa), 1);
-    a.step();
-    a.zero_grad();
-  }
-  a.param_groups[0]!.lr = 0.04;
-  const sd = a.state_dict();
-  assert.deepEqual(
-    sd.param_groups,
-    [
-      { lr: 0.04, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.1, params: [0, 1] },
-      { lr: 0.05, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0, params: [2, 3] },
-    ],
-  );
-  assert.deepEqual(Object.keys(sd.state), ["0", "1", "2", "3"]);
-  assert.deepEqual(Object.values(sd.state).map((s) => s.step), [2, 2, 2, 1]);
-
-  // A fresh optimizer over params holding a's values, then one more step on both.
-  const pb = make();
-  for (const n of NAMES) pb[n].dispose();
-  for (const n of NAMES) pb[n] = Tensor.fromArray(await pa[n].toArray(), pa[n].shape);
-  const b = fixtureOptimizer(pb);
-  b.load_state_dict(sd);
-  assert.equal(b.param_groups[0]!.lr, 0.04);
-  for (const [p, o] of [[pa, a], [pb, b]] as const) {
-    setGrads(p, 3);
-    clip_grad_norm_(Object.values(p), 1);
+test("a state_dict() is named tensors (state.<index>.<key>) plus JSON; the two load back into a fresh optimizer", async () => {
+  const make = () => [Tensor.fromArray(Float32Array.from(rand(6, 5)), [2, 3]), Tensor.fromArray(Float32Array.from(rand(4, 6)))];
+  const grads = [rand(6, 7), rand(4, 8)];
+  const [pa, pb] = [make(), make()];
+  const [a, b] = [new AdamW([{ params: [pa[0]!] }, { params: [pa[1]!], weight_decay: 0 }]), new AdamW([{ params: [pb[0]!] }, { params: [pb[1]!], weight_decay: 0 }])];
+  const step = (ps: Tensor[], o: AdamW) => {
+    ps.forEach((p, i) => (p.grad = Tensor.fromArray(Float32Array.from(grads[i]!), p.shape)));
+    clip_grad_norm_(ps, 0.1).dispose();
     o.step();
     o.zero_grad();
-  }
-  for (const n of NAMES) assert.deepEqual(await pb[n].toArray(), await pa[n].toArray(), `${n} after the restored step`);
-  assert.equal(b.state.get(pb.e)!.step, 2);
-
-  assert.throws(() => new AdamW([pb.w]).load_state_dict(sd), /different number of parameter groups/);
-  assert.throws(
-    () => new AdamW([{ params: [pb.w] }, { params: [pb.s, pb.e] }]).load_state_dict(sd),
-    /doesn't match the size of optimizer's group/,
-  );
-});
-
-test("AdamW checks its arguments as torch does", () => {
-  const p = Tensor.fromArray([1]);
-  assert.throws(() => new AdamW([]), /empty parameter list/);
-  assert.throws(() => new AdamW([p], { lr: -1 }), /invalid learning rate: -1/);
-  assert.throws(() => new AdamW([p], { betas: [0.9, 1] }), /invalid beta parameter at index 1: 1/);
-  assert.throws(() => new AdamW([p], { eps: -1 }), /invalid epsilon value/);
-  assert.throws(() => new AdamW([p], { weight_decay: -0.1 }), /invalid weight_decay value/);
-  assert.throws(() => new AdamW([{ params: [p] }, { params: [p] }]), /more than one parameter group/);
-  assert.throws(() => new AdamW([Tensor.fromArray(Int32Array.from([1]))]), /must be f32/);
-  const opt = new AdamW([{ params: [p], lr: 0.5 }], { lr: 0.1 });
-  assert.deepEqual(
-    { ...opt.param_groups[0], params: opt.param_groups[0]!.params.length },
-    { params: 1, lr: 0.5, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.01 },
-  );
+  };
+  step(pa, a);
+  step(pa, a);
+  a.param_groups[1]!.lr = 0.25;
+  const { tensors, json } = splitStateDict(a.state_dict());
+  assert.deepEqual(Object.keys(tensors), ["state.0.exp_avg", "state.0.exp_avg_sq", "state.1.exp_avg", "state.1.exp_avg_sq"]);
+  assert.deepEqual(tensors["state.0.exp_avg"]!.shape, [2, 3]);
+  const stored = JSON.parse(JSON.stringify(json));
+  assert.deepEqual(stored, {
+    state: { 0: { step: 2 }, 1: { step: 2 } },
+    param_groups: [
+      { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.01, params: [0] },
+      { lr: 0.25, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0, params: [1] },
+    ],
+  });
+  // b: a's weights and a's state, through the stored form (the tensors read back, as a checkpoint has them).
+  for (const [i, p] of pb.entries()) gpu().batch.upload(p.buffer, 0, (await pa[i]!.toArray()) as Float32Array);
+  const read = Object.fromEntries(await Promise.all(Object.entries(tensors).map(async ([k, t]) => [k, Tensor.fromArray(await t.toArray(), t.shape)] as const)));
+  b.load_state_dict(joinStateDict(read, stored));
+  for (const t of Object.values(read)) t.dispose();
+  assert.equal(b.param_groups[1]!.lr, 0.25);
+  step(pa, a);
+  step(pb, b);
+  for (const [i, p] of pb.entries()) assert.deepEqual(await p.toArray(), await pa[i]!.toArray(), `param ${i} after the restored step`);
+  assert.throws(() => joinStateDict({ exp_avg: read["state.0.exp_avg"]! }, stored), /a tensor named "exp_avg"/);
+  // dispose() frees the state: the next step starts over.
+  a.dispose();
+  assert.equal(a.state.size, 0);
+  step(pa, a);
+  assert.deepEqual(Object.values(a.state_dict().state).map((s) => s.step), [1, 1]);
+  a.dispose();
+  b.dispose();
+  for (const p of [...pa, ...pb]) p.dispose();
 });

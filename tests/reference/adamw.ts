@@ -1,16 +1,4 @@
-// Float64 references for the optimizer: torch.optim.AdamW's _single_tensor_adamw and clip_grad_norm_.
-
-/** ||concat(grads)||_2. */
-export function gradNorm(grads: ArrayLike<number>[]): number {
-  let s = 0;
-  for (const g of grads) for (let i = 0; i < g.length; i++) s += g[i]! * g[i]!;
-  return Math.sqrt(s);
-}
-
-/** clip_grad_norm_'s factor: min(1, max_norm / (norm + 1e-6)). */
-export function clipCoef(norm: number, maxNorm: number): number {
-  return Math.min(1, maxNorm / (norm + 1e-6));
-}
+// Float64 reference for torch.optim.AdamW's _single_tensor_adamw (clip_grad_norm_'s: tests/reference/grad_norm.ts).
 
 export interface AdamWHyper {
   lr: number;

@@ -12,7 +12,7 @@ import {
   AutoModelForCausalLM, FACTS, no_grad, PeftModel, SafetensorsFile, SFTTrainer, tidy,
   type LlamaForCausalLM, type LoraConfig, type SFTConfig, type TrainerCallback,
 } from "../../src/index.ts";
-import { openSource } from "../../src/models/files.ts";
+import { openSource } from "../../src/io/open.ts";
 import { gpu } from "../../src/gpu/device.ts";
 import { makeModel } from "../../tools/make-model.ts";
 import { setup } from "../helpers.ts";
@@ -225,7 +225,11 @@ const stopAfter = (k: number): TrainerCallback => ({
  * N steps with checkpoints every K, against: stop after K (a callback), then train({resume_from_checkpoint:
  * true}) in a new trainer on a freshly loaded model. Steps K+1..N must log the same values, bit for bit.
  */
-async function resumeCase(over: Partial<SFTConfig>, rows: readonly Record<string, unknown>[], peft: LoraConfig, N: number, K: number) {
+async function resumeCase(
+  over: Partial<SFTConfig>, rows: readonly Record<string, unknown>[], peft: LoraConfig, N: number, K: number,
+  /** Changes checkpoint-K before the resumed run. */
+  edit?: (checkpoint: string) => Promise<void>,
+) {
   const runArgs = (dir: string) => args({ ...over, output_dir: dir, max_steps: N, save_strategy: "steps", save_steps: K });
   const full = await train({ args: runArgs(outDir()), rows, peft });
   const dir = outDir();
@@ -237,6 +241,7 @@ async function resumeCase(over: Partial<SFTConfig>, rows: readonly Record<string
   await mkdir(join(dir, `checkpoint-${N + 10}`));
   await writeFile(join(dir, `checkpoint-${N + 10}`, "adapter_model.safetensors"), "partial");
   await mkdir(join(dir, `.checkpoint-${N + 20}.tmp-0123abcd`));
+  await edit?.(join(dir, `checkpoint-${K}`));
   const second = await train({ args: runArgs(dir), rows, peft, resume: true });
   try {
     assert.equal(second.trainer.state.global_step, N);
@@ -274,6 +279,25 @@ test("resume is exact with packing (bfd, padding-free)", async () => {
   );
 });
 
+test("a checkpoint of webtune 0.1 (AdamW's steps apart in optimizer.json) resumes exactly", async () => {
+  await resumeCase(
+    { per_device_train_batch_size: 2, learning_rate: 5e-3, seed: 5 }, FACTS.slice(0, 8), LORA, 4, 2,
+    async (checkpoint) => {
+      // 0.1 wrote {param_groups, steps: {index: step}}; the moments were named state.<index>.exp_avg(_sq) as now.
+      const path = join(checkpoint, "optimizer.json");
+      const now = JSON.parse(await readFile(path, "utf8")) as { state: Record<string, { step: number }>; param_groups: unknown[] };
+      const steps = Object.fromEntries(Object.entries(now.state).map(([i, s]) => [i, s.step]));
+      assert.ok(Object.keys(steps).length > 0);
+      const text = JSON.stringify({ param_groups: now.param_groups, steps }, null, 2);
+      await writeFile(path, text);
+      const manifest = join(checkpoint, "webtune_checkpoint.json");
+      const m = JSON.parse(await readFile(manifest, "utf8")) as { files: Record<string, number> };
+      m.files["optimizer.json"] = new TextEncoder().encode(text).length;
+      await writeFile(manifest, JSON.stringify(m));
+    },
+  );
+});
+
 test("save_total_limit keeps the newest checkpoints; a checkpoint id or path resumes", async () => {
   const dir = outDir();
   const r = await train({ args: args({ output_dir: dir, per_device_train_batch_size: 2, max_steps: 4, save_strategy: "steps", save_steps: 1, save_total_limit: 2 }), rows: FACTS.slice(0, 4) });
@@ -290,6 +314,22 @@ test("save_total_limit keeps the newest checkpoints; a checkpoint id or path res
     train({ args: args({ output_dir: outDir(), max_steps: 1 }), rows: FACTS.slice(0, 2), resume: true }),
     /no complete checkpoint/,
   );
+});
+
+test("fractional save_steps and logging_steps are shares of the total steps, as in transformers", async () => {
+  // transformers' TrainerState.compute_steps over 5 steps: save_steps 0.5 → ceil(2.5) = 3, logging_steps 0.25
+  // → ceil(1.25) = 2. Its Trainer (checked with transformers 5.18) saves checkpoint-3 and, at max_steps,
+  // checkpoint-5, and logs the loss at steps 2 and 4; webtune logs the last step too (as for any logging_steps).
+  const dir = outDir();
+  const r = await train({
+    args: args({ output_dir: dir, per_device_train_batch_size: 2, max_steps: 5, save_strategy: "steps", save_steps: 0.5, logging_steps: 0.25 }),
+    rows: FACTS.slice(0, 4),
+  });
+  r.model.dispose();
+  assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith("checkpoint-")).sort(), ["checkpoint-3", "checkpoint-5"]);
+  assert.deepEqual(r.logs.map((l) => l.step), [2, 4, 5]);
+  assert.equal(r.trainer.state.save_steps, 3);
+  assert.equal(r.trainer.state.logging_steps, 2);
 });
 
 /** Runs to a NaN/Inf stop; checks the stop, the log, and that the last checkpoint is byte for byte as saved. */

@@ -1,0 +1,49 @@
+// torch.optim.AdamW on the GPU: one fused dispatch per param (the clip factor, decoupled weight decay, both
+// moments and the bias-corrected update in one pass), the step count and learning rate on the CPU.
+import { adamwUpdate } from "../kernels/adamw.ts";
+import { keep } from "../tensor/scope.ts";
+import { full, type Tensor } from "../tensor/tensor.ts";
+import { Optimizer, type Hyperparameters, type OptimizerStateDict, type ParamGroup, type ParamGroupInit } from "./optimizer.ts";
+
+/** A param group with every AdamW hyperparameter set. */
+export interface AdamWParamGroup extends ParamGroup {
+  betas: [number, number];
+  eps: number;
+  weight_decay: number;
+}
+
+export type AdamWOptions = Partial<Hyperparameters<AdamWParamGroup>>;
+
+/** Per-param state, created at the param's first update. */
+export interface AdamWState {
+  /** Updates applied to this param (params without a gradient are skipped and not counted). */
+  step: number;
+  exp_avg: Tensor;
+  exp_avg_sq: Tensor;
+  [key: string]: Tensor | number;
+}
+
+export type AdamWStateDict = OptimizerStateDict<AdamWParamGroup, AdamWState>;
+
+export class AdamW extends Optimizer<AdamWParamGroup, AdamWState> {
+  constructor(params: readonly Tensor[] | readonly ParamGroupInit<AdamWParamGroup>[], { lr = 1e-3, betas = [0.9, 0.999], eps = 1e-8, weight_decay = 0.01 }: AdamWOptions = {}) {
+    super("AdamW", params, { lr, betas, eps, weight_decay });
+  }
+
+  protected checkGroup(g: AdamWParamGroup): void {
+    if (!(g.lr >= 0)) throw new Error(`AdamW: invalid learning rate: ${g.lr}`);
+    if (!(g.eps >= 0)) throw new Error(`AdamW: invalid epsilon value: ${g.eps}`);
+    g.betas.forEach((b, i) => {
+      if (!(b >= 0 && b < 1)) throw new Error(`AdamW: invalid beta parameter at index ${i}: ${b}`);
+    });
+    if (!(g.weight_decay >= 0)) throw new Error(`AdamW: invalid weight_decay value: ${g.weight_decay}`);
+  }
+
+  protected update(p: Tensor, grad: Tensor, scale: Tensor, group: AdamWParamGroup): void {
+    let s = this.state.get(p);
+    if (!s) this.state.set(p, (s = { step: 0, exp_avg: keep(full(p.shape, 0)), exp_avg_sq: keep(full(p.shape, 0)) }));
+    s.step++;
+    const [beta1, beta2] = group.betas;
+    adamwUpdate(p, grad, s.exp_avg, s.exp_avg_sq, scale, { lr: group.lr, beta1, beta2, eps: group.eps, weight_decay: group.weight_decay, step: s.step });
+  }
+}
