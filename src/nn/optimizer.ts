@@ -10,6 +10,7 @@
 // without readback. So p.grad keeps its unscaled values, and a backward() between clip_grad_norm_ and step()
 // would be scaled too.
 import { gpu } from "../gpu/device.ts";
+import { isTrainable } from "../tensor/format.ts";
 import { keep } from "../tensor/scope.ts";
 import { full, Tensor } from "../tensor/tensor.ts";
 
@@ -83,7 +84,7 @@ export abstract class Optimizer<G extends ParamGroup = ParamGroup, S extends Par
       this.checkGroup(group);
       for (const p of group.params) {
         if (seen.has(p)) throw new Error(`${name}: some parameters appear in more than one parameter group`);
-        if (p.dtype !== "f32") throw new Error(`${name}: parameters must be f32, got ${p}`);
+        if (!isTrainable(p.dtype)) throw new Error(`${name}: parameters must be f32, got ${p}`);
         seen.add(p);
       }
       return group;

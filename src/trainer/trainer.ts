@@ -20,6 +20,7 @@ import { concat, reshape } from "../ops/layout.ts";
 import { no_grad } from "../tensor/autograd.ts";
 import { memoryStats } from "../tensor/memory.ts";
 import { keep, tidy } from "../tensor/scope.ts";
+import { missingFeature } from "../tensor/format.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { gpu } from "../gpu/device.ts";
 import { baseWeightsDtype, intervalSteps, sftConfig, type ResolvedSFTConfig, type SFTConfig } from "./config.ts";
@@ -194,7 +195,7 @@ export class SFTTrainer {
     await getDevice();
     const m = this.init.model;
     if (typeof m === "string") {
-      const dtype = this.init.peft_config ? baseWeightsDtype(a, deviceInfo().features.shader_f16) : "float32";
+      const dtype = this.init.peft_config ? baseWeightsDtype(a, missingFeature("f16", deviceInfo()) === null) : "float32";
       this.model = await AutoModelForCausalLM.from_pretrained(m, { dtype });
     } else if (m instanceof PeftModel) {
       this.peft = m;
