@@ -1,5 +1,5 @@
-// The fixture tokenizer (src/data/bpe.ts: a small deterministic byte-level BPE tokenizer with a ChatML
-// template) for tests, tiny models and the Python fixture scripts. Re-exports src/data/bpe.ts.
+// The fixture tokenizer (tools/bpe.ts: a small deterministic byte-level BPE tokenizer with a ChatML
+// template) for tests, tiny models and the Python fixture scripts. Re-exports tools/bpe.ts.
 // CLI: `node --import tsx tools/tokenizer-fixture.ts <dir>` writes the files into <dir> (made if missing).
 import { makeTokenizerFiles } from "./bpe.ts";
 
