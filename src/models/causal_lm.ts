@@ -27,6 +27,11 @@ export interface ForwardInputs {
   num_items_in_batch?: number;
   /** Also compute the [B, T, V] logits when labels are given (they always are without labels). */
   return_logits?: boolean;
+  /**
+   * TRL's loss_type: "nll" (default) the token cross-entropy; "dft" its Dynamic Fine-Tuning loss, each token's
+   * -p·log p with its probability p held constant (trl.trainer.sft_trainer.dft_loss).
+   */
+  loss_type?: "nll" | "dft";
 }
 
 export interface CausalLMOutput {

@@ -217,7 +217,7 @@ export class LlamaForCausalLM implements CausalLM {
     if (labels) {
       const shifted = new Int32Array(B * T).fill(IGNORE_INDEX);
       for (let b = 0; b < B; b++) for (let t = 0; t + 1 < T; t++) shifted[b * T + t] = labels[b * T + t + 1]!;
-      const ce = fused_linear_cross_entropy(h, this.lm_head, shifted, { num_items_in_batch: inputs.num_items_in_batch });
+      const ce = fused_linear_cross_entropy(h, this.lm_head, shifted, { num_items_in_batch: inputs.num_items_in_batch, dft: inputs.loss_type === "dft" });
       out.loss = ce.loss;
       out.metrics = ce.metrics;
     }

@@ -394,6 +394,7 @@ export class SFTTrainer {
             ...(batch.attention_mask ? { attention_mask: batch.attention_mask } : {}),
             ...(batch.position_ids ? { position_ids: batch.position_ids } : {}),
             num_items_in_batch: Math.max(items, 1),
+            loss_type: a.loss_type === "dft" ? "dft" : "nll",
           });
           out.loss!.backward();
           return [out.loss!, out.metrics!.correct, out.metrics!.entropy_sum];
@@ -522,6 +523,7 @@ export class SFTTrainer {
             labels: batch.labels,
             ...(batch.attention_mask ? { attention_mask: batch.attention_mask } : {}),
             ...(batch.position_ids ? { position_ids: batch.position_ids } : {}),
+            loss_type: this.args.loss_type === "dft" ? "dft" : "nll",
           });
           return concat([out.loss!, out.metrics!.correct, out.metrics!.entropy_sum].map((s) => reshape(s, [1])), 0);
         }),

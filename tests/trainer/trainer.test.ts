@@ -298,6 +298,37 @@ test("a checkpoint of webtune 0.1 (AdamW's steps apart in optimizer.json) resume
   );
 });
 
+test("loss_type dft: the logged loss is TRL's dft_loss (each label's -p·log p, p held constant), and nll the cross-entropy", async () => {
+  // Pre-tokenized rows (no eos added, labels = input_ids) in one batch; LoRA's B starts at 0, so step 1's forward is
+  // the base model's. The reference comes from the base model's logits, row by row, in float64.
+  const rows = [[5, 17, 42, 99, 123], [7, 250, 31], [64, 2, 9, 11, 300, 18, 77]].map((input_ids) => ({ input_ids }));
+  const sums = { nll: 0, dft: 0 };
+  let count = 0;
+  const base = await AutoModelForCausalLM.from_pretrained(modelDir);
+  for (const { input_ids } of rows) {
+    const logits = await logitsOf(base, input_ids);
+    const V = logits.length / input_ids.length;
+    for (let t = 0; t + 1 < input_ids.length; t++) {
+      const z = logits.subarray(t * V, (t + 1) * V);
+      const m = z.reduce((a, b) => Math.max(a, b), -Infinity);
+      const lse = m + Math.log(z.reduce((s, v) => s + Math.exp(v - m), 0));
+      const logp = z[input_ids[t + 1]!]! - lse;
+      sums.nll -= logp;
+      sums.dft -= Math.exp(logp) * logp;
+      count++;
+    }
+  }
+  base.dispose();
+  assert.ok(Math.abs(sums.dft - sums.nll) > 0.1 * sums.nll, "the two losses must differ for this test to tell them apart");
+  for (const loss_type of ["nll", "dft"] as const) {
+    const run = await train({ args: args({ loss_type, max_steps: 1, per_device_train_batch_size: 3 }), rows });
+    run.model.dispose();
+    const got = run.logs[0]!.loss!;
+    const want = sums[loss_type] / count;
+    assert.ok(Math.abs(got - want) <= 1e-4 * want, `loss_type ${loss_type}: logged ${got}, reference ${want}`);
+  }
+});
+
 test("save_total_limit keeps the newest checkpoints; a checkpoint id or path resumes", async () => {
   const dir = outDir();
   const r = await train({ args: args({ output_dir: dir, per_device_train_batch_size: 2, max_steps: 4, save_strategy: "steps", save_steps: 1, save_total_limit: 2 }), rows: FACTS.slice(0, 4) });
