@@ -131,7 +131,11 @@ export function weightsOf(arch: Architecture, cfg: LlamaFamilyConfig): WeightSpe
   return out;
 }
 
-/** Stored tensors a description does not have but transformers reads past: a tied model's lm_head.weight. */
-export function ignoredOnLoad(cfg: LlamaFamilyConfig): string[] {
-  return cfg.tie_word_embeddings ? [LM_HEAD] : [];
+/**
+ * Whether a stored tensor that the description does not have is one transformers reads past: a tied model's
+ * lm_head.weight, and the rotary_emb.inv_freq buffers that checkpoints before transformers 4.31 kept per layer
+ * (modeling_utils' _adjust_missing_and_unexpected_keys).
+ */
+export function ignoredOnLoad(cfg: LlamaFamilyConfig, name: string): boolean {
+  return (cfg.tie_word_embeddings && name === LM_HEAD) || /rotary_emb\.inv_freq$/.test(name);
 }

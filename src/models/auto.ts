@@ -58,8 +58,8 @@ export async function loadCausalLM(
       `${source.name}: the weights lack ${missing.length} tensor(s) a ${cfg.architecture} with this config.json needs: ${few(missing)}`,
     );
   }
-  const known = new Set([...expected.map((w) => w.name), ...ignoredOnLoad(cfg)]);
-  const unexpected = weights.names.filter((n) => !known.has(n));
+  const known = new Set(expected.map((w) => w.name));
+  const unexpected = weights.names.filter((n) => !known.has(n) && !ignoredOnLoad(cfg, n));
   if (unexpected.length) {
     throw new Error(
       `${source.name}: the weights have ${unexpected.length} tensor(s) a ${cfg.architecture} with this config.json does not have: ${few(unexpected)} ` +

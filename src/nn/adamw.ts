@@ -2,7 +2,7 @@
 // moments and the bias-corrected update in one pass), the step count and learning rate on the CPU.
 import { adamwUpdate } from "../kernels/adamw.ts";
 import { keep } from "../tensor/scope.ts";
-import { full, type Tensor } from "../tensor/tensor.ts";
+import { full, Tensor } from "../tensor/tensor.ts";
 import { Optimizer, type Hyperparameters, type OptimizerStateDict, type ParamGroup, type ParamGroupInit } from "./optimizer.ts";
 
 /** A param group with every AdamW hyperparameter set. */
@@ -37,6 +37,15 @@ export class AdamW extends Optimizer<AdamWParamGroup, AdamWState> {
       if (!(b >= 0 && b < 1)) throw new Error(`AdamW: invalid beta parameter at index ${i}: ${b}`);
     });
     if (!(g.weight_decay >= 0)) throw new Error(`AdamW: invalid weight_decay value: ${g.weight_decay}`);
+  }
+
+  /** A loaded state must have all three entries (a checkpoint missing a moment is an error naming it). */
+  protected checkState(p: Tensor, s: AdamWState): void {
+    if (!(Number.isInteger(s.step) && s.step >= 0)) throw new Error(`AdamW.load_state_dict: state step must be a whole number, got ${JSON.stringify(s.step)}`);
+    for (const k of ["exp_avg", "exp_avg_sq"] as const) {
+      if (!(s[k] instanceof Tensor)) throw new Error(`AdamW.load_state_dict: state ${k} is missing for param [${p.shape}]`);
+    }
+    super.checkState(p, s);
   }
 
   protected update(p: Tensor, grad: Tensor, scale: Tensor, group: AdamWParamGroup): void {

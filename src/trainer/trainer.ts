@@ -12,6 +12,7 @@ import { AutoModelForCausalLM } from "../models/auto.ts";
 import type { ModelSource } from "../io/source.ts";
 import type { CausalLM } from "../models/causal_lm.ts";
 import { get_peft_model, PeftModel, type LoraConfig } from "../models/peft.ts";
+import { splitmix32 } from "../models/sampling.ts";
 import { SafetensorsFile, writeSafetensors, type SafetensorsEntry } from "../models/safetensors.ts";
 import { clip_grad_norm_ } from "../nn/grad_norm.ts";
 import { createOptimizer } from "../nn/optim.ts";
@@ -107,11 +108,9 @@ const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tok
 export function permutation(n: number, seed: number): number[] {
   let s = seed >>> 0;
   const next = () => {
+    const z = splitmix32(s);
     s = (s + 0x9e3779b9) >>> 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-    return (z ^ (z >>> 16)) >>> 0;
+    return z;
   };
   const p = Array.from({ length: n }, (_, i) => i);
   for (let i = n - 1; i > 0; i--) {
@@ -348,7 +347,10 @@ export class SFTTrainer {
     this.state.max_steps = this.totalSteps;
     // transformers' TrainerState.compute_steps: a fraction < 1 is that share of the total steps, rounded up. A
     // resumed run keeps its checkpoint's, as the Trainer does.
-    if (!resume) for (const k of ["logging_steps", "eval_steps", "save_steps"] as const) this.state[k] = intervalSteps(a[k], this.totalSteps);
+    // A checkpoint of webtune 0.1 kept the fraction itself: it is turned into steps like a fresh run's.
+    for (const k of ["logging_steps", "eval_steps", "save_steps"] as const) {
+      if (!resume || !(this.state[k] >= 1)) this.state[k] = intervalSteps(a[k], this.totalSteps);
+    }
     const model = this.peft ?? this.model;
     model.train();
     const params = this.optimizer.param_groups.flatMap((g) => g.params);

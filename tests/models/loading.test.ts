@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
-  AutoModelForCausalLM, AutoTokenizer, get_peft_model, PeftModel, tidy, type LlamaForCausalLM,
+  AutoModelForCausalLM, AutoTokenizer, get_peft_model, openSource, PeftModel, SafetensorsFile, tidy, writeSafetensors, type LlamaForCausalLM,
 } from "../../src/index.ts";
 import { makeAdapter, makeModel } from "../../tools/make-model.ts";
 import { fixtures, type FixtureTensor } from "../fixtures.ts";
@@ -251,6 +251,21 @@ describe("bad model files give errors that name the problem", () => {
       AutoModelForCausalLM.from_pretrained(dir),
       /have 8 tensor\(s\) a LlamaForCausalLM with this config\.json does not have: model\.layers\.0\.self_attn\.k_proj\.bias, model\.layers\.0\.self_attn\.o_proj\.bias/,
     );
+  });
+
+  test("per-layer rotary_emb.inv_freq buffers of old checkpoints are read past, as transformers does", async () => {
+    const dir = await base("inv-freq");
+    const file = await SafetensorsFile.open(await openSource(dir), "model.safetensors");
+    const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
+    for (const name of file.names) tensors[name] = { dtype: "F32", shape: [...file.info(name).shape], data: await file.readF32(name) };
+    for (const i of [0, 1]) tensors[`model.layers.${i}.self_attn.rotary_emb.inv_freq`] = { dtype: "F32", shape: [4], data: new Float32Array([1, 0.1, 0.01, 0.001]) };
+    await writeFile(join(dir, "model.safetensors"), writeSafetensors(tensors, { format: "pt" }));
+    const model = await AutoModelForCausalLM.from_pretrained(dir);
+    try {
+      assert.ok(!model.named_parameters().some(([n]) => n.includes("inv_freq")));
+    } finally {
+      model.dispose();
+    }
   });
 
   test("a truncated model.safetensors", async () => {

@@ -144,6 +144,11 @@ test("state_dict() / load_state_dict() carry the state: a restored optimizer con
     () => new AdamW([{ params: [pb.w] }, { params: [pb.s, pb.e] }]).load_state_dict(sd),
     /doesn't match the size of optimizer's group/,
   );
+  // An incomplete state (a checkpoint missing a moment, or the step) is an error naming what is missing.
+  const first = Object.keys(sd.state)[0]!;
+  const without = (k: string) => ({ ...sd, state: { ...sd.state, [first]: Object.fromEntries(Object.entries(sd.state[+first]!).filter(([key]) => key !== k)) } });
+  assert.throws(() => fixtureOptimizer(pb).load_state_dict(without("exp_avg_sq") as typeof sd), /state exp_avg_sq is missing/);
+  assert.throws(() => fixtureOptimizer(pb).load_state_dict(without("step") as typeof sd), /state step must be a whole number, got undefined/);
 });
 
 test("AdamW checks its arguments as torch does", () => {
