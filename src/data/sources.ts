@@ -228,11 +228,6 @@ function chunks(file: OpenedFile, chunkSize: number): AsyncIterable<Uint8Array> 
   return maybeGunzip(file.name, file.bytes.stream(chunkSize));
 }
 
-/** The first `n` bytes (fewer in a shorter file), to sniff the format. */
-async function head(file: OpenedFile, n: number): Promise<Uint8Array> {
-  return file.bytes.read(0, Math.min(n, await file.bytes.size()));
-}
-
 /** Random access for Parquet (hyparquet's AsyncBuffer). */
 async function random(file: OpenedFile): Promise<{ byteLength: number; slice(start: number, end?: number): Promise<ArrayBuffer> }> {
   const size = await file.bytes.size();
@@ -300,8 +295,10 @@ function sniff(head: Uint8Array): DataFormat {
 
 /** The rows of one file. */
 function fileDataset(source: FileLocation, options: LoadDatasetOptions): Dataset {
-  const file = openFile(source, { token: options.token, headers: options.headers, fetch: options.fetch }, "dataset");
-  const name = options.name ?? file.name;
+  const opened = openFile(source, { token: options.token, headers: options.headers, fetch: options.fetch }, "dataset");
+  const name = options.name ?? opened.name;
+  // A Blob has no path: its given name (a ".gz" one included) stands for it.
+  const file: OpenedFile = typeof Blob !== "undefined" && source instanceof Blob ? { name, bytes: opened.bytes } : opened;
   const chunkSize = options.chunk_size ?? DEFAULT_CHUNK;
   if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) throw new Error(`loadDataset: chunk_size must be a positive integer, got ${chunkSize}`);
   const rawName = typeof source === "string" ? source : source instanceof URL ? source.href : ((source as File).name ?? "");
@@ -315,7 +312,7 @@ function fileDataset(source: FileLocation, options: LoadDatasetOptions): Dataset
         for await (const c of chunks(file, 64)) return sniff(c);
         return "jsonl";
       }
-      return sniff(await head(file, 64));
+      return sniff(await file.bytes.head(64));
     })());
   let parquetRows: Promise<number> | null = null;
   // Parquet files know their row count from the footer: shards are skipped over without reading them.
@@ -397,7 +394,7 @@ export async function* jsonLines(chunks: AsyncIterable<Uint8Array>, name: string
 
 /** Rows of a JSON file: an array of objects (or `field` of an object); a ".json" holding JSON Lines is read as such. */
 async function* jsonRows(file: OpenedFile, name: string, skip: number, chunkSize: number, field: string | undefined): AsyncGenerator<Row> {
-  const start = new TextDecoder().decode(await head(file, 1 << 16)).replace(/^\uFEFF/, "").trimStart();
+  const start = new TextDecoder().decode(await file.bytes.head(1 << 16)).replace(/^\uFEFF/, "").trimStart();
   if (start.startsWith("{") && field === undefined) {
     // JSON Lines under a .json name (datasets reads those too): the first line is a whole object.
     const firstLine = start.split("\n", 1)[0].replace(/\r$/, "");

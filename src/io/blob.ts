@@ -19,6 +19,10 @@ export class BlobFile implements ByteFile {
     return new Uint8Array(await this.blob.slice(s, e).arrayBuffer());
   }
 
+  async head(n: number): Promise<Uint8Array> {
+    return this.read(0, Math.min(n, await this.size()));
+  }
+
   async *stream(chunkSize: number): AsyncGenerator<Uint8Array> {
     const size = this.blob.size;
     for (let pos = 0; pos < size; pos += chunkSize) yield new Uint8Array(await this.blob.slice(pos, Math.min(size, pos + chunkSize)).arrayBuffer());

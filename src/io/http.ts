@@ -372,6 +372,34 @@ export class HttpFile implements ByteFile {
     throw this.client.error(this.url, this.file, res);
   }
 
+  async head(n: number): Promise<Uint8Array> {
+    if (this.client.useCache() || this.whole || this.known !== undefined || n === 0) return this.read(0, Math.min(n, await this.size()));
+    const res = await this.client.request(this.url, "GET", [0, n]);
+    if (res.status === 416) {
+      await res.body?.cancel();
+      return new Uint8Array(0);
+    }
+    if (!res.ok) throw this.client.error(this.url, this.file, res);
+    if (res.status === 206) this.known ??= rangeTotal(res) ?? undefined;
+    // A server that ignores Range sends the whole file (200): only its first n bytes are read.
+    const out = new Uint8Array(n);
+    let got = 0;
+    const reader = res.body?.getReader();
+    if (!reader) return new Uint8Array(await res.arrayBuffer()).subarray(0, n);
+    try {
+      while (got < n) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        const take = Math.min(value.length, n - got);
+        out.set(value.subarray(0, take), got);
+        got += take;
+      }
+    } finally {
+      await reader.cancel().catch(() => {});
+    }
+    return out.subarray(0, got);
+  }
+
   /** The file from the start, as the body arrives (one GET), or in `chunkSize` pieces of a cached or kept copy. */
   async *stream(chunkSize: number): AsyncGenerator<Uint8Array> {
     if (this.client.useCache()) {

@@ -50,6 +50,10 @@ export class LocalFile implements ByteFile {
     }
   }
 
+  async head(n: number): Promise<Uint8Array> {
+    return this.read(0, Math.min(n, await this.size()));
+  }
+
   async *stream(chunkSize: number): AsyncGenerator<Uint8Array> {
     const handle = await this.open();
     try {

@@ -15,6 +15,8 @@ export interface ByteFile {
   read(start?: number, end?: number): Promise<Uint8Array>;
   /** The bytes from the start, in chunks of about `chunkSize` bytes (a response body: as they arrive). */
   stream(chunkSize: number): AsyncIterable<Uint8Array>;
+  /** The first `n` bytes, fewer when the file is shorter (to sniff a format): over HTTP one ranged GET, nothing kept. */
+  head(n: number): Promise<Uint8Array>;
 }
 
 /** Read access to the files of one model directory (config.json, model.safetensors, tokenizer.json, …). */

@@ -183,7 +183,7 @@ export class LlamaForCausalLM implements CausalLM {
   requires_grad_(flag = true): this {
     const frozen = this.named_parameters().find(([, t]) => !isTrainable(t.dtype));
     if (flag && frozen) {
-      throw new Error(`requires_grad_: ${frozen[0]} is stored as ${frozen[1].dtype} (dtype "float16"), which is for frozen weights; load the model with dtype "float32" for full fine-tuning`);
+      throw new Error(`requires_grad_: ${frozen[0]} is stored as ${frozen[1].dtype}, a format for frozen weights; load the model with dtype "float32" for full fine-tuning`);
     }
     for (const [, t] of this.named_parameters()) t.requires_grad = flag;
     return this;
@@ -198,9 +198,9 @@ export class LlamaForCausalLM implements CausalLM {
     const cfg = this.config;
     const ids = flatBatch("input_ids", inputs.input_ids);
     const { B, T } = ids;
-    const positions = inputs.position_ids ? flatBatch("position_ids", inputs.position_ids, ids).data : null;
-    const mask = inputs.attention_mask ? flatBatch("attention_mask", inputs.attention_mask, ids).data : null;
-    const labels = inputs.labels ? flatBatch("labels", inputs.labels, ids).data : null;
+    const positions = inputs.position_ids ? flatBatch("position_ids", inputs.position_ids, { B, T, of: "input_ids" }).data : null;
+    const mask = inputs.attention_mask ? flatBatch("attention_mask", inputs.attention_mask, { B, T, of: "input_ids" }).data : null;
+    const labels = inputs.labels ? flatBatch("labels", inputs.labels, { B, T, of: "input_ids" }).data : null;
     if (cfg.sliding_window !== null && T > cfg.sliding_window) {
       throw new Error(`${cfg.architecture}: sequences of ${T} tokens exceed sliding_window ${cfg.sliding_window}, which webtune does not implement; use max_length ≤ ${cfg.sliding_window}`);
     }

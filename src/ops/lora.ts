@@ -139,7 +139,7 @@ function dims(x: Tensor, weight: Tensor, bias: Tensor | null, A: Tensor, B: Tens
   const frozen = weight.requires_grad ? untrainableReason(format, "weight") : null;
   if (frozen) throw new Error(`lora_linear: ${frozen}`);
   const unsupported = unsupportedReason(format, gpu().info);
-  if (unsupported) throw new Error(`lora_linear: weight must be f32, got ${format}: ${unsupported}`);
+  if (unsupported) throw new Error(`lora_linear: weight must be f32, got ${format}: ${unsupported}; keep the weight in f32 here`);
   if (x.ndim < 1 || weight.ndim !== 2 || A.ndim !== 2 || B.ndim !== 2 || (bias && bias.ndim !== 1)) {
     throw new Error(`lora_linear: need x [..., in], weight [out, in], bias [out], lora_A [r, in], lora_B [out, r]; got ${shapes()}`);
   }

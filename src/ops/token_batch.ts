@@ -27,6 +27,8 @@ export interface BatchShape {
   B: number;
   T: number;
   dims?: string;
+  /** The input the shape comes from, named in messages ("labels: is [1, 3] but input_ids is [2, 3]"). */
+  of?: string;
 }
 
 /**
@@ -38,6 +40,7 @@ export function flatBatch(name: string, v: TokenBatch, expect?: BatchShape): Fla
     throw new Error(`${name}${why}`);
   };
   const dims = expect?.dims ?? "B, T";
+  const want = expect && (expect.of ? `${expect.of} is [${expect.B}, ${expect.T}]` : `must be [${dims}] = [${expect.B}, ${expect.T}]`);
   let data: Int32Array;
   let B: number;
   let T: number;
@@ -58,12 +61,10 @@ export function flatBatch(name: string, v: TokenBatch, expect?: BatchShape): Fla
     if (typeof rows[0] !== "object") fail(": must be a batch [B, T]: an array of rows (number[][]), {data, shape}, or an i32 Tensor");
     B = rows.length;
     T = rows[0]!.length;
-    if (expect && (B !== expect.B || rows.some((r) => r.length !== expect.T))) {
-      fail(` must be [${dims}] = [${expect.B}, ${expect.T}], got ${B} rows of [${rows.map((r) => r.length).join(", ")}]`);
-    }
     rows.forEach((r, b) => {
       if (r.length !== T) fail(`: row ${b} has ${r.length} tokens but row 0 has ${T}: pad the rows to one length (and give an attention_mask)`);
     });
+    if (expect && (B !== expect.B || T !== expect.T)) fail(`: is [${B}, ${T}] but ${want}`);
     data = new Int32Array(B * T);
     rows.forEach((r, b) => data.set(ints(name, r, T, b), b * T));
   } else {
@@ -75,7 +76,7 @@ export function flatBatch(name: string, v: TokenBatch, expect?: BatchShape): Fla
     data = ints(name, flat, T);
   }
   if (B === 0 || T === 0) fail(": is empty");
-  if (expect && (B !== expect.B || T !== expect.T)) fail(`: is [${B}, ${T}] but must be [${dims}] = [${expect.B}, ${expect.T}]`);
+  if (expect && (B !== expect.B || T !== expect.T)) fail(`: is [${B}, ${T}] but ${want}`);
   return { data, B, T };
 }
 

@@ -1,7 +1,7 @@
 // `trl sft` configs: a flat mapping split into SFTConfig, model, dataset and LoRA parts (a command line, or
 // a config file), and the YAML/JSON files `trl sft --config` takes, read from a path, a URL, a File or text.
 import { parse as parseYaml, YAMLParseError } from "yaml";
-import { fs } from "../io/fs.ts";
+import { isFileLocation, openFile } from "../io/open.ts";
 import type { LoraConfig } from "../models/peft.ts";
 import {
   DATASET_CHECKS, DATASET_DEFAULTS, MODEL_CHECKS, MODEL_DEFAULTS, MODEL_IGNORED, MODEL_INACTIVE, PEFT_CHECKS, PEFT_DEFAULTS,
@@ -121,21 +121,15 @@ export async function readSFTConfigFile(source: ConfigSource, options: Pick<Load
   let text: string;
   let name: string;
   if (typeof source === "string" && looksLikeText(source)) [text, name] = [source, "<config text>"];
-  else if (typeof source === "string") {
-    name = source;
+  else if (isFileLocation(source)) {
+    // A path, a URL or a Blob, read through src/io (its errors name the file and say what to check).
+    const file = openFile(source, {}, "config");
+    name = typeof source === "string" ? source : source instanceof URL ? source.href : ((source as File).name || "<config blob>");
     try {
-      text = await (await fs()).readFile(source, "utf8");
+      text = new TextDecoder().decode(await file.bytes.read());
     } catch (e) {
-      throw new Error(`loadSFTConfig: cannot read ${source}: ${(e as Error).message}`);
+      throw new Error(`loadSFTConfig: cannot read ${name}: ${(e as Error).message}`, { cause: e });
     }
-  } else if (source instanceof URL) {
-    name = source.href;
-    const res = await fetch(source);
-    if (!res.ok) throw new Error(`loadSFTConfig: ${name}: HTTP ${res.status} ${res.statusText}`);
-    text = await res.text();
-  } else if (typeof Blob !== "undefined" && source instanceof Blob) {
-    name = (source as File).name ?? "<config blob>";
-    text = await source.text();
   } else {
     const s = source as { text: string; name?: string };
     [text, name] = [s.text, s.name ?? "<config text>"];

@@ -155,6 +155,9 @@ describe("JSON Lines", () => {
     const rows = bigRows(50);
     const path = write("rows.jsonl.gz", gzipSync(rows.map((r) => JSON.stringify(r)).join("\n")));
     assert.deepEqual(await loadDataset(path, { chunk_size: 100 }).toArray(), rows);
+    // A Blob has no path: the name it is given says it is gzipped.
+    const blob = new Blob([gzipSync(rows.map((r) => JSON.stringify(r)).join("\n"))]);
+    assert.deepEqual(await loadDataset(blob, { name: "rows.jsonl.gz", chunk_size: 100 }).toArray(), rows);
   });
 
   test("the format is sniffed when the name has no extension", async () => {
@@ -293,6 +296,14 @@ describe("URLs", () => {
     await rejects(loadDataset(`${base}/bad.jsonl`).toArray(), new RegExp(`${base.replace(/[.]/g, "\\.")}/bad\\.jsonl:2: not valid JSON`));
     assert.deepEqual(await loadDataset(new URL(`${base}/rows.json`)).toArray(), [{ a: 1 }, { a: 2 }]);
     await rejects(loadDataset(`${base}/missing.jsonl`).toArray(), /HTTP 404/, /missing\.jsonl/, /no such file: check the URL/);
+  });
+
+  test("a .json file over HTTP is sniffed from one ranged read of its head, with no size probe and nothing kept", async () => {
+    files["/lines.json"] = files["/data.jsonl"]!;
+    requests.length = 0;
+    assert.deepEqual(await loadDataset(`${base}/lines.json`).toArray(), bigRows(300));
+    // The head (64 KiB, one ranged GET), then the whole body streamed (one plain GET).
+    assert.deepEqual(requests.map((r) => r.range ?? null), ["bytes=0-65535", null]);
   });
 
   test("Parquet over HTTP with ranged reads (a Hub refs/convert/parquet-style path), and from a server without ranges", async () => {

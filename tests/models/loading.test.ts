@@ -268,6 +268,17 @@ describe("bad model files give errors that name the problem", () => {
     }
   });
 
+  test("forward's inputs: ragged rows, and a labels or attention_mask batch of another shape than input_ids, are errors saying so", async () => {
+    const model = await AutoModelForCausalLM.from_pretrained(await base("inputs"));
+    try {
+      assert.throws(() => model.forward({ input_ids: [[1, 2, 3], [4, 5]] }), /input_ids: row 1 has 2 tokens but row 0 has 3: pad the rows to one length/);
+      assert.throws(() => model.forward({ input_ids: [[1, 2, 3], [4, 5, 6]], labels: [[1, 2, 3]] }), /labels: is \[1, 3\] but input_ids is \[2, 3\]/);
+      assert.throws(() => model.forward({ input_ids: [[1, 2, 3]], attention_mask: [[1, 1]] }), /attention_mask: is \[1, 2\] but input_ids is \[1, 3\]/);
+    } finally {
+      model.dispose();
+    }
+  });
+
   test("a truncated model.safetensors", async () => {
     const dir = await base("truncated");
     const size = (await readFile(join(dir, "model.safetensors"))).length;

@@ -86,7 +86,7 @@ test("a browser bundle of src/data/tiny.ts imports none of Node's modules", asyn
   assert.ok(js.includes("tinyModelSource"));
   assert.doesNotMatch(js, /dawn\.node|node_modules\/webgpu/);
   assert.doesNotMatch(js, /\bfrom\s*["']node:|\bimport\s*\(\s*["']node:|\brequire\s*\(\s*["']node:/, "a static node: import");
-  // The only node: strings allowed are the variable specifiers of files.ts (`const spec = "node:fs/promises"`),
+  // The only node: strings allowed are the variable specifier of src/io/fs.ts (`const spec = "node:fs/promises"`),
   // when the bundler keeps them at all.
   for (const m of js.matchAll(/["'`](node:[\w/]+)["'`]/g)) assert.equal(m[1], "node:fs/promises");
   for (const m of js.matchAll(/(.{0,20})["'`]node:[\w/]+["'`]/g)) assert.match(m[1]!, /=\s*$/, `node: string not assigned to a variable: ${m[0]}`);
