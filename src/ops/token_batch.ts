@@ -61,10 +61,13 @@ export function flatBatch(name: string, v: TokenBatch, expect?: BatchShape): Fla
     if (typeof rows[0] !== "object") fail(": must be a batch [B, T]: an array of rows (number[][]), {data, shape}, or an i32 Tensor");
     B = rows.length;
     T = rows[0]!.length;
+    // Against a named input (input_ids) the ragged rows are the first thing to say; else the expected shape.
+    if (expect && !expect.of && (B !== expect.B || rows.some((r) => r.length !== expect.T))) {
+      fail(` must be [${dims}] = [${expect.B}, ${expect.T}], got ${B} rows of [${rows.map((r) => r.length).join(", ")}]`);
+    }
     rows.forEach((r, b) => {
       if (r.length !== T) fail(`: row ${b} has ${r.length} tokens but row 0 has ${T}: pad the rows to one length (and give an attention_mask)`);
     });
-    if (expect && (B !== expect.B || T !== expect.T)) fail(`: is [${B}, ${T}] but ${want}`);
     data = new Int32Array(B * T);
     rows.forEach((r, b) => data.set(ints(name, r, T, b), b * T));
   } else {
