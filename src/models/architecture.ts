@@ -87,6 +87,29 @@ export interface Architecture {
   readonly keys: (read: ConfigReader) => ArchitectureKeys;
   /** The modules of one decoder layer in transformers' state-dict order, sized for `cfg`. */
   readonly layer: (cfg: LlamaFamilyConfig) => readonly ModuleSpec[];
+  /** How stored weights become the ones the model computes with, and back; absent: as stored. */
+  readonly transforms?: WeightTransforms;
+}
+
+/**
+ * A pair of inverse maps over a weight's f32 values: `load` from the file's tensor (transformers' state dict)
+ * to what the model holds, `save` back, so that saved files and checkpoints hold transformers' tensors.
+ * (Gemma's norms are stored as w and compute with 1 + w.) LoRA adapts linears as stored: a description keeps
+ * its linear weights as they are.
+ */
+export interface WeightTransforms {
+  load(w: WeightSpec, data: Float32Array): Float32Array;
+  save(w: WeightSpec, data: Float32Array): Float32Array;
+}
+
+/** A stored tensor's values as the model holds them. */
+export function fromStored(arch: Architecture, w: WeightSpec, data: Float32Array): Float32Array {
+  return arch.transforms ? arch.transforms.load(w, data) : data;
+}
+
+/** A held weight's values as files store them. */
+export function toStored(arch: Architecture, w: WeightSpec, data: Float32Array): Float32Array {
+  return arch.transforms ? arch.transforms.save(w, data) : data;
 }
 
 /** One weight of the state dict. */

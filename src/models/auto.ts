@@ -5,7 +5,7 @@ import { missingFeature } from "../tensor/format.ts";
 import { sync } from "../tensor/memory.ts";
 import { keep } from "../tensor/scope.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import { EMBED_TOKENS, ignoredOnLoad, LM_HEAD, weightsOf, type LlamaFamilyConfig, type WeightSpec } from "./architecture.ts";
+import { EMBED_TOKENS, fromStored, ignoredOnLoad, LM_HEAD, weightsOf, type LlamaFamilyConfig, type WeightSpec } from "./architecture.ts";
 import { architectureOf, parseConfig } from "./config.ts";
 import type { SourceOptions } from "../io/http.ts";
 import { openSource, type ModelLocation } from "../io/open.ts";
@@ -49,7 +49,8 @@ export async function loadCausalLM(
   if (!cfg.tie_word_embeddings && !weights.has(LM_HEAD) && weights.has(EMBED_TOKENS)) {
     throw new Error(`${source.name}: config.json has tie_word_embeddings false but the weights have no ${LM_HEAD}`);
   }
-  const expected = weightsOf(architectureOf(cfg), cfg);
+  const arch = architectureOf(cfg);
+  const expected = weightsOf(arch, cfg);
   const limit = bindingLimit(options.max_tensor_bytes);
   checkFits(cfg, expected, source.name, limit);
   const missing = expected.filter((w) => !weights.has(w.name)).map((w) => w.name);
@@ -76,7 +77,7 @@ export async function loadCausalLM(
       if (info.shape.join() !== shape.join()) {
         throw new Error(`${info.file} in ${source.name}: tensor "${name}" is [${info.shape.join(", ")}] but config.json implies [${shape.join(", ")}]`);
       }
-      const data = await weights.readF32(name);
+      const data = fromStored(arch, w, await weights.readF32(name));
       if (isVocabSized(w) && 4 * data.length > limit) {
         // Larger than one binding: row blocks, each its own buffer (embedding and cross-entropy take them).
         const [, C] = shape as [number, number];

@@ -8,10 +8,21 @@ import { Qwen3 } from "./architectures/qwen3.ts";
 import type { RopeScaling } from "../ops/rope.ts";
 
 /** Every architecture webtune runs: adding one means writing its description and listing it here. */
-const ARCHITECTURES: readonly Architecture[] = [Llama, Mistral, Qwen2, Qwen3];
+const ARCHITECTURES: Architecture[] = [Llama, Mistral, Qwen2, Qwen3];
 
 /** The architectures webtune runs, by their `architectures` name in config.json. */
 export const SUPPORTED_ARCHITECTURES: readonly string[] = ARCHITECTURES.map((a) => a.name);
+
+/**
+ * Adds the description of an architecture of one's own (often a delta of a built-in one:
+ * `{ ...Llama, name: "MyForCausalLM", … }`), as transformers' AutoModelForCausalLM.register does; from_pretrained
+ * then loads checkpoints whose config.json names it.
+ */
+export function registerArchitecture(arch: Architecture): void {
+  if (ARCHITECTURES.some((a) => a.name === arch.name)) throw new Error(`registerArchitecture: "${arch.name}" already has a description`);
+  ARCHITECTURES.push(arch);
+  (SUPPORTED_ARCHITECTURES as string[]).push(arch.name);
+}
 
 /** The description of a parsed config's architecture. */
 export function architectureOf(cfg: Pick<LlamaFamilyConfig, "architecture">): Architecture {

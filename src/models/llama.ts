@@ -18,7 +18,10 @@ import { flatBatch, type TokenBatch } from "../ops/token_batch.ts";
 import { is_grad_enabled } from "../tensor/autograd.ts";
 import { isTrainable } from "../tensor/format.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import { EMBED_TOKENS, FINAL_NORM, layerPrefix, LM_HEAD, type Activation, type LlamaFamilyConfig, type ModuleSpec, type Norm } from "./architecture.ts";
+import {
+  EMBED_TOKENS, FINAL_NORM, layerPrefix, LM_HEAD, toStored, weightsOf,
+  type Activation, type Architecture, type LlamaFamilyConfig, type ModuleSpec, type Norm,
+} from "./architecture.ts";
 import type { CausalLM, CausalLMOutput, ForwardInputs, KVCacheLayer } from "./causal_lm.ts";
 import { architectureOf } from "./config.ts";
 import { writeDirectory } from "../io/local.ts";
@@ -84,6 +87,7 @@ export class LlamaForCausalLM implements CausalLM {
   step = 0;
   /** The modules of each decoder layer, from the architecture's description. */
   private readonly modules: readonly ModuleSpec[];
+  private readonly arch: Architecture;
   private readonly normOp: (x: Tensor, w: Tensor, eps: number) => Tensor;
   private readonly gatedOp: (gate: Tensor, up: Tensor) => Tensor;
 
@@ -91,6 +95,7 @@ export class LlamaForCausalLM implements CausalLM {
   constructor(config: LlamaFamilyConfig, params: Map<string, Tensor>, vocab: { embed_tokens: VocabWeight; lm_head?: VocabWeight }) {
     this.config = config;
     const arch = architectureOf(config);
+    this.arch = arch;
     this.modules = arch.layer(config);
     this.normOp = NORMS[arch.norm];
     this.gatedOp = GATED[config.hidden_act];
@@ -297,11 +302,14 @@ export class LlamaForCausalLM implements CausalLM {
   }
 
   /**
-   * The weights under transformers' names as f32 host arrays (row blocks joined back into one tensor; a
-   * tied head appears once), read back from the GPU one tensor at a time.
+   * The weights under transformers' names as f32 host arrays, as files store them (after the description's
+   * save transform; row blocks joined back into one tensor; a tied head appears once), read back from the GPU
+   * one tensor at a time.
    */
   async state_dict(): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
     const out = new Map<string, { shape: number[]; data: Float32Array }>();
+    const specs = new Map(weightsOf(this.arch, this.config).map((w) => [w.name, w]));
+    const put = (name: string, shape: number[], data: Float32Array) => out.set(name, { shape, data: toStored(this.arch, specs.get(name)!, data) });
     const vocab = new Map<string, readonly Tensor[]>([[EMBED_TOKENS, blocksOf(this.embed_tokens)]]);
     if (this.lm_head !== this.embed_tokens) vocab.set(LM_HEAD, blocksOf(this.lm_head));
     for (const [name, t] of this.named_parameters()) {
@@ -317,9 +325,9 @@ export class LlamaForCausalLM implements CausalLM {
           data.set((await b.toArray()) as Float32Array, at);
           at += b.size;
         }
-        out.set(base, { shape: [rows, C], data });
+        put(base, [rows, C], data);
       } else {
-        out.set(name, { shape: [...t.shape], data: (await t.toArray()) as Float32Array });
+        put(name, [...t.shape], (await t.toArray()) as Float32Array);
       }
     }
     return out;

@@ -10,7 +10,9 @@ import type { DatasetSource } from "../data/sources.ts";
 import { AutoTokenizer, type PreTrainedTokenizer } from "../data/tokenizer.ts";
 import { AutoModelForCausalLM } from "../models/auto.ts";
 import type { ModelSource } from "../io/source.ts";
+import { fromStored, weightsOf } from "../models/architecture.ts";
 import type { CausalLM } from "../models/causal_lm.ts";
+import { architectureOf } from "../models/config.ts";
 import { get_peft_model, PeftModel, type LoraConfig } from "../models/peft.ts";
 import { splitmix32 } from "../models/sampling.ts";
 import { SafetensorsFile, writeSafetensors, type SafetensorsEntry } from "../models/safetensors.ts";
@@ -678,11 +680,16 @@ export class SFTTrainer {
     const src = this.storage.source(id);
     // Trainable weights: the adapter's A/B, or every weight of a full fine-tune.
     const weights = await SafetensorsFile.open(src, this.peft ? "adapter_model.safetensors" : "model.safetensors");
+    // A full fine-tune's checkpoint holds the model's state_dict(): transformers' tensors, which the description
+    // turns into what the model holds (adapters are stored as they are).
+    const arch = architectureOf(this.model.config);
+    const specs = new Map(weightsOf(arch, this.model.config).map((w) => [w.name, w]));
     for (const [name, t] of this.named_trainable()) {
       const stored = name.replace(/:\d+$/, "");
       if (!weights.has(stored)) throw new Error(`checkpoint ${id} in ${this.storage.name} has no weight "${stored}"`);
       if (stored !== name) throw new Error(`resume_from_checkpoint: ${name} is stored as row blocks, which full fine-tuning checkpoints do not support`);
-      const data = await weights.readF32(stored);
+      const read = await weights.readF32(stored);
+      const data = this.peft ? read : fromStored(arch, specs.get(stored)!, read);
       if (data.length !== t.size) throw new Error(`checkpoint ${id}: "${stored}" has ${data.length} values, the model ${t.size}`);
       gpu().batch.upload(t.buffer, 0, data);
     }

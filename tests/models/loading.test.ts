@@ -7,7 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
-  AutoModelForCausalLM, AutoTokenizer, get_peft_model, openSource, PeftModel, SafetensorsFile, tidy, writeSafetensors, type LlamaForCausalLM,
+  AutoModelForCausalLM, AutoTokenizer, get_peft_model, Llama, openSource, PeftModel, registerArchitecture, SafetensorsFile, tidy, writeSafetensors,
+  type LlamaForCausalLM, type WeightSpec,
 } from "../../src/index.ts";
 import { makeAdapter, makeModel } from "../../tools/make-model.ts";
 import { fixtures, type FixtureTensor } from "../fixtures.ts";
@@ -275,6 +276,34 @@ describe("bad model files give errors that name the problem", () => {
       assert.throws(() => model.forward({ input_ids: [[1, 2, 3], [4, 5, 6]], labels: [[1, 2, 3]] }), /labels: is \[1, 3\] but input_ids is \[2, 3\]/);
       assert.throws(() => model.forward({ input_ids: [[1, 2, 3]], attention_mask: [[1, 1]] }), /attention_mask: is \[1, 2\] but input_ids is \[1, 3\]/);
     } finally {
+      model.dispose();
+    }
+  });
+
+  test("a registered description with load/save transforms: the model computes with the loaded form, saves transformers' tensors back", async () => {
+    // "OffsetNorm" = Llama whose norm weights are stored as w - 1 (Gemma keeps w and computes with 1 + w).
+    const offset = (d: number) => (w: WeightSpec, data: Float32Array) => (w.role === "norm" ? data.map((v) => v + d) : data);
+    registerArchitecture({ ...Llama, name: "TestOffsetNormForCausalLM", transforms: { load: offset(1), save: offset(-1) } });
+    assert.throws(() => registerArchitecture({ ...Llama, name: "TestOffsetNormForCausalLM" }), /already has a description/);
+    const dir = await base("offset-norm");
+    const file = await SafetensorsFile.open(await openSource(dir), "model.safetensors");
+    const llama = await AutoModelForCausalLM.from_pretrained(dir);
+    const stored: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
+    for (const name of file.names) {
+      const data = await file.readF32(name);
+      stored[name] = { dtype: "F32", shape: [...file.info(name).shape], data: /norm\.weight$/.test(name) ? data.map((v) => v - 1) : data };
+    }
+    await writeFile(join(dir, "model.safetensors"), writeSafetensors(stored, { format: "pt" }));
+    await config(dir, (c) => (c.architectures = ["TestOffsetNormForCausalLM"]));
+    const model = await AutoModelForCausalLM.from_pretrained(dir);
+    try {
+      const ids = [[5, 17, 42, 99, 123, 7, 250]];
+      const [a, b] = await Promise.all([llama, model].map((m) => tidy(() => m.forward({ input_ids: ids }).logits!).toArray()));
+      assert.deepEqual(b, a, "the same model once the norms are loaded as w");
+      const saved = await model.state_dict();
+      for (const [name, t] of Object.entries(stored)) assert.deepEqual(saved.get(name)!.data, t.data, `${name} saved as stored`);
+    } finally {
+      llama.dispose();
       model.dispose();
     }
   });
