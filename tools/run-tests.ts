@@ -57,8 +57,19 @@ function tally(r: { code: number; out: string }, pass: RegExp, fail: RegExp): [n
 const nodeRun = await run(process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", ...testFiles(join(root, "tests"))]);
 const [nodePass, nodeFail] = tally(nodeRun, /^ℹ pass (\d+)$/m, /^ℹ fail (\d+)$/m);
 
-const denoRun = await run(join(root, "node_modules/.bin/deno"), ["test", "-A", "--no-check", ...DENO_SMOKE]);
-const [denoPass, denoFail] = tally(denoRun, /(\d+) passed (?:\(\d+ steps?\) )?\| \d+ failed/, /\d+ passed (?:\(\d+ steps?\) )?\| (\d+) failed/);
+const DENO_PASS = /(\d+) passed (?:\(\d+ steps?\) )?\| \d+ failed/;
+const DENO_FAIL = /\d+ passed (?:\(\d+ steps?\) )?\| (\d+) failed/;
+const denoTest = () => run(join(root, "node_modules/.bin/deno"), ["test", "-A", "--no-check", ...DENO_SMOKE]);
+let denoRun = await denoTest();
+// Deno's WebGPU (wgpu on llvmpipe) now and then aborts in glibc's allocator while the process exits, after every
+// test has run and the summary says 0 failed. That crash is not a test's: say so, and run the set once more,
+// whose result is the one counted.
+const summary = /^ok \| \d+ passed (?:\(\d+ steps?\) )?\| 0 failed/m.exec(denoRun.out);
+if (denoRun.code !== 0 && summary && /corrupted|double free|free\(\)|malloc/.test(denoRun.out.slice(summary.index))) {
+  console.log(`\nDeno aborted while exiting after all its tests passed (exit ${denoRun.code}); running the Deno set again`);
+  denoRun = await denoTest();
+}
+const [denoPass, denoFail] = tally(denoRun, DENO_PASS, DENO_FAIL);
 
 console.log(`\nNode + Dawn: ${nodePass} passed, ${nodeFail} failed; Deno: ${denoPass} passed, ${denoFail} failed`);
 console.log(`webtune: ${nodePass + denoPass} passed, ${nodeFail + denoFail} failed`);
