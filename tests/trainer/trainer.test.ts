@@ -361,6 +361,26 @@ test("fractional save_steps and logging_steps are shares of the total steps, as 
   assert.deepEqual(r.logs.map((l) => l.step), [2, 4, 5]);
   assert.equal(r.trainer.state.save_steps, 3);
   assert.equal(r.trainer.state.logging_steps, 2);
+
+  // webtune 0.1 kept the fractions themselves in trainer_state.json: resuming such a checkpoint turns them into
+  // steps too (else step % 0.5 would save at every step).
+  await rm(join(dir, "checkpoint-5"), { recursive: true });
+  const statePath = join(dir, "checkpoint-3", "trainer_state.json");
+  const state = JSON.parse(await readFile(statePath, "utf8")) as Record<string, unknown>;
+  const text = JSON.stringify({ ...state, save_steps: 0.5, logging_steps: 0.25 });
+  await writeFile(statePath, text);
+  const manifest = join(dir, "checkpoint-3", "webtune_checkpoint.json");
+  const m = JSON.parse(await readFile(manifest, "utf8")) as { files: Record<string, number> };
+  m.files["trainer_state.json"] = new TextEncoder().encode(text).length;
+  await writeFile(manifest, JSON.stringify(m));
+  const again = await train({
+    args: args({ output_dir: dir, per_device_train_batch_size: 2, max_steps: 5, save_strategy: "steps", save_steps: 0.5, logging_steps: 0.25 }),
+    rows: FACTS.slice(0, 4),
+    resume: true,
+  });
+  again.model.dispose();
+  assert.equal(again.trainer.state.save_steps, 3);
+  assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith("checkpoint-")).sort(), ["checkpoint-3", "checkpoint-5"]);
 });
 
 /** Runs to a NaN/Inf stop; checks the stop, the log, and that the last checkpoint is byte for byte as saved. */
