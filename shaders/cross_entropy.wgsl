@@ -1,17 +1,20 @@
 // Fused cross-entropy over a chunk of LM-head logits x (rows, V), in place: per row r with label y
-// (label -100: ignored — zero loss, zero gradient, not counted):
-//   lse     = m + log s,            m = max_j x[r, j],  s = sum_j exp(x[r, j] - m)
-//   loss    = lse - x[r, y]                              (nll; -log p_y)
-//   loss    = p_y * (lse - x[r, y])                      (DFT: -p_y log p_y with p_y = exp(x[r, y] - lse) a constant)
-//   entropy = -sum_j p_j log p_j = log s - t / s,        t = sum_j exp(x[r, j] - m) (x[r, j] - m)
-//   correct = argmax_j x[r, j] == y                      (the first index on ties, like torch.argmax)
+// (label -100: ignored — zero loss, zero gradient, not counted), on z = the logits, or with SOFTCAP on the
+// capped logits z = c tanh(x / c) (Gemma's final_logit_softcapping, c = p.cap):
+//   lse     = m + log s,            m = max_j z[r, j],  s = sum_j exp(z[r, j] - m)
+//   loss    = lse - z[r, y]                              (nll; -log p_y)
+//   loss    = p_y * (lse - z[r, y])                      (DFT: -p_y log p_y with p_y = exp(z[r, y] - lse) a constant)
+//   entropy = -sum_j p_j log p_j = log s - t / s,        t = sum_j exp(z[r, j] - m) (z[r, j] - m)
+//   correct = argmax_j z[r, j] == y                      (the first index on ties, like torch.argmax)
 //   x[r, j] <- w (p_j - [j == y]),  w = scale (nll) or scale * p_y (DFT)   when GRAD; scale = 1/normaliser
+//              times dz/dx = 1 - tanh^2(x / c) = 4 e / (1 + e)^2, e = exp(-2 |x| / c), with SOFTCAP
 // m, s, t and the argmax come from one sweep over the row with the online rule: when the running max
 // grows from m to m', s <- s e^(m - m') and t <- e^(m - m') (t + s (m - m')); two partials combine the
 // same way. t holds shifted logits, so the entropy has no cancellation at large logit magnitudes.
 // Logits are taken to be finite (WGSL may assume no infinities; an LM head's are).
-// A second sweep writes the gradient over the logits. The per-row results go to tok (3, N) at the
-// chunk's global rows row0 + r; `totals` then sums them in a fixed order.
+// A second sweep writes the gradient over the logits (each thread over its own columns, which it read raw
+// in the first: the capped values are recomputed, never stored). The per-row results go to tok (3, N) at
+// the chunk's global rows row0 + r; `totals` then sums them in a fixed order.
 //
 //   rows:        one workgroup of WG threads per row (row = wid.x + wid.y * nwg.x)
 //   scale_by:    x[i] *= g[0]                           (rows * V elements: the backward's upstream scalar
@@ -21,8 +24,9 @@
 const WG: u32 = 256u;   // a power of two
 const GRAD: bool = true;
 const DFT: bool = false;
+const SOFTCAP: bool = false;
 
-struct Params { rows: u32, V: u32, N: u32, row0: u32, scale: f32 }
+struct Params { rows: u32, V: u32, N: u32, row0: u32, scale: f32, cap: f32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;     // (rows, V) logits in, dlogits out
@@ -38,6 +42,25 @@ const IGNORE: i32 = -100;
 const LOWEST: f32 = -3.4028234663852886e38;
 // The argmax of a thread that has seen nothing.
 const NONE: u32 = 0xffffffffu;
+
+// c tanh(v / c) by e = exp(-2 |v| / c) in (0, 1] (no overflow), and its derivative 1 - tanh^2 = 4e / (1 + e)^2.
+fn capped(v: f32) -> f32 {
+  let e = exp(-2.0 * abs(v) / p.cap);
+  let t = p.cap * (1.0 - e) / (1.0 + e);
+  return select(-t, t, v >= 0.0);
+}
+
+fn dcapped(v: f32) -> f32 {
+  let e = exp(-2.0 * abs(v) / p.cap);
+  let d = 1.0 + e;
+  return 4.0 * e / (d * d);
+}
+
+// The logit the loss sees: x[k], capped with SOFTCAP.
+fn logit(k: u32) -> f32 {
+  if (SOFTCAP) { return capped(x[k]); }
+  return x[k];
+}
 
 var<workgroup> red_m: array<f32, WG>;
 var<workgroup> red_s: array<f32, WG>;
@@ -70,7 +93,7 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var t = 0.0;
   var i = NONE;
   for (var j = lid; j < p.V; j += WG) {
-    let v = x[base + j];
+    let v = logit(base + j);
     if (v > m || i == NONE) {
       let a = exp(m - v);
       t = a * (t + s * (m - v));
@@ -84,7 +107,7 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
   }
   // Read before the barriers below: the gradient sweep overwrites the row in place.
-  let xy = x[base + y];
+  let xy = logit(base + y);
   red_m[lid] = m;
   red_s[lid] = s;
   red_t[lid] = t;
@@ -122,8 +145,14 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (GRAD) {
     let w = select(p.scale, p.scale * py, DFT);
     for (var j = lid; j < p.V; j += WG) {
-      let pj = exp(x[base + j] - mx) * inv;
-      x[base + j] = w * (pj - select(0.0, 1.0, j == y));
+      if (SOFTCAP) {
+        let raw = x[base + j];
+        let pj = exp(capped(raw) - mx) * inv;
+        x[base + j] = w * (pj - select(0.0, 1.0, j == y)) * dcapped(raw);
+      } else {
+        let pj = exp(x[base + j] - mx) * inv;
+        x[base + j] = w * (pj - select(0.0, 1.0, j == y));
+      }
     }
   }
 }

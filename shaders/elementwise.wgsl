@@ -2,10 +2,12 @@
 // Broadcasting over leading dims: an operand of na (nb) elements repeats every na (nb) elements of the output,
 // so its index is i % na (i % nb).
 //   binary:          out = a OP b                 OP: 0 add, 1 sub, 2 mul, 3 div
-//   unary:           out = f(a)                   OP: 0 neg, 1 exp, 2 log, 3 silu, 4 gelu, 5 scale (alpha*a)
+//   unary:           out = f(a)                   OP: 0 neg, 1 exp, 2 log, 3 silu, 4 gelu, 5 scale (alpha*a),
+//                                                     6 softcap (alpha * tanh(a / alpha), alpha = the cap)
 //   unary_backward:  da = dy * f'(a)              log: 1/a,
 //                                                 silu: s(1 + a(1 - s)) with s = sigmoid(a),
-//                                                 gelu: Phi(a) + a phi(a) (exact, erf-based GELU)
+//                                                 gelu: Phi(a) + a phi(a) (exact, erf-based GELU),
+//                                                 softcap: 1 - tanh^2(a / alpha) = 4e / (1 + e)^2, e = exp(-2|a / alpha|)
 //   sum_leading:     out[j] = sum_r a[r*n + j]    (gradient of an operand broadcast over leading dims)
 const OP: u32 = 0u;
 const WG: u32 = 256u;
@@ -38,6 +40,13 @@ fn erf_approx(x: f32) -> f32 {
   return select(-r, r, x >= 0.0);
 }
 
+// tanh from e^(-2|u|) in (0, 1]: no overflow (a builtin tanh may be (e^2u - 1) / (e^2u + 1), NaN past u = 44).
+fn tanh_stable(u: f32) -> f32 {
+  let e = exp(-2.0 * abs(u));
+  let t = (1.0 - e) / (1.0 + e);
+  return select(-t, t, u >= 0.0);
+}
+
 @compute @workgroup_size(WG)
 fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
@@ -68,6 +77,7 @@ fn unary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     case 2u: { r = log(x); }
     case 3u: { r = x * sigmoid(x); }
     case 4u: { r = 0.5 * x * (1.0 + erf_approx(x * SQRT1_2)); }
+    case 6u: { r = p.alpha * tanh_stable(x / p.alpha); }
     default: { r = p.alpha * x; }
   }
   out[i] = r;
@@ -86,6 +96,12 @@ fn unary_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
       let x = a[i];
       let s = sigmoid(x);
       r = g * s * (1.0 + x * (1.0 - s));
+    }
+    case 6u: {
+      // 1 - tanh^2 u = 4e / (1 + e)^2 with e = exp(-2|u|): no cancellation where tanh saturates.
+      let e = exp(-2.0 * abs(a[i] / p.alpha));
+      let d = 1.0 + e;
+      r = g * 4.0 * e / (d * d);
     }
     default: {
       let x = a[i];

@@ -1,16 +1,21 @@
-// Rotary position embedding, Hugging Face convention (rotate_half: the pairs are (i, i + D/2)).
-// x, y: (T, H, D) with T tokens (batch folded in), H heads, D = 2 * half; position_ids: (T) i32;
-// cos_table, sin_table: (P, half), cos/sin of position * inv_freq[i] (built on the CPU in float64).
+// Rotary position embedding, Hugging Face convention (rotate_half: the pairs are (i, i + half)), on the
+// first 2 * half dims of each head (partial rotary, Phi-3's rotary_ndims); dims 2 * half .. D pass through.
+// x, y: (T, H, D) with T tokens (batch folded in), H heads, D >= 2 * half; position_ids: (T) i32;
+// cos_table, sin_table: (P, half), cos/sin of position * inv_freq[i] (built on the CPU in float64, times
+// longrope's attention factor where there is one).
 //   forward:   y[i]        = x[i] cos - x[i + half] sin
 //              y[i + half] = x[i + half] cos + x[i] sin
-//   backward:  the rotation by -angle (the transpose):
+//              y[j]        = x[j]                          (2 * half <= j < D)
+//   backward:  the rotation by -angle (the transpose), identity on the passed dims:
 //              dx[i]        = dy[i] cos + dy[i + half] sin
 //              dx[i + half] = dy[i + half] cos - dy[i] sin
-// One thread per (t, h, i), i < half. Positions outside [0, P) are clamped into the table (the op checks
-// CPU position ids before launch; a GPU tensor of ids must stay below the table's P).
+//              dx[j]        = dy[j]
+// One thread per (t, h, lane), lane < L = D - half: lanes below half are a pair, the others copy one
+// passed dim (none when the rotary dims are the whole head). Positions outside [0, P) are clamped into the
+// table (the op checks CPU position ids before launch; a GPU tensor of ids must stay below the table's P).
 const WG: u32 = 256u;
 
-struct Params { T: u32, H: u32, half: u32, P: u32 }
+struct Params { T: u32, H: u32, half: u32, P: u32, D: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> position_ids: array<i32>; // (T)
@@ -24,25 +29,32 @@ struct Params { T: u32, H: u32, half: u32, P: u32 }
 // `at` of a thread past the end.
 const NONE: u32 = 0xffffffffu;
 
-// One rotation: the index of its first element (the second is + half) and cos, sin of its angle.
-struct Pair { at: u32, c: f32, s: f32 }
+// One thread's work: a rotation (rot: the index of its first element, the second is + half, and cos, sin of
+// its angle) or a copy of the element at `at`.
+struct Lane { at: u32, rot: bool, c: f32, s: f32 }
 
-// The pair of thread g = (t * H + h) * half + i, or at = NONE past the end.
-fn pair_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Pair {
+// The lane of thread g = (t * H + h) * L + lane, or at = NONE past the end.
+fn lane_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Lane {
+  let L = p.D - p.half;
   let g = (wid.x + wid.y * nwg.x) * WG + lid;
-  if (g >= p.T * p.H * p.half) { return Pair(NONE, 0.0, 0.0); }
-  let i = g % p.half;
-  let th = g / p.half;
+  if (g >= p.T * p.H * L) { return Lane(NONE, false, 0.0, 0.0); }
+  let i = g % L;
+  let th = g / L;
+  if (i >= p.half) { return Lane(th * p.D + p.half + i, false, 0.0, 0.0); }
   let pos = u32(clamp(position_ids[th / p.H], 0, i32(p.P) - 1));
   let k = pos * p.half + i;
-  return Pair(th * 2u * p.half + i, cos_table[k], sin_table[k]);
+  return Lane(th * p.D + i, true, cos_table[k], sin_table[k]);
 }
 
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-  let r = pair_of(wid, nwg, lid);
+  let r = lane_of(wid, nwg, lid);
   if (r.at == NONE) { return; }
+  if (!r.rot) {
+    y[r.at] = x[r.at];
+    return;
+  }
   let x1 = x[r.at];
   let x2 = x[r.at + p.half];
   y[r.at] = x1 * r.c - x2 * r.s;
@@ -52,8 +64,12 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @compute @workgroup_size(WG)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-  let r = pair_of(wid, nwg, lid);
+  let r = lane_of(wid, nwg, lid);
   if (r.at == NONE) { return; }
+  if (!r.rot) {
+    dx[r.at] = dy[r.at];
+    return;
+  }
   let d1 = dy[r.at];
   let d2 = dy[r.at + p.half];
   dx[r.at] = d1 * r.c + d2 * r.s;

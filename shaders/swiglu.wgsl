@@ -1,9 +1,16 @@
-// SwiGLU gating of the Llama MLP, fused: out = silu(gate) * up, all (n) flat.
-//   forward:             out = gate * s * up,  s = sigmoid(gate)
-//   backward:            dgate = dy * up * s * (1 + gate * (1 - s)),  dup = dy * gate * s
+// Gated MLP activations, fused: out = act(gate) * up, all (n) flat. ACT picks the activation:
+//   ACT 0, SwiGLU (Llama):  act = silu(g) = g s,  s = sigmoid(g);          act'(g) = s (1 + g (1 - s))
+//   ACT 1, GeGLU (Gemma):   act = gelu_tanh(g) = 0.5 g (1 + tanh(u)),  u = k (g + 0.044715 g^3), k = sqrt(2/pi)
+//                           (transformers' GELUTanh, "gelu_pytorch_tanh")
+//                           act'(g) = 0.5 (1 + tanh u) + 0.5 g (1 - tanh^2 u) k (1 + 3 * 0.044715 g^2)
+//                           both through 0.5 (1 + tanh u) = sigmoid(2u) =: q and 1 - tanh^2 u = 4 q (1 - q): no
+//                           cancellation in 1 + tanh u for negative u (act = g q, act' = q + 2 g q (1 - q) k (...))
+//   forward:             out = act(gate) * up
+//   backward:            dgate = dy * up * act'(gate),  dup = dy * act(gate)
 //   backward_gate / _up: one of the two, when the other input needs no gradient.
 // One thread per element, WG per workgroup (index = (wid.x + wid.y * nwg.x) * WG + lid).
 const WG: u32 = 256u;
+const ACT: u32 = 0u;
 
 struct Params { n: u32 }
 
@@ -15,6 +22,9 @@ struct Params { n: u32 }
 @group(0) @binding(5) var<storage, read_write> dgate: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dup: array<f32>;
 
+const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
+const GELU_C: f32 = 0.044715;
+
 fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
   return (wid.x + wid.y * nwg.x) * WG + lid;
 }
@@ -24,8 +34,23 @@ fn sigmoid(g: f32) -> f32 {
   return 1.0 / (1.0 + exp(-g));
 }
 
-// d silu(g) / dg = s (1 + g (1 - s)).
-fn dsilu(g: f32) -> f32 {
+// 0.5 (1 + tanh u) = sigmoid(2u) of gelu_tanh's u = k (g + 0.044715 g^3).
+fn gelu_q(g: f32) -> f32 {
+  return sigmoid(2.0 * SQRT_2_OVER_PI * (g + GELU_C * g * g * g));
+}
+
+fn act(g: f32) -> f32 {
+  if (ACT == 1u) {
+    return g * gelu_q(g);
+  }
+  return g * sigmoid(g);
+}
+
+fn dact(g: f32) -> f32 {
+  if (ACT == 1u) {
+    let q = gelu_q(g);
+    return q + 2.0 * g * q * (1.0 - q) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * g * g);
+  }
   let s = sigmoid(g);
   return s * (1.0 + g * (1.0 - s));
 }
@@ -35,8 +60,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
            @builtin(local_invocation_index) lid: u32) {
   let i = index(wid, nwg, lid);
   if (i >= p.n) { return; }
-  let g = gate[i];
-  out[i] = g * sigmoid(g) * up[i];
+  out[i] = act(gate[i]) * up[i];
 }
 
 @compute @workgroup_size(WG)
@@ -45,6 +69,11 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
   let i = index(wid, nwg, lid);
   if (i >= p.n) { return; }
   let g = gate[i];
+  if (ACT == 1u) {
+    dgate[i] = dy[i] * up[i] * dact(g);
+    dup[i] = dy[i] * act(g);
+    return;
+  }
   let s = sigmoid(g);
   dgate[i] = dy[i] * up[i] * s * (1.0 + g * (1.0 - s));
   dup[i] = dy[i] * g * s;
@@ -55,7 +84,7 @@ fn backward_gate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
                  @builtin(local_invocation_index) lid: u32) {
   let i = index(wid, nwg, lid);
   if (i >= p.n) { return; }
-  dgate[i] = dy[i] * up[i] * dsilu(gate[i]);
+  dgate[i] = dy[i] * up[i] * dact(gate[i]);
 }
 
 @compute @workgroup_size(WG)
@@ -63,6 +92,5 @@ fn backward_up(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                @builtin(local_invocation_index) lid: u32) {
   let i = index(wid, nwg, lid);
   if (i >= p.n) { return; }
-  let g = gate[i];
-  dup[i] = dy[i] * g * sigmoid(g);
+  dup[i] = dy[i] * act(gate[i]);
 }

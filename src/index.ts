@@ -5,14 +5,14 @@ export { no_grad, is_grad_enabled } from "./tensor/autograd.ts";
 export { tidy, keep } from "./tensor/scope.ts";
 export { memoryStats, flush, sync } from "./tensor/memory.ts";
 export { WEIGHT_FORMATS, isTrainable, missingFeature, type WeightFormat, type FormatTraits } from "./tensor/format.ts";
-export { add, sub, mul, div, scale, neg, exp, log, silu, gelu } from "./ops/elementwise.ts";
+export { add, sub, mul, div, scale, neg, exp, log, silu, gelu, softcap } from "./ops/elementwise.ts";
 export { sum, mean, max, logsumexp, softmax } from "./ops/reduce.ts";
 export { reshape, transpose, slice, concat } from "./ops/layout.ts";
 export { linear, matmul, type MatmulOptions } from "./ops/matmul.ts";
 export { tuneMatmul, type MatmulConfig, type MatmulTuning } from "./kernels/matmul.ts";
 export { rmsnorm } from "./ops/rmsnorm.ts";
-export { rope, RotaryEmbedding, ropeInvFreq, type RotaryConfig, type RopeScaling } from "./ops/rope.ts";
-export { swiglu } from "./ops/swiglu.ts";
+export { rope, RotaryEmbedding, ropeInvFreq, ropeParameters, ropeScalingTypes, type RotaryConfig, type RopeScaling, type RopeParameters } from "./ops/rope.ts";
+export { swiglu, geglu } from "./ops/swiglu.ts";
 export { embedding, type EmbeddingOptions } from "./ops/embedding.ts";
 export { attention, type AttentionOptions } from "./ops/attention.ts";
 export {

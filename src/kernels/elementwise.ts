@@ -4,7 +4,7 @@ import { Tensor } from "../tensor/tensor.ts";
 
 const WG = 256;
 export const BINARY = { add: 0, sub: 1, mul: 2, div: 3 } as const;
-export const UNARY = { neg: 0, exp: 1, log: 2, silu: 3, gelu: 4, scale: 5 } as const;
+export const UNARY = { neg: 0, exp: 1, log: 2, silu: 3, gelu: 4, scale: 5, softcap: 6 } as const;
 export type BinaryOp = keyof typeof BINARY;
 export type UnaryOp = keyof typeof UNARY;
 
@@ -32,13 +32,13 @@ export function unary(op: UnaryOp, a: Tensor, alpha = 0): Tensor {
   return out;
 }
 
-/** dy * f'(a) for log, silu and gelu. */
-export function unaryBackward(op: "log" | "silu" | "gelu", a: Tensor, dy: Tensor): Tensor {
+/** dy * f'(a) for log, silu, gelu and softcap (alpha: the cap). */
+export function unaryBackward(op: "log" | "silu" | "gelu" | "softcap", a: Tensor, dy: Tensor, alpha = 0): Tensor {
   const da = Tensor.empty(a.shape);
   launch("elementwise", "unary_backward", {
     consts: { OP: UNARY[op] },
     buffers: { a: a.buffer, dy: dy.buffer, da: da.buffer },
-    params: { n: a.size, na: a.size, nb: a.size, alpha: 0 },
+    params: { n: a.size, na: a.size, nb: a.size, alpha },
     workgroups: grid(a.size, WG),
   });
   return da;

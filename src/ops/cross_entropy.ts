@@ -31,6 +31,11 @@ export interface FusedCrossEntropyOptions {
   dft?: boolean;
   /** The LM head's bias (V), when it has one. */
   bias?: Tensor | null;
+  /**
+   * Final-logit soft-capping c (Gemma 2/3's final_logit_softcapping): the logits z = h·Wᵀ (+ bias) become
+   * c·tanh(z / c) before everything (loss, gradient, accuracy, entropy). null, undefined or 0: none.
+   */
+  softcap?: number | null;
 }
 
 export interface CrossEntropyMetrics {
@@ -60,6 +65,8 @@ export interface CrossEntropyOutput {
  *   nll: ℓ = lse(z) - z_y,          dL/dz = (softmax(z) - onehot(y)) / D
  *   dft: ℓ = -p_y log p_y (p_y const), dL/dz = p_y (softmax(z) - onehot(y)) / D
  *   dL/dh = dL/dz · W,  dL/dW = (dL/dz)ᵀ · h,  dL/dbias = Σ_n dL/dz.
+ * With softcap c, the loss and metrics are of z' = c·tanh(z / c) and dL/dz = dL/dz' · (1 - tanh²(z / c)),
+ * applied by the row kernel (the raw logits are what it reads; nothing more is stored).
  * These are computed here, when grad is enabled and an input requires grad (an input that does not — a
  * frozen LM head — gets nothing computed or allocated); the recorded backward multiplies them by the
  * upstream gradient of the loss.
@@ -105,6 +112,11 @@ export function fused_linear_cross_entropy(
     fail(`num_items_in_batch must be positive (got ${D}, with ${numTokens} valid labels here)`);
   }
   const scale = D > 0 ? 1 / D : 0;
+  const cap = options.softcap ?? 0;
+  if (!(typeof cap === "number" && cap >= 0 && Number.isFinite(cap))) {
+    fail(`softcap must be a positive number (or 0/null for none), got ${cap}`);
+  }
+  const softcap = cap > 0 ? cap : null;
   const chunk = options.chunk_size ?? defaultChunkSize(V);
   if (!Number.isInteger(chunk) || chunk < 1) fail(`chunk_size must be a positive integer, got ${chunk}`);
 
@@ -134,7 +146,7 @@ export function fused_linear_cross_entropy(
       const dW = dWs[0]!;
       productInto(h, false, weight, true, logits, R, V, C); // [R, C] · [V, C]ᵀ
       if (bias) axpy(logits, bias);
-      K.rows(logits, labelsGpu, tok, { row0: n0, scale, grad: anyGrad, dft: options.dft ?? false });
+      K.rows(logits, labelsGpu, tok, { row0: n0, scale, grad: anyGrad, dft: options.dft ?? false, softcap });
       if (dh) {
         const dhc = R === N ? dh : Tensor.empty([R, C]);
         productInto(logits, false, weight, false, dhc, R, C, V); // [R, V] · [V, C]
@@ -154,7 +166,7 @@ export function fused_linear_cross_entropy(
         copyBlock(slab!, logits, toLogits(j));
       });
       if (bias) axpy(logits, bias);
-      K.rows(logits, labelsGpu, tok, { row0: n0, scale, grad: anyGrad, dft: options.dft ?? false });
+      K.rows(logits, labelsGpu, tok, { row0: n0, scale, grad: anyGrad, dft: options.dft ?? false, softcap });
       const dhc = !dh ? null : R === N ? dh : Tensor.empty([R, C]);
       let first = true;
       ws.forEach((w, j) => {

@@ -120,3 +120,14 @@ export function silu(x: Tensor): Tensor {
 export function gelu(x: Tensor): Tensor {
   return record(K.unary("gelu", x), "gelu", [x], (dy) => [K.unaryBackward("gelu", x, dy)], [x]);
 }
+
+/**
+ * cap · tanh(x / cap): Gemma 2's soft-capping of logits (final_logit_softcapping; the LM head's returned
+ * logits). d/dx = 1 - tanh²(x / cap). cap must be a positive finite number.
+ */
+export function softcap(x: Tensor, cap: number): Tensor {
+  if (!(typeof cap === "number" && cap > 0 && Number.isFinite(cap))) {
+    throw new Error(`softcap: cap must be a positive finite number, got ${cap} (leave soft-capping off instead of passing 0)`);
+  }
+  return record(K.unary("softcap", x, cap), "softcap", [x], (dy) => [K.unaryBackward("softcap", x, dy, cap)], [x]);
+}

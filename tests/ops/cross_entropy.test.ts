@@ -234,6 +234,42 @@ test("stable with large logits (hundreds: exp overflows f32 without the max subt
   }
 });
 
+// Final-logit soft-capping (Gemma 2/3): z -> c tanh(z / c) before the loss; gradients through 1 - tanh².
+// Spread logits (tens to hundreds) so the cap bites; several chunks, ignored labels, odd vocabularies.
+for (const [N, C, V, spread, cap] of [
+  [17, 8, 33, 30, 30],
+  [9, 16, 65, 10, 5],
+  [5, 33, 129, 1, 0.5],
+] as const) {
+  for (const dft of [false, true]) {
+    test(`fused cross-entropy softcap ${cap} (${dft ? "dft" : "nll"}) N=${N} C=${C} V=${V} matches the float64 reference`, async () => {
+      const c = makeCase(N, C, V, N * 11 + V, spread);
+      if (c.labels.every((y) => y === -100)) c.labels[0] = 3;
+      const want = R.crossEntropy(c.hidden, c.weight, c.labels, C, { dft, softcap: cap });
+      const got = await runGpu(c, { dft, softcap: cap, chunk_size: 4 });
+      // Capped logits stay within ±c: the f32 rounding of logits of ~100 before the cap is what remains.
+      expectMatches(got, want, `softcap ${cap}`, spread > 1 ? { loss: tol.large, grad: tol.largeGrad } : tol);
+    });
+  }
+}
+
+test("softcap 0 and null are off; the soft-capped loss differs from the plain one", async () => {
+  const c = makeCase(9, 8, 33, 3, 20);
+  const plain = await runGpu(c);
+  for (const softcap of [0, null]) {
+    const got = await runGpu(c, { softcap });
+    assert.equal(got.loss, plain.loss);
+    expectAllClose(got.dhidden!, plain.dhidden!, { atol: 0, rtol: 0 }, `softcap ${softcap} dhidden`);
+  }
+  const capped = await runGpu(c, { softcap: 3 });
+  assert.notEqual(capped.loss, plain.loss);
+  const h = Tensor.fromArray(new Float32Array(3 * 4), [3, 4]);
+  const w = Tensor.fromArray(new Float32Array(10 * 4), [10, 4]);
+  assert.throws(() => fused_linear_cross_entropy(h, w, [1, 2, 3], { softcap: -1 }), /softcap must be a positive number \(or 0\/null for none\), got -1/);
+  h.dispose();
+  w.dispose();
+});
+
 test("rejects out-of-range labels, a label count that does not fit, and a zero normaliser with valid labels", () => {
   const h = Tensor.fromArray(new Float32Array(3 * 4), [3, 4]);
   const w = Tensor.fromArray(new Float32Array(10 * 4), [10, 4]);
@@ -306,8 +342,9 @@ test("a trained LM head over several chunks holds dW and no other [V, C] buffer"
 });
 
 // PyTorch (float64 autograd on f32-rounded inputs): F.cross_entropy(reduction='sum') / normaliser and
-// TRL's dft_loss, argmax accuracy, entropy via log_softmax.
-for (const [name, f] of Object.entries(fixtures("cross_entropy"))) {
+// TRL's dft_loss, argmax accuracy, entropy via log_softmax; cross_entropy_softcap.json's cases on Gemma's
+// soft-capped logits (tanh(z / c) · c).
+for (const [name, f] of Object.entries({ ...fixtures("cross_entropy"), ...fixtures("cross_entropy_softcap") })) {
   test(`fused cross-entropy matches PyTorch: ${name}`, async () => {
     const [N, C, V] = [f.N as number, f.C as number, f.V as number];
     const c: Case = {
@@ -319,8 +356,9 @@ for (const [name, f] of Object.entries(fixtures("cross_entropy"))) {
       labels: Int32Array.from(tensorOf(f, "labels").data),
       ...(f.bias ? { bias: Float64Array.from(tensorOf(f, "bias").data) } : {}),
     };
-    const got = await runGpu(c, { dft: f.dft as boolean, num_items_in_batch: (f.num_items_in_batch as number | null) ?? undefined, chunk_size: 4 });
-    const large = name.includes("large");
+    const softcap = (f.softcap as number | undefined) ?? null;
+    const got = await runGpu(c, { dft: f.dft as boolean, num_items_in_batch: (f.num_items_in_batch as number | null) ?? undefined, chunk_size: 4, softcap });
+    const large = name.includes("large") || (f.spread as number | undefined ?? 1) > 1;
     const t = large ? { loss: tol.large, grad: tol.largeGrad } : tol;
     expectMatches(
       got,

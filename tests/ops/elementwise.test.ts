@@ -1,5 +1,7 @@
 import { before, test } from "node:test";
-import { add, div, exp, gelu, log, mul, neg, scale, silu, sub, type Tensor } from "../../src/index.ts";
+import assert from "node:assert/strict";
+import { add, div, exp, gelu, log, mul, neg, scale, silu, sub, Tensor } from "../../src/index.ts";
+import { softcap } from "../../src/ops/elementwise.ts";
 import { checkOp, setup } from "../helpers.ts";
 import * as R from "../reference/elementwise.ts";
 
@@ -62,3 +64,26 @@ test("scale [33, 17]", () =>
     refGrad: (_, dy) => [R.map(dy, (g) => -2.5 * g)],
     fwd: TOL,
   }));
+
+// Gemma's logit soft-capping, cap · tanh(x / cap): tanh from exp(-2|u|) is within a few ulp; x up to 4 caps
+// saturates it (d/dx ~ 1e-3), and 30 caps more (the derivative underflows to ~0 without NaN).
+for (const [cap, lo, hi, shape] of [[30, -120, 120, [3, 33]], [15, -60, 60, [65]], [0.5, -15, 15, [17, 5]]] as const) {
+  test(`softcap ${cap} [${shape}] in [${lo}, ${hi}]`, () =>
+    checkOp({
+      name: "softcap",
+      shapes: [[...shape]],
+      ranges: [[lo, hi]],
+      gpu: ([x]) => softcap(x!, cap),
+      ref: ([x]) => R.softcap(x!, cap),
+      refGrad: ([x], dy) => [R.softcapGrad(x!, cap, dy)],
+      fwd: { atol: 2e-6 * cap, rtol: 1e-5 },
+      grad: { atol: 1e-5, rtol: 1e-4 },
+    }));
+}
+
+test("softcap rejects a cap that is not a positive number", () => {
+  const x = Tensor.fromArray(new Float32Array(3), [3]);
+  assert.throws(() => softcap(x, 0), /softcap: cap must be a positive finite number, got 0/);
+  assert.throws(() => softcap(x, -1), /got -1/);
+  x.dispose();
+});

@@ -97,7 +97,7 @@ test("rope rejects odd head_dim, mismatched shapes, bad position ids and unknown
   assert.throws(() => new RotaryEmbedding({ head_dim: 7 }), /head_dim must be a positive even integer, got 7/);
   assert.throws(
     () => new RotaryEmbedding({ head_dim: 8, rope_scaling: { rope_type: "yarn", factor: 4 } }),
-    /rope_scaling type "yarn" is not supported \(supported: default, linear, llama3\)/,
+    /rope_scaling type "yarn" is not supported \(supported: default, linear, llama3, longrope\)/,
   );
   assert.throws(() => new RotaryEmbedding({ head_dim: 8, rope_scaling: { type: "linear" } }), /"linear" needs a number `factor`/);
   const rotary = new RotaryEmbedding({ head_dim: 8 });
@@ -108,6 +108,96 @@ test("rope rejects odd head_dim, mismatched shapes, bad position ids and unknown
   assert.throws(() => rope(x, Tensor.fromArray([0, 1, 2], [3]), rotary), /position_ids must be an i32 tensor, got f32/);
   const x4 = Tensor.fromArray(new Float32Array(3 * 4), [3, 1, 4]);
   assert.throws(() => rope(x4, [0, 1, 2], rotary), /rope: x's last dim 4 is not the rotary head_dim 8/);
+  rotary.dispose();
+});
+
+// Partial rotary (Phi-3's rotary_ndims = int(head_dim * partial_rotary_factor)): the first rotary dims
+// rotate with frequencies over that many dims, the rest pass through, in both directions.
+for (const [D, factor, theta] of [[8, 0.75, 10000], [8, 0.5, 10000], [12, 0.5, 500000], [16, 0.75, 10000], [16, 0.5, 10000]] as const) {
+  const [T, H] = [17, 3];
+  const pos = positions(T);
+  test(`rope partial_rotary_factor ${factor} of head_dim ${D}`, () => {
+    const rotary = new RotaryEmbedding({ head_dim: D, rope_theta: theta, partial_rotary_factor: factor });
+    const dim = Math.trunc(D * factor);
+    const inv = R.invFreq(dim, theta);
+    assert.equal(rotary.rotary_dim, dim);
+    expectAllClose(rotary.inv_freq, inv, { atol: 0, rtol: 1e-15 }, "inv_freq");
+    return checkOp({
+      name: "rope",
+      shapes: [[T, H, D]],
+      gpu: ([x]) => rope(x!, pos, rotary),
+      ref: ([x]) => R.rope(x!, pos, H, inv, D),
+      refGrad: (_, dy) => [R.ropeGrad(dy, pos, H, inv, D)],
+      fwd: tol,
+    }).finally(() => rotary.dispose());
+  });
+}
+
+// longrope (Phi-3): frequencies / short_factor while max(position_ids) + 1 <= original_max_position_embeddings,
+// / long_factor past it, chosen per call; cos and sin times the attention factor.
+const longrope = (half: number): RopeScaling => ({
+  rope_type: "longrope",
+  short_factor: Array.from({ length: half }, (_, i) => 1 + 0.1 * i),
+  long_factor: Array.from({ length: half }, (_, i) => 1 + 2.5 * i),
+});
+
+test("longrope: short factors up to original_max_position_embeddings, long past it, the attention factor on both", async () => {
+  const [T, H, D, L, M] = [5, 2, 16, 32, 128];
+  const scaling = longrope(D / 4);
+  const rotary = new RotaryEmbedding({ head_dim: D, rope_theta: 10000, rope_scaling: scaling, max_position_embeddings: M, original_max_position_embeddings: L, partial_rotary_factor: 0.5 });
+  const attn = Math.sqrt(1 + Math.log(M / L) / Math.log(L));
+  assert.equal(rotary.attention_factor, attn);
+  const short = R.invFreq(D / 2, 10000, undefined, scaling.short_factor);
+  const long = R.invFreq(D / 2, 10000, undefined, scaling.long_factor);
+  expectAllClose(rotary.inv_freq, short, { atol: 0, rtol: 1e-15 }, "short inv_freq");
+  expectAllClose(rotary.long_inv_freq!, long, { atol: 0, rtol: 1e-15 }, "long inv_freq");
+  for (const [pos, inv, what] of [
+    [[0, 1, 2, 30, 31], short, "max position 31 = L - 1: short"],
+    [[0, 1, 2, 3, 32], long, "max position 32 = L: long"],
+    [[0, 40, 2, 100, 7], long, "far positions: long"],
+    [[3, 2, 1, 0, 4], short, "short again"],
+  ] as const) {
+    await checkOp({
+      name: `rope longrope (${what})`,
+      shapes: [[T, H, D]],
+      gpu: ([x]) => rope(x!, pos, rotary),
+      ref: ([x]) => R.rope(x!, pos, H, inv, D, attn),
+      refGrad: (_, dy) => [R.ropeGrad(dy, pos, H, inv, D, attn)],
+      fwd: tol,
+    });
+  }
+  assert.ok(rotary.size <= L, `short tables stop at original_max_position_embeddings (${rotary.size})`);
+  assert.ok(rotary.longSize > 100);
+  rotary.dispose();
+});
+
+test("longrope: attention_factor and factor as given; original_max_position_embeddings from rope_scaling, else max_position_embeddings", () => {
+  const s = longrope(4);
+  const given = new RotaryEmbedding({ head_dim: 8, rope_scaling: { ...s, attention_factor: 1.25 }, original_max_position_embeddings: 16 });
+  assert.equal(given.attention_factor, 1.25);
+  const withFactor = new RotaryEmbedding({ head_dim: 8, rope_scaling: { ...s, factor: 4 }, original_max_position_embeddings: 16, max_position_embeddings: 1000 });
+  assert.equal(withFactor.attention_factor, Math.sqrt(1 + Math.log(4) / Math.log(16)));
+  const inner = new RotaryEmbedding({ head_dim: 8, rope_scaling: { ...s, original_max_position_embeddings: 64 }, max_position_embeddings: 256 });
+  assert.equal(inner.original_max_position_embeddings, 64);
+  assert.equal(inner.attention_factor, Math.sqrt(1 + Math.log(4) / Math.log(64)));
+  const outerWins = new RotaryEmbedding({ head_dim: 8, rope_scaling: { ...s, original_max_position_embeddings: 64 }, original_max_position_embeddings: 128, max_position_embeddings: 256 });
+  assert.equal(outerWins.original_max_position_embeddings, 128);
+  const none = new RotaryEmbedding({ head_dim: 8, rope_scaling: s, max_position_embeddings: 256 });
+  assert.equal(none.original_max_position_embeddings, 256);
+  assert.equal(none.attention_factor, 1, "factor 1: no attention scaling");
+});
+
+test("rope rejects bad partial_rotary_factor and longrope factors, and GPU position ids with longrope", () => {
+  assert.throws(() => new RotaryEmbedding({ head_dim: 8, partial_rotary_factor: 0 }), /partial_rotary_factor must be in \(0, 1\], got 0/);
+  assert.throws(() => new RotaryEmbedding({ head_dim: 8, partial_rotary_factor: 0.1 }), /gives 0 rotary dims/);
+  assert.throws(
+    () => new RotaryEmbedding({ head_dim: 16, partial_rotary_factor: 0.5, rope_scaling: { ...longrope(8) } }),
+    /"longrope" needs `short_factor`: a list of 4 positive numbers \(one per rotary pair: 8 rotary dims of head_dim 16\), got 8 entries/,
+  );
+  assert.throws(() => new RotaryEmbedding({ head_dim: 8, rope_scaling: { rope_type: "longrope", short_factor: [1, 1, 1, 1] } }), /needs `long_factor`/);
+  const rotary = new RotaryEmbedding({ head_dim: 8, rope_scaling: longrope(4), original_max_position_embeddings: 16 });
+  const x = Tensor.fromArray(new Float32Array(2 * 8), [2, 1, 8]);
+  assert.throws(() => rope(x, Tensor.fromArray(Int32Array.from([0, 1]), [2]), rotary), /longrope picks its short or long factors from max\(position_ids\)/);
   rotary.dispose();
 });
 
@@ -125,6 +215,40 @@ for (const [name, c] of Object.entries(fixtures("rope"))) {
     const got = await y.toArray();
     expectAllClose(got, tensorOf(c, "y").data, tol, `${name} y`);
     if ("y_hf_float32" in c) expectAllClose(got, tensorOf(c, "y_hf_float32").data, { atol: 3e-4, rtol: 0 }, `${name} y vs float32 transformers`);
+    const dy = tensorOf(c, "dy");
+    y.backward(Tensor.fromArray(dy.data, dy.shape));
+    expectAllClose(await x.grad!.toArray(), tensorOf(c, "dx").data, tol, `${name} dx`);
+    rotary.dispose();
+  });
+}
+
+// Phi-3's rotary embedding (tools/fixtures/rope_phi3.py): partial rotary and longrope, PyTorch float64 on the
+// formulas of transformers 5.18, which the script checks against transformers' own Phi3RotaryEmbedding
+// (inv_freq, the dynamic short/long switch, attention_scaling); y_hf_float32 is transformers' output in f32.
+for (const [name, c] of Object.entries(fixtures("rope_phi3"))) {
+  test(`rope matches PyTorch (Phi-3): ${name}`, async () => {
+    const rotary = new RotaryEmbedding({
+      head_dim: c.head_dim as number,
+      rope_theta: c.rope_theta as number,
+      rope_scaling: c.rope_scaling as unknown as RopeScaling,
+      partial_rotary_factor: c.partial_rotary_factor as number,
+      max_position_embeddings: c.max_position_embeddings as number,
+      // Phi3Config's default when the config has none.
+      original_max_position_embeddings: (c.original_max_position_embeddings as number | undefined) ?? 4096,
+    });
+    const pos = tensorOf(c, "position_ids").data;
+    let maxPos = 0;
+    for (const p of pos) maxPos = Math.max(maxPos, p);
+    assert.equal(rotary.usesLong(maxPos), c.long as boolean, "the long/short switch");
+    const inv = rotary.usesLong(maxPos) ? rotary.long_inv_freq! : rotary.inv_freq;
+    expectAllClose(inv, tensorOf(c, "inv_freq").data, { atol: 0, rtol: 1e-15 }, `${name} inv_freq`);
+    assert.equal(rotary.attention_factor, c.attention_factor as number, "attention_factor");
+    const xf = tensorOf(c, "x");
+    const x = Tensor.fromArray(xf.data, xf.shape, { requires_grad: true });
+    const y = rope(x, pos, rotary);
+    const got = await y.toArray();
+    expectAllClose(got, tensorOf(c, "y").data, tol, `${name} y`);
+    expectAllClose(got, tensorOf(c, "y_hf_float32").data, { atol: 3e-4, rtol: 0 }, `${name} y vs float32 transformers`);
     const dy = tensorOf(c, "dy");
     y.backward(Tensor.fromArray(dy.data, dy.shape));
     expectAllClose(await x.grad!.toArray(), tensorOf(c, "dx").data, tol, `${name} dx`);

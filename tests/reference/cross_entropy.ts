@@ -1,6 +1,7 @@
 // float64 reference for the fused LM-head cross-entropy: logits = hidden (N, C) · weightᵀ (V, C) + bias,
 // the loss over valid labels (-100 ignored) / D, argmax accuracy, entropy, and the analytic gradients of
-// the loss w.r.t. hidden, weight and bias.
+// the loss w.r.t. hidden, weight and bias. With a soft-cap c the logits are c·tanh(z / c) first (everything
+// on those), and dL/dz gains the factor 1 - tanh²(z / c).
 
 export interface CrossEntropyRef {
   loss: number;
@@ -17,6 +18,8 @@ export interface RefOptions {
   numItems?: number;
   dft?: boolean;
   bias?: Float64Array | null;
+  /** Final-logit soft-cap c (none when absent or 0). */
+  softcap?: number;
 }
 
 export function crossEntropy(
@@ -41,13 +44,19 @@ export function crossEntropy(
     dbias: new Float64Array(V),
   };
   const z = new Float64Array(V);
+  const dcap = new Float64Array(V).fill(1);
+  const cap = options.softcap ?? 0;
   for (let n = 0; n < N; n++) {
     const y = labels[n]!;
     if (y === -100) continue;
     for (let v = 0; v < V; v++) {
       let s = options.bias ? options.bias[v]! : 0;
       for (let c = 0; c < C; c++) s += hidden[n * C + c]! * weight[v * C + c]!;
-      z[v] = s;
+      if (cap > 0) {
+        const t = Math.tanh(s / cap);
+        z[v] = cap * t;
+        dcap[v] = 1 - t * t;
+      } else z[v] = s;
     }
     let m = -Infinity;
     let arg = 0;
@@ -69,7 +78,8 @@ export function crossEntropy(
       const p = Math.exp(logp);
       out.entropySum -= p * logp;
       // dL/dz_v = w (p_v - [v == y]),  w = 1/D (nll) or p_y/D (dft)
-      const dz = ((options.dft ? py : 1) * (p - (v === y ? 1 : 0))) / D;
+      // times dz'/dz = 1 - tanh²(z / c) with a soft-cap
+      const dz = (((options.dft ? py : 1) * (p - (v === y ? 1 : 0))) / D) * dcap[v]!;
       out.dbias[v] += dz;
       for (let c = 0; c < C; c++) {
         out.dhidden[n * C + c] += dz * weight[v * C + c]!;

@@ -81,3 +81,8 @@ export const unaryFns: Record<Unary, { f: (x: number) => number; df: (x: number)
 };
 
 export const map = (x: Float64Array, f: (v: number) => number): Float64Array => x.map(f);
+
+/** cap · tanh(x / cap) and its derivative 1 - tanh²(x / cap) (Gemma's logit soft-capping). */
+export const softcap = (x: Float64Array, cap: number): Float64Array => x.map((v) => cap * Math.tanh(v / cap));
+export const softcapGrad = (x: Float64Array, cap: number, dy: Float64Array): Float64Array =>
+  x.map((v, i) => dy[i]! * (1 - Math.tanh(v / cap) ** 2));
