@@ -1,15 +1,21 @@
 // Causal attention for training, flash style: no (T, T) matrix in memory, forward and backward.
 // q: (B, T, H, D), k, v: (B, T, KVH, D), o: (B, T, H, D); query head h reads kv head h / (H / KVH).
 // Query i of batch row b attends key j iff lo_i <= j <= i, lo_i = bounds[b, i].x: the first real token of
-// its sequence (packed sequences begin where position ids restart at 0; left padding is skipped). A padded
-// query has lo_i = i + 1: no key, output 0, zero gradients. bounds[b, j].y is one past the last query that
-// attends key j. Both are nondecreasing along the row (the op builds them so), hence a tile of queries
-// i0.. needs keys [lo_{i0}, last query] and a tile of keys j0.. needs queries [j0, bounds[last key].y).
+// its sequence (packed sequences begin where position ids restart at 0; left padding is skipped), or with a
+// sliding window W the later i - W + 1, whichever is larger. A padded query has lo_i = i + 1: no key, output
+// 0, zero gradients. bounds[b, j].y is one past the last query that attends key j (the sequence's last real
+// token + 1, or with a window at most j + W). Both are nondecreasing along the row (the op builds them so),
+// hence a tile of queries i0.. needs keys [lo_{i0}, last query] and a tile of keys j0.. needs queries
+// [j0, bounds[last key].y): a window W makes each tile's range about W + tile long instead of the sequence.
+// Every kernel masks a pair by the query's lo and i alone (that is the whole rule; the key-side end only
+// bounds backward_dkv's query range), so pairs a tile range lets in past a window are masked there.
 //
-//   forward:       s_ij = scale q_i·k_j;  L_i = log sum_j e^(s_ij);  o_i = sum_j e^(s_ij - L_i) v_j
+//   forward:       s_ij = scale q_i·k_j, or c tanh(scale q_i·k_j / c) with a softcap c (p.softcap > 0; 0 is
+//                  none, a uniform branch);  L_i = log sum_j e^(s_ij);  o_i = sum_j e^(s_ij - L_i) v_j
 //                  online over key tiles: m' = max(m, max_j s_ij), l' = l e^(m - m') + sum_j e^(s_ij - m'),
 //                  acc' = acc e^(m - m') + sum_j e^(s_ij - m') v_j;  then o_i = acc / l, L_i = m + log l
-//   backward:      p_ij = e^(s_ij - L_i), Δ_i = dy_i·o_i, dp_ij = dy_i·v_j, ds_ij = p_ij (dp_ij - Δ_i)
+//   backward:      p_ij = e^(s_ij - L_i), Δ_i = dy_i·o_i, dp_ij = dy_i·v_j, ds_ij = p_ij (dp_ij - Δ_i),
+//                  times 1 - (s_ij / c)^2 with a softcap (d/dx c tanh(x / c), from the capped s_ij itself)
 //     dq:          dq_i = scale sum_j ds_ij k_j                        (a workgroup per query tile and head)
 //     dkv:         dv_j = sum_{h of j's group} sum_i p_ij dy_i,        (a workgroup per key tile and kv head:
 //                  dk_j = scale sum_{h of j's group} sum_i ds_ij q_i    fixed order, no atomics)
@@ -54,7 +60,8 @@ const LANE = vec4<u32>(0u, 1u, 2u, 3u);
 
 // cols = D / 4 again, as a uniform: the bound of the loops over columns, which Mesa's compiler (llvmpipe)
 // would otherwise unroll in full (D/4 copies of a long body).
-struct Params { B: u32, T: u32, H: u32, KVH: u32, cols: u32, scale: f32 }
+// softcap: the logit cap c, 0 for none.
+struct Params { B: u32, T: u32, H: u32, KVH: u32, cols: u32, scale: f32, softcap: f32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;           // (B, T, H, D/4)
@@ -347,10 +354,32 @@ fn ds_put_scores(st: array<mat4x4<f32>, 8>, r0: u32, blocks: u32, x: vec4<u32>, 
   }
 }
 
-// forward: the q·k block at p_tile rows r.., key block kb (keys j..j+3), scaled and masked to MASKED in
-// place; returns the 4 rows' maxima.
+// Scores from q·k: scale q·k, then c tanh(· / c) when p.softcap = c > 0. tanh's argument is clamped to
+// ±15 (where tanh is ±1 in f32), so that an exp-based tanh cannot overflow into NaN.
+fn scores_of(qk: mat4x4<f32>) -> mat4x4<f32> {
+  let sm = p.scale * qk;
+  if (p.softcap > 0.0) {
+    let c = p.softcap;
+    return mat4x4<f32>(c * tanh(clamp(sm[0] / c, vec4<f32>(-15.0), vec4<f32>(15.0))),
+                       c * tanh(clamp(sm[1] / c, vec4<f32>(-15.0), vec4<f32>(15.0))),
+                       c * tanh(clamp(sm[2] / c, vec4<f32>(-15.0), vec4<f32>(15.0))),
+                       c * tanh(clamp(sm[3] / c, vec4<f32>(-15.0), vec4<f32>(15.0))));
+  }
+  return sm;
+}
+
+// ds of the capped scores into ds of the raw ones: componentwise times 1 - (s / c)^2, s the capped scores
+// (p.softcap = c > 0; the caller branches).
+fn uncap_ds(ds: mat4x4<f32>, s: mat4x4<f32>) -> mat4x4<f32> {
+  let c = p.softcap;
+  return mat4x4<f32>(ds[0] * (1.0 - (s[0] / c) * (s[0] / c)), ds[1] * (1.0 - (s[1] / c) * (s[1] / c)),
+                     ds[2] * (1.0 - (s[2] / c) * (s[2] / c)), ds[3] * (1.0 - (s[3] / c) * (s[3] / c)));
+}
+
+// forward: the q·k block at p_tile rows r.., key block kb (keys j..j+3), into scores (scores_of) masked to
+// MASKED in place; returns the 4 rows' maxima.
 fn mask_scores(r: u32, kb: u32, j: u32, lo: vec4<i32>, hi: vec4<i32>) -> vec4<f32> {
-  let sm = p.scale * p_get(r, BK4, kb);
+  let sm = scores_of(p_get(r, BK4, kb));
   let jj = vec4<i32>(vec4<u32>(j) + LANE);
   let m = mat4x4<f32>(
     select(vec4<f32>(MASKED), sm[0], live(jj, vec4<i32>(lo.x), vec4<i32>(hi.x))),
@@ -362,22 +391,24 @@ fn mask_scores(r: u32, kb: u32, j: u32, lo: vec4<i32>, hi: vec4<i32>) -> vec4<f3
 }
 
 // backward_dq: from q·k (p_tile) and dy·v (ds_tile) at rows r.., key block kb (keys j..j+3), scale · ds
-// into ds_tile in place; L, dl: the 4 rows' L and Δ.
+// (of the raw scores) into ds_tile in place; L, dl: the 4 rows' L and Δ.
 fn ds_of_scores(r: u32, kb: u32, j: u32, lo: vec4<i32>, hi: vec4<i32>, L: vec4<f32>, dl: vec4<f32>) {
-  let sm = p.scale * p_get(r, BK4, kb);
+  let sm = scores_of(p_get(r, BK4, kb));
   let dpm = ds_get(r, BK4, kb);
   let jj = vec4<i32>(vec4<u32>(j) + LANE);
-  ds_put(r, BK4, kb, p.scale * mat4x4<f32>(
+  var dsm = p.scale * mat4x4<f32>(
     select(vec4<f32>(0.0), exp(sm[0] - L.x), live(jj, vec4<i32>(lo.x), vec4<i32>(hi.x))) * (dpm[0] - dl.x),
     select(vec4<f32>(0.0), exp(sm[1] - L.y), live(jj, vec4<i32>(lo.y), vec4<i32>(hi.y))) * (dpm[1] - dl.y),
     select(vec4<f32>(0.0), exp(sm[2] - L.z), live(jj, vec4<i32>(lo.z), vec4<i32>(hi.z))) * (dpm[2] - dl.z),
-    select(vec4<f32>(0.0), exp(sm[3] - L.w), live(jj, vec4<i32>(lo.w), vec4<i32>(hi.w))) * (dpm[3] - dl.w)));
+    select(vec4<f32>(0.0), exp(sm[3] - L.w), live(jj, vec4<i32>(lo.w), vec4<i32>(hi.w))) * (dpm[3] - dl.w));
+  if (p.softcap > 0.0) { dsm = uncap_ds(dsm, sm); }
+  ds_put(r, BK4, kb, dsm);
 }
 
 // backward_dkv: from k·q (p_tile) and v·dy (ds_tile) at rows r.. (keys j..j+3), query block qb (queries with
-// bounds lo, hi and L, Δ), p into p_tile and scale · ds into ds_tile in place.
+// bounds lo, hi and L, Δ), p into p_tile and scale · ds (of the raw scores) into ds_tile in place.
 fn p_ds_of_scores(r: u32, qb: u32, j: u32, lo: vec4<i32>, hi: vec4<i32>, L: vec4<f32>, dl: vec4<f32>) {
-  let sm = p.scale * p_get(r, BQ4, qb);
+  let sm = scores_of(p_get(r, BQ4, qb));
   let dpm = ds_get(r, BQ4, qb);
   let jj = vec4<i32>(vec4<u32>(j) + LANE);
   let pm = mat4x4<f32>(
@@ -386,7 +417,9 @@ fn p_ds_of_scores(r: u32, qb: u32, j: u32, lo: vec4<i32>, hi: vec4<i32>, L: vec4
     select(vec4<f32>(0.0), exp(sm[2] - L), live(vec4<i32>(jj.z), lo, hi)),
     select(vec4<f32>(0.0), exp(sm[3] - L), live(vec4<i32>(jj.w), lo, hi)));
   p_put(r, BQ4, qb, pm);
-  ds_put(r, BQ4, qb, p.scale * mat4x4<f32>(pm[0] * (dpm[0] - dl), pm[1] * (dpm[1] - dl), pm[2] * (dpm[2] - dl), pm[3] * (dpm[3] - dl)));
+  var dsm = p.scale * mat4x4<f32>(pm[0] * (dpm[0] - dl), pm[1] * (dpm[1] - dl), pm[2] * (dpm[2] - dl), pm[3] * (dpm[3] - dl));
+  if (p.softcap > 0.0) { dsm = uncap_ds(dsm, sm); }
+  ds_put(r, BQ4, qb, dsm);
 }
 
 fn max4(x: vec4<f32>) -> f32 {

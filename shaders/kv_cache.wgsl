@@ -2,12 +2,15 @@
 //
 // Caches: kc, vc (B, cap, KVH, D), positions 0..L-1 valid (L = past + S). q, o: (B, S, H, D), the S new
 // tokens at absolute positions past..past+S-1. Query s of row b, head h attends cache position j iff
-// j <= past + s and mask[b, j] != 0 (mask (B, L), 1 = token, 0 = padding), with kv head h / (H / KVH);
-// a query with nothing to attend outputs 0.
+// j <= past + s, past + s - W < j with a sliding window W (p.window > 0; 0 is none), and mask[b, j] != 0
+// (mask (B, L), 1 = token, 0 = padding), with kv head h / (H / KVH); a query with nothing to attend outputs
+// 0. Scores are scale q·k, or c tanh(scale q·k / c) with a softcap c (p.softcap > 0; 0 is none).
 //
 // Split-K (flash decoding): the rows of one kv head, (s, g) pairs for its G = H / KVH query heads (row
-// s·G + g, query head kvh·G + g), are cut into tiles of QR rows and the L cache positions into NC chunks of
-// CH; a workgroup per (row tile, chunk, b·KVH + kvh) runs online softmax over its chunk, BK keys a step:
+// s·G + g, query head kvh·G + g), are cut into tiles of QR rows and the cache positions first..L-1 into NC
+// chunks of CH (first: the lowest position any query sees, past + 1 - W with a window, else 0, so that a
+// decode step past the window reads W positions, not L); a workgroup per (row tile, chunk, b·KVH + kvh)
+// runs online softmax over its chunk from the tile's first row's window on, BK keys a step:
 //   score step:       thread t scores key j0 + t against the QR rows (q staged, pre-scaled, in q_tile)
 //                     into scores[row][t];
 //   accumulate step:  thread (r, c) owns row r and vec4 column c: m' = max(m, max_t s), l' = l e^(m-m') +
@@ -29,7 +32,7 @@ const MASKED: f32 = -1e30;
 // columns, which Mesa's compiler would otherwise unroll in full.
 struct Params {
   B: u32, S: u32, H: u32, KVH: u32, cap: u32, past: u32, L: u32, NC: u32, CH: u32, cols: u32,
-  start: u32, n: u32, width: u32, scale: f32,
+  start: u32, n: u32, width: u32, scale: f32, first: u32, window: u32, softcap: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -88,10 +91,16 @@ fn attend(wid: vec3<u32>, tid: u32) -> Part {
   let c = tid % D4;
   let me = row_of(b, kvh, min(r0 + r, rows - 1u));
   q_tile[tid] = q[me.at + c] * p.scale;
-  // Keys of the chunk up to the last row's position (uniform across the workgroup).
+  // Keys of the chunk from the first row's window up to the last row's position (uniform across the
+  // workgroup); none when the window starts past the chunk.
   let last = row_of(b, kvh, min(r0 + QR, rows) - 1u);
-  let j_begin = wid.y * p.CH;
-  let j_end = min(min(j_begin + p.CH, p.L), last.pos + 1u);
+  let chunk = p.first + wid.y * p.CH;
+  let j_end = min(min(chunk + p.CH, p.L), last.pos + 1u);
+  var j_begin = chunk;
+  if (p.window > 0u) {
+    let first = row_of(b, kvh, min(r0, rows - 1u));
+    j_begin = max(chunk, max(first.pos + 1u, p.window) - p.window);
+  }
   var m = MASKED;
   var l = 0.0;
   var acc = vec4<f32>(0.0);
@@ -108,8 +117,11 @@ fn attend(wid: vec3<u32>, tid: u32) -> Part {
         dot += q_tile[rr * D4 + cc] * kc[krow + cc];
       }
       let row = r0 + rr;
-      let ok = key_ok && row < rows && j <= row_of(b, kvh, min(row, rows - 1u)).pos;
-      scores[rr * BK + tid] = select(MASKED, dot.x + dot.y + dot.z + dot.w, ok);
+      let pos = row_of(b, kvh, min(row, rows - 1u)).pos;
+      let ok = key_ok && row < rows && j <= pos && (p.window == 0u || j + p.window > pos);
+      var sc = dot.x + dot.y + dot.z + dot.w;
+      if (p.softcap > 0.0) { sc = p.softcap * tanh(clamp(sc / p.softcap, -15.0, 15.0)); } // clamped: no exp overflow
+      scores[rr * BK + tid] = select(MASKED, sc, ok);
     }
     workgroupBarrier();
     // Accumulate step: this thread's row and column over the step's keys.

@@ -1,4 +1,5 @@
-// Typed launchers for shaders/attention.wgsl (causal flash attention, forward and backward) and the tile
+// Typed launchers for shaders/attention.wgsl (causal flash attention with per-token bounds, which carry
+// packing, padding and sliding windows, and an optional logit soft-cap; forward and backward) and the tile
 // config per adapter. No autograd here.
 import { gpu, isCpuAdapter, type DeviceInfo } from "../gpu/device.ts";
 import { grid, launch } from "../gpu/launch.ts";
@@ -26,6 +27,8 @@ export interface AttentionDims {
   KVH: number;
   D: number;
   scale: number;
+  /** Logit soft-cap c (scores c·tanh(s / c)); 0 for none. */
+  softcap: number;
   config: AttentionConfig;
 }
 
@@ -107,7 +110,7 @@ function consts(d: AttentionDims) {
 }
 
 function params(d: AttentionDims) {
-  return { B: d.B, T: d.T, H: d.H, KVH: d.KVH, cols: d.D / 4, scale: d.scale };
+  return { B: d.B, T: d.T, H: d.H, KVH: d.KVH, cols: d.D / 4, scale: d.scale, softcap: d.softcap };
 }
 
 /** o (B, T, H, D) and the log-sum-exp of each query's scores, lse (B, H, T). `bounds`: i32 (B, T, 2). */

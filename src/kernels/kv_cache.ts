@@ -14,9 +14,18 @@ export interface CachedAttentionDims {
   cap: number;
   past: number;
   scale: number;
+  /** Sliding window W: query s sees positions j > past + s - W. 0 or absent: none. */
+  window?: number;
+  /** Logit soft-cap c. 0 or absent: none. */
+  softcap?: number;
 }
 
-/** How one call is cut: QR rows per workgroup, NC chunks of CH cache positions. */
+/** The lowest cache position any query of a call attends: past + 1 - W with a window W, else 0. */
+export function firstPosition(d: CachedAttentionDims): number {
+  return d.window ? Math.max(0, d.past + 1 - d.window) : 0;
+}
+
+/** How one call is cut: QR rows per workgroup, NC chunks of CH cache positions (from firstPosition on). */
 export interface CachedAttentionPlan {
   QR: number;
   NC: number;
@@ -47,18 +56,18 @@ export function cachedAttentionPlan(d: CachedAttentionDims): CachedAttentionPlan
   // At least 4 rows and about 64 threads per workgroup, never more rows than there are.
   const QR = Math.min(rows, Math.max(4, Math.min(32, Math.floor(64 / D4))));
   const BK = QR * D4;
-  const L = d.past + d.S;
-  const steps = Math.ceil(L / BK);
+  const span = d.past + d.S - firstPosition(d); // positions some query sees
+  const steps = Math.ceil(span / BK);
   if (forcedChunk !== null) {
     // Any whole number of positions: chunks may end mid-step.
-    const CH = Number.isFinite(forcedChunk) ? Math.min(L, Math.max(1, Math.floor(forcedChunk))) : L;
-    return { QR, NC: Math.ceil(L / CH), CH, BK };
+    const CH = Number.isFinite(forcedChunk) ? Math.min(span, Math.max(1, Math.floor(forcedChunk))) : span;
+    return { QR, NC: Math.ceil(span / CH), CH, BK };
   }
   const base = Math.ceil(rows / QR) * d.B * d.KVH;
   const target = isCpuAdapter(gpu().info) ? TARGET_CPU : TARGET_GPU;
   const NC = Math.max(1, Math.min(base >= target ? 1 : Math.ceil(target / base), steps));
   const CH = Math.ceil(steps / NC) * BK;
-  return { QR, NC: Math.ceil(L / CH), CH, BK };
+  return { QR, NC: Math.ceil(span / CH), CH, BK };
 }
 
 /** cache[b, start + s] = x[b, s] for every row b, in place: one dispatch. x (B, S, ...), cache (B, cap, ...). */
@@ -74,12 +83,13 @@ export function write(cache: Tensor, x: Tensor, start: number): void {
 }
 
 function params(f: Partial<Record<string, number>>): Record<string, number> {
-  const names = ["B", "S", "H", "KVH", "cap", "past", "L", "NC", "CH", "cols", "start", "n", "width", "scale"];
+  const names = ["B", "S", "H", "KVH", "cap", "past", "L", "NC", "CH", "cols", "start", "n", "width", "scale", "first", "window", "softcap"];
   return Object.fromEntries(names.map((n) => [n, f[n] ?? 0]));
 }
 
 /**
- * o (B, S, H, D) = softmax over the allowed cache positions of (scale q·k)·v. `mask`: i32 (B, past + S).
+ * o (B, S, H, D) = softmax over the allowed cache positions of (scale q·k, capped with a softcap)·v. `mask`:
+ * i32 (B, past + S).
  * One dispatch when the plan has one chunk, else two (partials, combine).
  */
 export function attendCached(q: Tensor, kc: Tensor, vc: Tensor, mask: Tensor, d: CachedAttentionDims): Tensor {
@@ -91,7 +101,10 @@ export function attendCached(q: Tensor, kc: Tensor, vc: Tensor, mask: Tensor, d:
   const rows = d.S * (d.H / d.KVH);
   const consts = { D: d.D, QR };
   const workgroups = [Math.ceil(rows / QR), NC, d.B * d.KVH];
-  const base = { B: d.B, S: d.S, H: d.H, KVH: d.KVH, cap: d.cap, past: d.past, L, NC, CH, cols: D4, scale: d.scale };
+  const base = {
+    B: d.B, S: d.S, H: d.H, KVH: d.KVH, cap: d.cap, past: d.past, L, NC, CH, cols: D4, scale: d.scale,
+    first: firstPosition(d), window: d.window ?? 0, softcap: d.softcap ?? 0,
+  };
   if (NC === 1) {
     launch("kv_cache", "single", {
       consts,

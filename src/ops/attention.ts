@@ -1,5 +1,5 @@
 // Causal scaled-dot-product attention for training (flash style: O(tokens × head_dim) memory), with
-// grouped-query heads, packed sequences and padding, and its gradient.
+// grouped-query heads, packed sequences and padding, sliding windows and logit soft-capping, and its gradient.
 import * as K from "../kernels/attention.ts";
 import { record, Tensor } from "../tensor/tensor.ts";
 import { flatBatch, type TokenBatch } from "./token_batch.ts";
@@ -14,24 +14,37 @@ export interface AttentionOptions {
   attention_mask?: TokenBatch;
   /** Multiplies q·k; default 1/sqrt(head_dim). */
   scale?: number;
+  /**
+   * Sliding window W (null/undefined: none): query i also needs i - W < j for key j, so it sees at most the W
+   * last tokens, itself included (transformers' sliding_window_overlay: kv_idx > q_idx - W). Indices are
+   * positions in the row, not position ids; a packed sequence's window never reaches past its start anyway.
+   */
+  sliding_window?: number | null;
+  /**
+   * Logit soft-cap c (null/undefined/0: none): each score is c·tanh(scale·q·k / c) before masking and the
+   * softmax (Gemma 2's attn_logit_softcapping).
+   */
+  softcap?: number | null;
 }
 
 const fmt = (t: Tensor) => `[${t.shape.join(", ")}]`;
 
 /**
- * softmax(q·kᵀ·scale + causal mask)·v per head: q [B, T, H, D], k and v [B, T, KVH, D] (query head h uses kv
- * head floor(h / (H / KVH))), output [B, T, H, D]. Query t of a row attends the tokens t' <= t of its own
- * sequence (see AttentionOptions) that are not padding; a query with no such token outputs 0.
+ * softmax(s + causal mask)·v per head, s = scale·q·kᵀ (or c·tanh(scale·q·kᵀ / c) with a softcap c): q
+ * [B, T, H, D], k and v [B, T, KVH, D] (query head h uses kv head floor(h / (H / KVH))), output [B, T, H, D].
+ * Query t of a row attends the tokens t' <= t of its own sequence (see AttentionOptions) that are not
+ * padding, and with a sliding window W only those with t' > t - W; a query with no such token outputs 0.
  *
- * With p = softmax(s), s = scale·q·kᵀ, o = p·v and Δ_i = rowsum(dy ∘ o)_i:
- * dv = pᵀ·dy, ds = p ∘ (dy·vᵀ − Δ), dq = scale·ds·k, dk = scale·dsᵀ·q (dk, dv summed over each kv head's
- * query heads), recomputing p tile by tile from q, k and the saved log-sum-exp.
+ * With p = softmax(s), o = p·v and Δ_i = rowsum(dy ∘ o)_i: dv = pᵀ·dy, ds = p ∘ (dy·vᵀ − Δ) (times
+ * 1 − (s/c)², the cap's derivative, with a softcap), dq = scale·ds·k, dk = scale·dsᵀ·q (dk, dv summed over each
+ * kv head's query heads), recomputing p tile by tile from q, k and the saved log-sum-exp (of the capped s).
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): Tensor {
-  const d = dimsOf(q, k, v, options.scale);
+  const d = dimsOf(q, k, v, options);
   const ids = options.position_ids && flatBatch("attention: position_ids", options.position_ids, d).data;
   const mask = options.attention_mask && flatBatch("attention: attention_mask", options.attention_mask, d).data;
-  const bounds = Tensor.fromArray(tokenBounds(d.B, d.T, ids, mask), [d.B, d.T, 2], { dtype: "i32" });
+  const window = slidingWindowOf("attention", options.sliding_window);
+  const bounds = Tensor.fromArray(tokenBounds(d.B, d.T, ids, mask, window), [d.B, d.T, 2], { dtype: "i32" });
   const { o, lse } = K.forward(q, k, v, bounds, d);
   const saved: K.AttentionSaved = { q, k, v, o, lse, bounds };
   const out = record(
@@ -59,7 +72,26 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   return out;
 }
 
-function dimsOf(q: Tensor, k: Tensor, v: Tensor, scale?: number): K.AttentionDims {
+/** A sliding_window option checked: a positive integer, or undefined for none. */
+export function slidingWindowOf(op: string, w: number | null | undefined): number | undefined {
+  if (w === null || w === undefined) return undefined;
+  if (!Number.isInteger(w) || w < 1) {
+    throw new Error(`${op}: sliding_window must be a positive integer (the tokens a query sees, itself included) or null for none, got ${w}`);
+  }
+  return w;
+}
+
+/** A softcap option checked: a positive finite number, or 0 for none (null, undefined or 0 given). */
+export function softcapOf(op: string, c: number | null | undefined): number {
+  if (c === null || c === undefined || c === 0) return 0;
+  if (typeof c !== "number" || !Number.isFinite(c) || c < 0) {
+    throw new Error(`${op}: softcap must be a positive finite number (scores become c·tanh(s / c)) or null for none, got ${c}`);
+  }
+  return c;
+}
+
+function dimsOf(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): K.AttentionDims {
+  const scale = options.scale;
   const shapes = `q ${fmt(q)}, k ${fmt(k)}, v ${fmt(v)}`;
   const fail = (why: string): never => {
     throw new Error(`attention: ${why} (${shapes})`);
@@ -78,17 +110,20 @@ function dimsOf(q: Tensor, k: Tensor, v: Tensor, scale?: number): K.AttentionDim
   if (B === 0 || T === 0) fail("empty batch or sequence");
   const s = scale ?? 1 / Math.sqrt(D);
   if (!Number.isFinite(s)) fail(`scale must be finite, got ${scale}`);
-  return { B, T, H, KVH, D, scale: s, config: K.attentionConfig(D) };
+  const softcap = softcapOf("attention", options.softcap);
+  return { B, T, H, KVH, D, scale: s, softcap, config: K.attentionConfig(D) };
 }
 
 /**
  * Per token t of each row, as (lo_t, end_t) pairs, i32 (B, T, 2). Query t attends keys lo_t..t; end_t is one
  * past the last query that attends key t. Sequences begin at t = 0 and wherever position_ids is 0; within
  * one, the mask must read 0…0 1…1 0…0 (left, then right padding): real tokens [a, c) get lo = a and
- * end = c, padding gets lo = t + 1 (attends nothing) and end = t (attended by nothing). Both are then
- * nondecreasing along the row, which the kernels' tile bounds rely on.
+ * end = c, padding gets lo = t + 1 (attends nothing) and end = t (attended by nothing). A sliding window W
+ * narrows real tokens to lo = max(a, t - W + 1) and end = min(c, t + W). Both stay nondecreasing along the
+ * row, which the kernels' tile bounds rely on (and the masks, which read lo of the query side only: end only
+ * bounds the queries backward_dkv visits).
  */
-export function tokenBounds(B: number, T: number, positionIds?: Int32Array, mask?: Int32Array): Int32Array {
+export function tokenBounds(B: number, T: number, positionIds?: Int32Array, mask?: Int32Array, window?: number): Int32Array {
   const out = new Int32Array(2 * B * T);
   for (let b = 0; b < B; b++) {
     const row = b * T;
@@ -114,8 +149,8 @@ export function tokenBounds(B: number, T: number, positionIds?: Int32Array, mask
       }
       for (let t = s; t < e; t++) {
         const inside = t >= a && t < c;
-        out[2 * (row + t)] = inside ? a : t + 1;
-        out[2 * (row + t) + 1] = inside ? c : t;
+        out[2 * (row + t)] = !inside ? t + 1 : window ? Math.max(a, t - window + 1) : a;
+        out[2 * (row + t) + 1] = !inside ? t : window ? Math.min(c, t + window) : c;
       }
       s = e;
     }

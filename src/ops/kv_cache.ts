@@ -3,6 +3,7 @@
 import * as K from "../kernels/kv_cache.ts";
 import { is_grad_enabled } from "../tensor/autograd.ts";
 import { Tensor } from "../tensor/tensor.ts";
+import { slidingWindowOf, softcapOf } from "./attention.ts";
 import { flatBatch, type TokenBatch } from "./token_batch.ts";
 
 const fmt = (t: Tensor) => `[${t.shape.join(", ")}]`;
@@ -50,15 +51,24 @@ export interface CachedAttentionOptions {
   attention_mask?: TokenBatch;
   /** Multiplies q·k; default 1/sqrt(head_dim). */
   scale?: number;
+  /**
+   * Sliding window W (null/undefined: none): query s also needs past + s - W < j for cache position j, as
+   * attention's sliding_window with the absolute position past + s as the query's index.
+   */
+  sliding_window?: number | null;
+  /** Logit soft-cap c (null/undefined/0: none): scores c·tanh(scale·q·k / c), as attention's softcap. */
+  softcap?: number | null;
 }
 
 /**
  * Attention of S new tokens over a KV cache: q [B, S, H, D] at absolute positions past..past+S-1; kcache
  * and vcache [B, capacity, KVH, D] hold past + S valid positions (the new ones already written). Query s
- * attends cache positions j <= past + s with attention_mask[b][j] = 1, query head h using kv head
- * floor(h / (H / KVH)); a query with nothing to attend outputs 0. Output [B, S, H, D]. Prefill (past 0,
- * S = prompt length) and decode (S = 1). Split-K over the cache length: 1 dispatch, or 2 when the cache is
- * split into chunks (partials and their combine).
+ * attends cache positions j <= past + s (and j > past + s - W with a sliding window W) with
+ * attention_mask[b][j] = 1, query head h using kv head floor(h / (H / KVH)); a query with nothing to attend
+ * outputs 0. Output [B, S, H, D], equal to training attention's rows past..past+S-1 for the same tokens.
+ * Prefill (past 0, S = prompt length) and decode (S = 1). Split-K over the cache length (from the first
+ * position the window lets in): 1 dispatch, or 2 when the cache is split into chunks (partials and their
+ * combine).
  */
 export function attention_cached(q: Tensor, kcache: Tensor, vcache: Tensor, options: CachedAttentionOptions): Tensor {
   const shapes = `q ${fmt(q)}, kcache ${fmt(kcache)}, vcache ${fmt(vcache)}, past ${options?.past}`;
@@ -84,6 +94,8 @@ export function attention_cached(q: Tensor, kcache: Tensor, vcache: Tensor, opti
   if (L > cap) fail(`past + S = ${past} + ${S} = ${L} positions exceed the caches' capacity of ${cap}`);
   const scale = options.scale ?? 1 / Math.sqrt(D);
   if (!Number.isFinite(scale)) fail(`scale must be finite, got ${options.scale}`);
+  const window = slidingWindowOf("attention_cached", options.sliding_window) ?? 0;
+  const softcap = softcapOf("attention_cached", options.softcap);
   const given = options.attention_mask;
   let mask: Tensor;
   if (given instanceof Tensor) {
@@ -94,7 +106,7 @@ export function attention_cached(q: Tensor, kcache: Tensor, vcache: Tensor, opti
   } else {
     mask = Tensor.fromArray(given ? maskInts(given, B, L) : new Int32Array(B * L).fill(1), [B, L], { dtype: "i32" });
   }
-  const o = K.attendCached(q, kcache, vcache, mask, { B, S, H, KVH, D, cap, past, scale });
+  const o = K.attendCached(q, kcache, vcache, mask, { B, S, H, KVH, D, cap, past, scale, window, softcap });
   if (mask !== given) mask.dispose();
   return o;
 }

@@ -36,7 +36,13 @@ function packed(...lengths: number[]): Int32Array {
 }
 
 function optionsOf(c: R.AttentionCase): AttentionOptions {
-  return { position_ids: c.positionIds && Int32Array.from(c.positionIds), attention_mask: c.mask && Int32Array.from(c.mask), scale: c.scale };
+  return {
+    position_ids: c.positionIds && Int32Array.from(c.positionIds),
+    attention_mask: c.mask && Int32Array.from(c.mask),
+    scale: c.scale,
+    sliding_window: c.slidingWindow,
+    softcap: c.softcap,
+  };
 }
 
 function checkCase(c: Case): Promise<void> {
@@ -67,6 +73,22 @@ const CASES: [AttentionConfig, Case][] = [
   [REGISTERS, { name: "padded batch: left 3, right 5, none; D 20", B: 3, T: 11, H: 2, KVH: 2, D: 20, mask: PADDING }],
   [STAGED, { name: "padded batch: left 3, right 5, none; D 64", B: 3, T: 11, H: 2, KVH: 2, D: 64, mask: PADDING }],
   [REGISTERS, { name: "D 128, explicit scale", B: 1, T: 20, H: 2, KVH: 1, D: 128, scale: 0.1, positionIds: packed(9, 11) }],
+  // Sliding windows smaller than the sequence: tiles whose key range starts mid-window (T 33: 2 query tiles,
+  // the second's keys from 28 on; backward_dkv's query range ends at the window), windows restarting at each
+  // packed sequence, and windows against left and right padding (the window reaches into the left padding).
+  // Central differences on a tiny windowed, capped row.
+  [REGISTERS, { name: "tiny window 2 + softcap [1, 7, 3, 20] on 1 kv head", B: 1, T: 7, H: 3, KVH: 1, D: 20, scale: 0.9, slidingWindow: 2, softcap: 1.3, fdSamples: 48 }],
+  [REGISTERS, { name: "window 5, T 17, GQA 3 on 1", B: 1, T: 17, H: 3, KVH: 1, D: 20, slidingWindow: 5 }],
+  [REGISTERS, { name: "window 5, T 33, GQA 6 on 2, packed 13 + 20", B: 1, T: 33, H: 6, KVH: 2, D: 20, slidingWindow: 5, positionIds: packed(13, 20) }],
+  [STAGED, { name: "window 5, T 33, GQA 6 on 2, packed 3 + 30", B: 1, T: 33, H: 6, KVH: 2, D: 64, slidingWindow: 5, positionIds: packed(3, 30) }],
+  [REGISTERS, { name: "window 1 (each token itself), T 33, 3 heads on 1", B: 1, T: 33, H: 3, KVH: 1, D: 20, slidingWindow: 1 }],
+  [REGISTERS, { name: "window 40 > T 33 (no effect)", B: 1, T: 33, H: 3, KVH: 1, D: 20, slidingWindow: 40 }],
+  [REGISTERS, { name: "window 4, padded batch: left 3, right 5, none", B: 3, T: 11, H: 3, KVH: 1, D: 20, mask: PADDING, slidingWindow: 4 }],
+  [STAGED, { name: "window 4 + softcap 2, padded batch: left 3, right 5, none", B: 3, T: 11, H: 3, KVH: 1, D: 64, mask: PADDING, slidingWindow: 4, scale: 0.4, softcap: 2 }],
+  // Soft-capping with scores well into tanh's curve (|scale·q·k| up to ~4 against caps of 1.5 and 3).
+  [REGISTERS, { name: "softcap 1.5, T 17, GQA 3 on 1", B: 1, T: 17, H: 3, KVH: 1, D: 20, scale: 0.6, softcap: 1.5 }],
+  [STAGED, { name: "softcap 3, T 33, GQA 6 on 2", B: 1, T: 33, H: 6, KVH: 2, D: 64, scale: 0.3, softcap: 3 }],
+  [REGISTERS, { name: "softcap 1.5 + window 5, T 33, GQA 3 on 1, packed 13 + 20", B: 1, T: 33, H: 3, KVH: 1, D: 20, scale: 0.6, softcap: 1.5, slidingWindow: 5, positionIds: packed(13, 20) }],
 ];
 
 for (const [config, c] of CASES) {
@@ -86,11 +108,14 @@ function fromFixture(c: FixtureCase) {
     position_ids: Int32Array.from(tensorOf(c, "position_ids").data),
     attention_mask: Int32Array.from(tensorOf(c, "attention_mask").data),
     scale: c.scale as number,
+    sliding_window: (c.sliding_window as number | null | undefined) ?? null,
+    softcap: (c.softcap as number | null | undefined) ?? null,
   };
   return { q: t("q", true), k: t("k", true), v: t("v", true), dy: t("dy"), options };
 }
 
-// PyTorch float64 autograd of the written-out masked softmax (torch 1.13 has no scaled_dot_product_attention).
+// PyTorch float64 autograd of the written-out masked softmax (torch 1.13 has no scaled_dot_product_attention);
+// the window_* and softcap_* cases add transformers' sliding-window overlay and Gemma 2's soft-capping.
 for (const [name, c] of Object.entries(fixtures("attention"))) {
   test(`attention matches PyTorch: ${name}`, async () => {
     forceAttentionConfig(null);
@@ -214,6 +239,16 @@ test("tokenBounds: (first key, one past the last query) per token for packed, le
   );
 });
 
+test("tokenBounds with a sliding window: lo_t = max(first key, t - W + 1), end_t = min(end, t + W), per sequence", () => {
+  // W = 2. Row 0: one sequence, left- and right-padded by one. Row 1: sequences [0, 3) and [3, 7).
+  const ids = Int32Array.from([0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 0, 1, 2, 3]);
+  const mask = Int32Array.from([0, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1]);
+  assert.deepEqual(
+    [...tokenBounds(2, 7, ids, mask, 2)],
+    [1, 0, 1, 3, 1, 4, 2, 5, 3, 6, 4, 6, 7, 6, 0, 2, 0, 3, 1, 3, 3, 5, 3, 6, 4, 7, 5, 7],
+  );
+});
+
 test("attention rejects bad shapes, options and masks with holes", () => {
   const t = (...shape: number[]) => Tensor.fromArray(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
   const q = t(1, 5, 4, 8);
@@ -230,6 +265,12 @@ test("attention rejects bad shapes, options and masks with holes", () => {
   assert.throws(() => attention(q, kv, kv, { attention_mask: [[1, 1, 0, 1, 1]] }), /attention_mask\[0\] has padding at 2 between real tokens 1 and 3 of one sequence/);
   assert.throws(() => attention(q, kv, kv, { attention_mask: [1, 1, 2, 1, 1] }), /attention_mask\[0\]\[2\] = 2; expected 0 or 1/);
   assert.throws(() => attention(q, kv, kv, { position_ids: [0, 1, 2.5, 3, 4] }), /position_ids\[0\]\[2\] = 2.5 is not an integer/);
+  for (const w of [0, -1, 1.5]) {
+    assert.throws(() => attention(q, kv, kv, { sliding_window: w }), new RegExp(`attention: sliding_window must be a positive integer .* got ${w}`));
+  }
+  for (const c of [-2, NaN, Infinity]) {
+    assert.throws(() => attention(q, kv, kv, { softcap: c }), new RegExp(`attention: softcap must be a positive finite number .* got ${c}`));
+  }
   forceAttentionConfig({ BQ: 24, BK: 16, RB: 1, G: 1, stage: false });
   assert.throws(() => attention(q, kv, kv), /BQ and BK must be positive multiples of 16/);
   forceAttentionConfig({ BQ: 64, BK: 64, RB: 1, G: 4, stage: true });

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { attention, no_grad, Tensor } from "../../src/index.ts";
 import { gpu } from "../../src/gpu/device.ts";
-import { cachedAttentionPlan, forceCachedAttentionChunk } from "../../src/kernels/kv_cache.ts";
+import { cachedAttentionPlan, firstPosition, forceCachedAttentionChunk } from "../../src/kernels/kv_cache.ts";
 import { attention_cached, kv_cache_write } from "../../src/ops/kv_cache.ts";
 import { expectAllClose, rand, setup, type Tol } from "../helpers.ts";
 import * as R from "../reference/kv_cache.ts";
@@ -26,9 +26,16 @@ interface Case extends R.CachedCase {
   name: string;
 }
 
-function makeCase(B: number, S: number, past: number, H: number, KVH: number, D: number, pads?: number[]): Case {
+function makeCase(
+  B: number, S: number, past: number, H: number, KVH: number, D: number, pads?: number[],
+  extra: { slidingWindow?: number; softcap?: number; scale?: number } = {},
+): Case {
   const L = past + S;
-  const c: Case = { name: `B${B} S${S} past${past} H${H} KVH${KVH} D${D}${pads ? ` left pads ${pads}` : ""}`, B, S, H, KVH, D, past, cap: L + 5 };
+  const more = [
+    extra.slidingWindow !== undefined ? ` window ${extra.slidingWindow}` : "",
+    extra.softcap !== undefined ? ` softcap ${extra.softcap} scale ${extra.scale}` : "",
+  ].join("");
+  const c: Case = { name: `B${B} S${S} past${past} H${H} KVH${KVH} D${D}${pads ? ` left pads ${pads}` : ""}${more}`, B, S, H, KVH, D, past, cap: L + 5, ...extra };
   if (pads) c.mask = leftPadded(B, L, pads);
   return c;
 }
@@ -48,6 +55,20 @@ const CASES: Case[] = [
   // The head_dim extremes: 256 (256 threads a workgroup), 4 (one column, 32 rows a workgroup).
   makeCase(1, 2, 9, 2, 1, 256),
   makeCase(2, 3, 4, 2, 2, 4, [1, 0]),
+  // Sliding windows: decode past the window (the split covers only the window's positions), decodes whose
+  // window of 5 reaches into left padding (30 and 31 pads of 34 positions: 4 and 3 real ones), prefill and
+  // multi-token steps whose rows' windows start at different positions, and a window wider than the cache.
+  makeCase(1, 1, 33, 3, 1, 16, undefined, { slidingWindow: 5 }),
+  makeCase(2, 1, 33, 4, 2, 8, [30, 0], { slidingWindow: 5 }),
+  makeCase(2, 1, 33, 6, 2, 8, [31, 0], { slidingWindow: 5 }),
+  makeCase(1, 17, 0, 3, 1, 8, undefined, { slidingWindow: 5 }),
+  makeCase(2, 17, 0, 6, 2, 16, [7, 0], { slidingWindow: 5 }),
+  makeCase(2, 3, 33, 3, 1, 16, [4, 0], { slidingWindow: 5 }),
+  makeCase(1, 3, 5, 3, 1, 8, undefined, { slidingWindow: 40 }),
+  // Soft-capping, alone and with a window (|scale·q·k| up to ~4 against caps of 1.5).
+  makeCase(1, 1, 33, 3, 1, 16, undefined, { softcap: 1.5, scale: 0.6 }),
+  makeCase(2, 17, 5, 6, 2, 8, [7, 1], { softcap: 1.5, scale: 0.6 }),
+  makeCase(2, 3, 33, 3, 1, 16, [20, 0], { softcap: 1.5, scale: 0.6, slidingWindow: 5 }),
 ];
 
 /** q and caches for a case; cache positions past L (up to the capacity) hold values that must never be read. */
@@ -71,7 +92,15 @@ async function runCase(c: Case): Promise<Float32Array> {
   const tq = Tensor.fromArray(q, [c.B, c.S, c.H, c.D]);
   const tk = Tensor.fromArray(kc, [c.B, c.cap, c.KVH, c.D]);
   const tv = Tensor.fromArray(vc, [c.B, c.cap, c.KVH, c.D]);
-  const o = no_grad(() => attention_cached(tq, tk, tv, { past: c.past, attention_mask: c.mask && Int32Array.from(c.mask), scale: c.scale }));
+  const o = no_grad(() =>
+    attention_cached(tq, tk, tv, {
+      past: c.past,
+      attention_mask: c.mask && Int32Array.from(c.mask),
+      scale: c.scale,
+      sliding_window: c.slidingWindow,
+      softcap: c.softcap,
+    }),
+  );
   const got = (await o.toArray()) as Float32Array;
   for (const t of [tq, tk, tv, o]) t.dispose();
   return got;
@@ -113,33 +142,58 @@ test("attention_cached: a padded query with nothing to attend outputs 0", async 
   );
 });
 
-test("attention_cached prefill = training attention forward (left-padded mask)", async () => {
-  const [B, T, H, KVH, D] = [2, 19, 4, 2, 16];
+const PREFILLS: [string, { sliding_window?: number; softcap?: number; scale?: number }][] = [
+  ["", {}],
+  [", window 5", { sliding_window: 5 }],
+  [", window 5 + softcap 1.5", { sliding_window: 5, softcap: 1.5, scale: 0.6 }],
+];
+for (const [name, opts] of PREFILLS) test(`attention_cached prefill = training attention forward (left-padded mask${name})`, async () => {
+  const [B, T, H, KVH, D] = [2, 19, 6, 2, 16];
   const mask = leftPadded(B, T, [6, 0]);
   const q = Tensor.fromArray(f32(B * T * H * D, 21), [B, T, H, D]);
   const k = Tensor.fromArray(f32(B * T * KVH * D, 22), [B, T, KVH, D]);
   const v = Tensor.fromArray(f32(B * T * KVH * D, 23), [B, T, KVH, D]);
-  const want = await no_grad(() => attention(q, k, v, { attention_mask: mask })).toArray();
+  const want = await no_grad(() => attention(q, k, v, { attention_mask: mask, ...opts })).toArray();
   for (const [mode, chunk] of MODES) {
     forceCachedAttentionChunk(chunk);
-    const o = no_grad(() => attention_cached(q, k, v, { past: 0, attention_mask: mask }));
+    const o = no_grad(() => attention_cached(q, k, v, { past: 0, attention_mask: mask, ...opts }));
     expectAllClose(await o.toArray(), want, { atol: 1e-6, rtol: 1e-5 }, `prefill (${mode})`);
     o.dispose();
   }
   forceCachedAttentionChunk(null);
 });
 
-test("prefill then token-by-token decode through kv_cache_write = training attention, row by row", async () => {
-  const [B, T, H, KVH, D, P] = [2, 12, 3, 1, 8, 5]; // prompt of P, then T - P decode steps
+/** Training attention's options for a window and a cap, and cached attention's (the same names). */
+interface Variant {
+  name: string;
+  T: number;
+  P: number;
+  pads: number[];
+  sliding_window?: number;
+  softcap?: number;
+  scale?: number;
+}
+
+const DECODES: Variant[] = [
+  { name: "", T: 12, P: 5, pads: [2, 0] },
+  // Prompt shorter than the window, then decode far past it; row 0's window passes its left padding.
+  { name: ", window 5", T: 17, P: 3, pads: [7, 0], sliding_window: 5 },
+  { name: ", softcap 1.5", T: 17, P: 6, pads: [0, 3], softcap: 1.5, scale: 0.6 },
+  { name: ", window 5 + softcap 1.5", T: 17, P: 8, pads: [2, 0], sliding_window: 5, softcap: 1.5, scale: 0.6 },
+];
+
+for (const t of DECODES) test(`prefill then token-by-token decode through kv_cache_write = training attention, row by row${t.name}`, async () => {
+  const [B, T, H, KVH, D, P] = [2, t.T, 3, 1, 8, t.P]; // prompt of P, then T - P decode steps
   const cap = T + 3;
-  const mask = leftPadded(B, T, [2, 0]);
+  const mask = leftPadded(B, T, t.pads);
+  const opts = { sliding_window: t.sliding_window, softcap: t.softcap, scale: t.scale };
   const qa = f32(B * T * H * D, 31);
   const ka = f32(B * T * KVH * D, 32);
   const va = f32(B * T * KVH * D, 33);
   const q = Tensor.fromArray(qa, [B, T, H, D]);
   const k = Tensor.fromArray(ka, [B, T, KVH, D]);
   const v = Tensor.fromArray(va, [B, T, KVH, D]);
-  const want = (await no_grad(() => attention(q, k, v, { attention_mask: mask })).toArray()) as Float32Array;
+  const want = (await no_grad(() => attention(q, k, v, { attention_mask: mask, ...opts })).toArray()) as Float32Array;
   /** Tokens [t0, t1) of a (B, T, heads, D) array, as (B, t1 - t0, heads, D). */
   const part = (a: Float32Array, heads: number, t0: number, t1: number) => {
     const w = heads * D;
@@ -155,7 +209,7 @@ test("prefill then token-by-token decode through kv_cache_write = training atten
     const o = no_grad(() => {
       kv_cache_write(kc, part(ka, KVH, t0, t1), t0);
       kv_cache_write(vc, part(va, KVH, t0, t1), t0);
-      return attention_cached(part(qa, H, t0, t1), kc, vc, { past: t0, attention_mask: maskTo(t1) });
+      return attention_cached(part(qa, H, t0, t1), kc, vc, { past: t0, attention_mask: maskTo(t1), ...opts });
     });
     const ref = part(want, H, t0, t1);
     expectAllClose(await o.toArray(), await ref.toArray(), { atol: 1e-6, rtol: 1e-5 }, `tokens [${t0}, ${t1})`);
@@ -210,6 +264,34 @@ test("attention_cached errors: shapes, head_dim, capacity, mask, grad", () => {
   assert.throws(ng(() => attention_cached(q, kc, kc, { past: -1 })), /past must be a non-negative integer/);
   const qg = Tensor.fromArray(new Float32Array(64), [1, 2, 4, 8], { requires_grad: true });
   assert.throws(() => attention_cached(qg, kc, kc, { past: 0 }), /q requires grad/);
+  for (const w of [0, -3, 2.5]) {
+    assert.throws(ng(() => attention_cached(q, kc, kc, { past: 0, sliding_window: w })), new RegExp(`attention_cached: sliding_window must be a positive integer .* got ${w}`));
+  }
+  for (const c of [-1, NaN, Infinity]) {
+    assert.throws(ng(() => attention_cached(q, kc, kc, { past: 0, softcap: c })), new RegExp(`attention_cached: softcap must be a positive finite number .* got ${c}`));
+  }
+});
+
+test("attention_cached: a decode step past the window reads only the window's positions", async () => {
+  const [B, H, KVH, D, cap, W] = [1, 4, 2, 16, 300, 5];
+  const d = { B, S: 1, H, KVH, D, cap, past: 299, scale: 1, window: W };
+  assert.equal(firstPosition(d), 295);
+  const plan = cachedAttentionPlan(d);
+  assert.equal(plan.NC, 1, `a window of ${W} needs no split, got ${JSON.stringify(plan)}`);
+  // Positions before the window hold values that would dominate any softmax they entered.
+  const kc = f32(B * cap * KVH * D, 52).fill(30, 0, 295 * KVH * D);
+  const vc = f32(B * cap * KVH * D, 53).fill(1e4, 0, 295 * KVH * D);
+  const q = f32(B * H * D, 51).fill(1);
+  const before = gpu().batch.counters.dispatches;
+  const o = no_grad(() =>
+    attention_cached(Tensor.fromArray(q, [B, 1, H, D]), Tensor.fromArray(kc, [B, cap, KVH, D]), Tensor.fromArray(vc, [B, cap, KVH, D]), {
+      past: 299,
+      sliding_window: W,
+    }),
+  );
+  assert.equal(gpu().batch.counters.dispatches - before, 1);
+  const c: R.CachedCase = { B, S: 1, H, KVH, D, cap, past: 299, slidingWindow: W };
+  expectAllClose(await o.toArray(), R.attentionCached(q, kc, vc, c), FWD, "decode at 299, window 5");
 });
 
 test("attention_cached: decode over a long cache splits it and takes at most 3 dispatches; prefill 1", async () => {

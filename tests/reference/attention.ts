@@ -1,8 +1,9 @@
-// float64 reference for causal attention with grouped-query heads, packed sequences and padding:
-// q (B, T, H, D), k, v (B, T, KVH, D), o (B, T, H, D); the forward and the analytic gradient of sum(o · dy).
-// The mask is built pair by pair from position ids and the attention mask, independently of the op's
-// per-token bounds: query i attends key j iff j <= i, both in the same sequence (sequences begin where
-// position ids restart at 0) and both real tokens.
+// float64 reference for causal attention with grouped-query heads, packed sequences, padding, sliding
+// windows and logit soft-capping: q (B, T, H, D), k, v (B, T, KVH, D), o (B, T, H, D); the forward and the
+// analytic gradient of sum(o · dy). The mask is built pair by pair from position ids, the attention mask and
+// the window, independently of the op's per-token bounds: query i attends key j iff j <= i, j > i - W (with
+// a window W), both in the same sequence (sequences begin where position ids restart at 0) and both real
+// tokens. Scores are scale·q·k, or c·tanh(scale·q·k / c) with a softcap c.
 
 export interface AttentionCase {
   B: number;
@@ -15,6 +16,10 @@ export interface AttentionCase {
   positionIds?: ArrayLike<number>;
   /** (B·T), 1 = token, 0 = padding. */
   mask?: ArrayLike<number>;
+  /** Sliding window W: query i sees keys j > i - W. */
+  slidingWindow?: number;
+  /** Logit soft-cap c. */
+  softcap?: number;
 }
 
 /** live(b, i, j) for one batch row: whether query i attends key j. */
@@ -30,11 +35,15 @@ function liveness(c: AttentionCase): (b: number, i: number, j: number) => boolea
   return (b, i, j) => {
     const ni = b * c.T + i;
     const nj = b * c.T + j;
-    return j <= i && seq[ni] === seq[nj] && real(ni) && real(nj);
+    const inWindow = c.slidingWindow === undefined || j > i - c.slidingWindow;
+    return j <= i && inWindow && seq[ni] === seq[nj] && real(ni) && real(nj);
   };
 }
 
-/** Probabilities p[b, h, i, j] (zero where not live; a row with no live key is all zero) and the layout helpers. */
+/**
+ * Probabilities p[b, h, i, j] (zero where not live; a row with no live key is all zero), the cap's
+ * derivative at each score (1 - tanh², or 1 without a softcap) and the layout helpers.
+ */
 function probabilities(q: Float64Array, k: Float64Array, c: AttentionCase) {
   const { B, T, H, KVH, D } = c;
   const scale = c.scale ?? 1 / Math.sqrt(D);
@@ -42,6 +51,8 @@ function probabilities(q: Float64Array, k: Float64Array, c: AttentionCase) {
   const qi = (b: number, t: number, h: number) => ((b * T + t) * H + h) * D;
   const ki = (b: number, t: number, h: number) => ((b * T + t) * KVH + Math.floor(h / (H / KVH))) * D;
   const P = new Float64Array(B * H * T * T);
+  const dcap = new Float64Array(B * H * T * T).fill(1);
+  const cap = c.softcap;
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
       for (let i = 0; i < T; i++) {
@@ -51,8 +62,14 @@ function probabilities(q: Float64Array, k: Float64Array, c: AttentionCase) {
           if (!live(b, i, j)) continue;
           let s = 0;
           for (let d = 0; d < D; d++) s += q[qi(b, i, h) + d]! * k[ki(b, j, h) + d]!;
-          P[row + j] = scale * s;
-          m = Math.max(m, scale * s);
+          s *= scale;
+          if (cap) {
+            const t = Math.tanh(s / cap);
+            s = cap * t;
+            dcap[row + j] = 1 - t * t;
+          }
+          P[row + j] = s;
+          m = Math.max(m, s);
         }
         let sum = 0;
         for (let j = 0; j < T; j++) if (live(b, i, j)) sum += (P[row + j] = Math.exp(P[row + j]! - m));
@@ -60,7 +77,7 @@ function probabilities(q: Float64Array, k: Float64Array, c: AttentionCase) {
       }
     }
   }
-  return { P, scale, qi, ki };
+  return { P, dcap, scale, qi, ki };
 }
 
 export function attention(q: Float64Array, k: Float64Array, v: Float64Array, c: AttentionCase): Float64Array {
@@ -83,12 +100,13 @@ export function attention(q: Float64Array, k: Float64Array, v: Float64Array, c: 
 }
 
 /**
- * [dq, dk, dv] of sum(o · dy): dv_j = sum_i p_ij dy_i, dp_ij = dy_i·v_j, ds_ij = p_ij (dp_ij - sum_j' p_ij' dp_ij'),
- * dq_i = scale sum_j ds_ij k_j, dk_j = scale sum_i ds_ij q_i (dk, dv summed over the heads sharing a kv head).
+ * [dq, dk, dv] of sum(o · dy): dv_j = sum_i p_ij dy_i, dp_ij = dy_i·v_j, ds_ij = p_ij (dp_ij - sum_j' p_ij' dp_ij')
+ * (times 1 - tanh² of the capped argument with a softcap), dq_i = scale sum_j ds_ij k_j, dk_j = scale sum_i
+ * ds_ij q_i (dk, dv summed over the heads sharing a kv head).
  */
 export function attentionGrad(q: Float64Array, k: Float64Array, v: Float64Array, dy: Float64Array, c: AttentionCase): Float64Array[] {
   const { B, T, H, D } = c;
-  const { P, scale, qi, ki } = probabilities(q, k, c);
+  const { P, dcap, scale, qi, ki } = probabilities(q, k, c);
   const dq = new Float64Array(q.length);
   const dk = new Float64Array(k.length);
   const dv = new Float64Array(v.length);
@@ -107,7 +125,7 @@ export function attentionGrad(q: Float64Array, k: Float64Array, v: Float64Array,
         for (let j = 0; j < T; j++) {
           const pij = P[row + j]!;
           if (pij === 0) continue;
-          const ds = pij * (dp[j]! - rowsum);
+          const ds = pij * (dp[j]! - rowsum) * dcap[row + j]!;
           for (let d = 0; d < D; d++) {
             dv[ki(b, j, h) + d] += pij * dy[qi(b, i, h) + d]!;
             dq[qi(b, i, h) + d] += scale * ds * k[ki(b, j, h) + d]!;

@@ -1,6 +1,7 @@
 // float64 reference for attention over a KV cache and the cache write. q (B, S, H, D) at absolute positions
 // past..past+S-1; caches (B, cap, KVH, D), positions 0..past+S-1 valid. Query s attends position j iff
-// j <= past + s and mask[b, j] = 1; kv head h / (H / KVH); a query with nothing to attend gives 0.
+// j <= past + s, j > past + s - W with a sliding window W, and mask[b, j] = 1; kv head h / (H / KVH); a
+// query with nothing to attend gives 0. Scores scale·q·k, or c·tanh(scale·q·k / c) with a softcap c.
 
 export interface CachedCase {
   B: number;
@@ -13,6 +14,8 @@ export interface CachedCase {
   scale?: number;
   /** (B, past + S), row-major, 1 = token, 0 = padding. */
   mask?: ArrayLike<number>;
+  slidingWindow?: number;
+  softcap?: number;
 }
 
 export function attentionCached(q: ArrayLike<number>, kc: ArrayLike<number>, vc: ArrayLike<number>, c: CachedCase): Float64Array {
@@ -26,14 +29,15 @@ export function attentionCached(q: ArrayLike<number>, kc: ArrayLike<number>, vc:
       for (let h = 0; h < H; h++) {
         const kvh = Math.floor(h / (H / KVH));
         const qa = ((b * S + s) * H + h) * D;
-        const allowed = (j: number) => j <= past + s && (!c.mask || c.mask[b * L + j] === 1);
+        const W = c.slidingWindow;
+        const allowed = (j: number) => j <= past + s && (W === undefined || j > past + s - W) && (!c.mask || c.mask[b * L + j] === 1);
         let m = -Infinity;
         for (let j = 0; j < L; j++) {
           if (!allowed(j)) continue;
           const ka = ((b * cap + j) * KVH + kvh) * D;
           let dot = 0;
           for (let d = 0; d < D; d++) dot += q[qa + d]! * kc[ka + d]!;
-          scores[j] = scale * dot;
+          scores[j] = c.softcap ? c.softcap * Math.tanh((scale * dot) / c.softcap) : scale * dot;
           m = Math.max(m, scores[j]!);
         }
         if (m === -Infinity) continue; // nothing to attend: 0
