@@ -15,6 +15,11 @@
 //      first tokens, "keep_end" the last) and drop examples left with every label -100, counting them;
 //   7. packing is packing.ts's, on this output (untruncated, undropped).
 //
+// assistant_only_loss with a chat template that has no {% generation %} markers: the training template TRL swaps in
+// for the templates models ship (chat_templates.ts), chosen when the PreparedDataset is made (before any row is read),
+// used for every chat rendering of the pass (prompt ids too, as TRL passes it to each apply_chat_template call); an
+// unknown template is an error then, and TRL's warning comes when the assistant's end-of-turn token is not masked.
+//
 // completion_only_loss null means true when the dataset's FIRST row has both prompt and completion (TRL reads
 // the raw first row). Where webtune does better than TRL, it says so: a text that already starts with the BOS
 // the tokenizer adds gets one BOS, not two; assistant_only_loss on a row that is not conversational, or an
@@ -22,6 +27,7 @@
 import { loadDataset, type Dataset, type DatasetSource, type Row } from "./sources.ts";
 import { maybe_convert_to_chatml, parseRow, remove_none_values, rowName, type ParsedRow } from "./formats.ts";
 import type { PreTrainedTokenizer } from "./tokenizer.ts";
+import { resolve_assistant_only_chat_template } from "./chat_templates.ts";
 
 /** One prepared example: token ids and labels (-100 where no loss is taken), the same length. */
 export interface PreparedExample {
@@ -81,6 +87,8 @@ export interface ExampleSettings {
   eos_token: string | null;
   formatting_func: ((row: Row) => string) | null;
   warn: (message: string) => void;
+  /** The chat template to render with instead of the tokenizer's (the training template of assistant_only_loss); null or absent: the tokenizer's. */
+  chat_template?: string | null;
 }
 
 /** Steps 1-5 for one row: the example's input_ids and labels, untruncated. `index` names the row in errors. */
@@ -145,14 +153,14 @@ export function tokenize_example(row: Row, index: number, tokenizer: PreTrainedT
       break;
     }
     case "messages": {
-      const out = chat(tokenizer, parsed.messages, parsed, s.assistant_only_loss, name);
+      const out = chat(tokenizer, parsed.messages, parsed, s, name);
       ids = out.input_ids;
       assistant_masks = out.assistant_masks;
       break;
     }
     case "conversational_prompt_completion": {
-      const promptIds = chatIds(tokenizer, parsed.prompt, { ...parsed.kwargs, tools: parsed.tools, add_generation_prompt: true }, name);
-      const out = chat(tokenizer, [...parsed.prompt, ...parsed.completion], parsed, s.assistant_only_loss, name);
+      const promptIds = chatIds(tokenizer, parsed.prompt, { ...templateOption(s), ...parsed.kwargs, tools: parsed.tools, add_generation_prompt: true }, name);
+      const out = chat(tokenizer, [...parsed.prompt, ...parsed.completion], parsed, s, name);
       ids = out.input_ids;
       assistant_masks = out.assistant_masks;
       checkPrefix(promptIds, ids, name, s.warn);
@@ -194,19 +202,25 @@ function chatIds(tokenizer: PreTrainedTokenizer, messages: ParsedRowMessages, op
 
 type ParsedRowMessages = Extract<ParsedRow, { format: "messages" }>["messages"];
 
+/** The chat_template option of the settings' template, if any (a row's chat_template_kwargs come after it, as in TRL). */
+function templateOption(s: ExampleSettings): { chat_template?: string } {
+  return s.chat_template ? { chat_template: s.chat_template } : {};
+}
+
 function chat(
   tokenizer: PreTrainedTokenizer,
   messages: ParsedRowMessages,
   row: { tools: Extract<ParsedRow, { format: "messages" }>["tools"]; kwargs: Record<string, unknown> },
-  assistant_only_loss: boolean,
+  s: ExampleSettings,
   name: string,
 ) {
   try {
     return tokenizer.apply_chat_template(messages, {
+      ...templateOption(s),
       ...row.kwargs,
       tools: row.tools,
       return_dict: true,
-      return_assistant_tokens_mask: assistant_only_loss,
+      return_assistant_tokens_mask: s.assistant_only_loss,
     });
   } catch (e) {
     throw new Error(`${name}: ${(e as Error).message}`, { cause: e });
@@ -265,6 +279,8 @@ export class PreparedDataset implements AsyncIterable<PreparedExample> {
   /** Counts of the latest (or current) pass: rows read, examples yielded, dropped, truncated. */
   readonly stats: PrepareStats = { rows: 0, examples: 0, dropped: 0, truncated: 0, done: false };
   private resolved: Promise<ExampleSettings> | null = null;
+  /** The chat template every chat rendering uses: the training template under assistant_only_loss, else null (the tokenizer's). */
+  readonly chat_template: string | null = null;
 
   constructor(
     /** The rows prepared. */
@@ -279,6 +295,10 @@ export class PreparedDataset implements AsyncIterable<PreparedExample> {
     else if (o.truncation_mode !== undefined && o.truncation_mode !== "keep_start" && o.truncation_mode !== "keep_end") checkTruncation(1, o.truncation_mode);
     if (o.eos_token !== null && o.eos_token !== undefined && tokenizer.convert_tokens_to_ids(o.eos_token) === null) {
       throw new Error(`The eos_token "${o.eos_token}" is not in the vocabulary of the tokenizer of ${tokenizer.name_or_path}: it must be a token the model knows`);
+    }
+    // TRL's SFTTrainer.__init__: the training template for assistant-only loss, or the error, before any row is read.
+    if (o.assistant_only_loss && tokenizer.chat_template !== null) {
+      this.chat_template = resolve_assistant_only_chat_template(tokenizer, o.warn ?? ((m: string) => console.warn(m)));
     }
   }
 
@@ -296,6 +316,7 @@ export class PreparedDataset implements AsyncIterable<PreparedExample> {
         eos_token: o.eos_token ?? this.tokenizer.eos_token,
         formatting_func: o.formatting_func ?? null,
         warn: o.warn ?? ((m: string) => console.warn(m)),
+        chat_template: this.chat_template,
       };
     })().catch((e) => {
       this.resolved = null; // a failed read of the first row is retried on the next pass
