@@ -18,7 +18,7 @@
 //     (bos_token, eos_token, …) and any extra keyword, then encodes the text with add_special_tokens=false,
 //     so the template's own BOS is the only one.
 import { Tokenizer } from "@huggingface/tokenizers";
-import { Template } from "@huggingface/jinja";
+import { Environment, Interpreter, Template, parse, tokenize } from "@huggingface/jinja";
 import type { SourceOptions } from "../io/http.ts";
 import { openSource, type ModelLocation } from "../io/open.ts";
 import type { ModelSource } from "../io/source.ts";
@@ -204,6 +204,44 @@ function safeJson(value: unknown): string {
 
 const GENERATION_TAG = /\{%-?\s*generation\s*-?%\}/;
 
+/**
+ * Python's str.strip / lstrip / rstrip take the characters to strip (`content.lstrip('\n')` in Qwen3's template
+ * keeps a leading space); @huggingface/jinja 0.5 ignores the argument and strips all whitespace. Its string
+ * methods come from a `builtins` getter on the string value's prototype, so that getter is wrapped once, here,
+ * to give the three methods Python's meaning (no argument or none: whitespace, as before).
+ */
+function patchStringStrip(): void {
+  const sample = new Interpreter(new Environment()).run(parse(tokenize("{{ 'a' }}"))) as object;
+  const proto = Object.getPrototypeOf(sample) as object;
+  const desc = Object.getOwnPropertyDescriptor(proto, "builtins");
+  if (!desc?.get || (desc.get as { patched?: boolean }).patched) return;
+  const original = desc.get;
+  const upper = (original.call(sample) as Map<string, unknown>).get("upper") as object;
+  const FunctionValue = upper.constructor as new (fn: (args: { value?: unknown }[]) => unknown) => unknown;
+  const StringValue = sample.constructor as new (value: string) => unknown;
+  const strip = (text: string, chars: unknown, left: boolean, right: boolean): string => {
+    if (typeof chars !== "string") return left && right ? text.trim() : left ? text.trimStart() : text.trimEnd();
+    let a = 0;
+    let b = text.length;
+    if (left) while (a < b && chars.includes(text[a])) a++;
+    if (right) while (b > a && chars.includes(text[b - 1])) b--;
+    return text.slice(a, b);
+  };
+  const done = new WeakSet<Map<string, unknown>>();
+  const getter = function (this: { value: string }) {
+    const map = original.call(this) as Map<string, unknown>;
+    if (!done.has(map)) {
+      const make = (left: boolean, right: boolean) => new FunctionValue((args) => new StringValue(strip(this.value, args[0]?.value, left, right)));
+      map.set("strip", make(true, true)).set("lstrip", make(true, false)).set("rstrip", make(false, true));
+      done.add(map);
+    }
+    return map;
+  };
+  (getter as { patched?: boolean }).patched = true;
+  Object.defineProperty(proto, "builtins", { ...desc, get: getter });
+}
+patchStringStrip();
+
 /** A tokenizer: encode/decode, special tokens and chat templates, with transformers' names and semantics. */
 export class PreTrainedTokenizer {
   /** The @huggingface/tokenizers tokenizer that runs tokenizer.json. */
@@ -227,7 +265,8 @@ export class PreTrainedTokenizer {
   /** Which side padding goes on (tokenizer_config.json's padding_side, default "right"). */
   readonly padding_side: "left" | "right";
   /** The chat template(s): one string, named templates, or null. */
-  readonly chat_template: ChatTemplates | null;
+  /** The chat template(s); assignable, as transformers' tokenizer.chat_template (TRL's chat_template_path sets it). */
+  chat_template: ChatTemplates | null;
   /** Base vocabulary size (the model's vocab, without added tokens not in it), as transformers' vocab_size. */
   readonly vocab_size: number;
   /** Vocabulary size with the added tokens: transformers' len(tokenizer). */
@@ -385,6 +424,16 @@ export class PreTrainedTokenizer {
   /** Token → id over the model's vocabulary and the added tokens. */
   get_vocab(): Map<string, number> {
     return this.backend.get_vocab(true);
+  }
+
+  /** The added tokens (tokenizer.json's added_tokens and those transformers adds), token → id: transformers' get_added_vocab. */
+  get_added_vocab(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const id of [...this.addedIds].sort((a, b) => a - b)) {
+      const token = this.backend.id_to_token(id);
+      if (token !== undefined) out.set(token, id);
+    }
+    return out;
   }
 
   /** Token ids of `text`; with add_special_tokens (default) what tokenizer.json's post-processor adds. */
