@@ -9,6 +9,7 @@ import { prepareDataset, type PreparedExample } from "../data/prepare.ts";
 import type { DatasetSource } from "../data/sources.ts";
 import { AutoTokenizer, type PreTrainedTokenizer } from "../data/tokenizer.ts";
 import { AutoModelForCausalLM } from "../models/auto.ts";
+import { openFile } from "../io/open.ts";
 import type { ModelSource } from "../io/source.ts";
 import { fromStored, weightsOf } from "../models/architecture.ts";
 import type { CausalLM } from "../models/causal_lm.ts";
@@ -159,6 +160,8 @@ export class SFTTrainer {
   private position: DataPosition = { epoch: 0, batches: 0 };
   private modelSource: ModelSource | null = null;
   private tokenizerCache: Record<string, Uint8Array> | null = null;
+  /** The template chat_template_path gave, as saved with the checkpoints. */
+  private chatTemplateFile: Uint8Array | null = null;
 
   constructor(init: SFTTrainerInit) {
     this.init = init;
@@ -211,6 +214,7 @@ export class SFTTrainer {
     if (a.gradient_checkpointing) this.model.gradient_checkpointing_enable();
     this.processing_class = this.init.processing_class ?? (await this.loadTokenizer(m));
     const tok = this.processing_class;
+    if (a.chat_template_path !== null) await this.applyChatTemplatePath(a.chat_template_path);
     if (a.eos_token !== null && tok.convert_tokens_to_ids(a.eos_token) == null) {
       throw new Error(`SFTConfig.eos_token "${a.eos_token}" is not in the tokenizer's vocabulary`);
     }
@@ -233,6 +237,27 @@ export class SFTTrainer {
     const where = typeof m === "string" ? m : this.model.source;
     if (!where) throw new Error("SFTTrainer: pass processing_class (the tokenizer): the model was not loaded from files it could be read from");
     return AutoTokenizer.from_pretrained(where);
+  }
+
+  /**
+   * SFTConfig.chat_template_path, as TRL applies it: a .jinja or .j2 file becomes the tokenizer's chat template
+   * (and is saved with the checkpoints as chat_template.jinja, as the tokenizer's save_pretrained writes it).
+   * TRL's other form, a tokenizer path or Hub id whose template and special tokens clone_chat_template copies
+   * (resizing the embeddings), is an error here.
+   */
+  private async applyChatTemplatePath(path: string): Promise<void> {
+    if (!/\.(jinja|j2)$/i.test(path)) {
+      throw new Error(
+        `SFTConfig.chat_template_path "${path}": webtune reads a .jinja or .j2 template file; cloning another tokenizer's ` +
+          "template and special tokens (TRL's clone_chat_template, for a tokenizer path or Hub id) is not supported: give that " +
+          "tokenizer's chat_template.jinja instead",
+      );
+    }
+    const file = openFile(path, {}, "chat template");
+    const text = new TextDecoder().decode(await file.bytes.read());
+    if (!text.trim()) throw new Error(`SFTConfig.chat_template_path: ${file.name} is empty; give a Jinja chat template`);
+    this.processing_class.chat_template = text;
+    this.chatTemplateFile = new TextEncoder().encode(text);
   }
 
   /** The trainable parameters, by name (LoRA matrices, or every weight when fully fine-tuning). */
@@ -570,6 +595,11 @@ export class SFTTrainer {
       const cache: Record<string, Uint8Array> = {};
       const src = this.modelSource;
       if (src) for (const f of TOKENIZER_FILES) if (await src.exists(f)) cache[f] = await src.read(f);
+      if (this.chatTemplateFile) {
+        // chat_template.jinja is read before chat_template.json and tokenizer_config.json's template.
+        delete cache["chat_template.json"];
+        cache["chat_template.jinja"] = this.chatTemplateFile;
+      }
       this.tokenizerCache = cache;
     }
     return this.tokenizerCache;

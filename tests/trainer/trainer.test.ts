@@ -525,3 +525,23 @@ test("evaluate(): eval_loss and TRL's metrics; eval_strategy steps logs eval_ en
     r.model.dispose();
   }
 });
+
+test("chat_template_path: a .jinja file becomes the tokenizer's template (assistant-only loss through its {% generation %} blocks) and is saved as chat_template.jinja; another path is an error", async () => {
+  const template =
+    "{%- for m in messages %}{%- if m.role == 'assistant' %}{{- '<|im_start|>assistant\\n' }}{%- generation %}{{- m.content + '<|im_end|>' }}{%- endgeneration %}" +
+    "{{- '\\n' }}{%- else %}{{- '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{%- endif %}{%- endfor %}";
+  const path = join(root, "train.jinja");
+  await writeFile(path, template);
+  const rows = FACTS.slice(0, 4).map((f) => ({ messages: [{ role: "user", content: f.prompt }, { role: "assistant", content: f.completion }] }));
+  const r = await train({ args: args({ max_steps: 1, assistant_only_loss: true, chat_template_path: path }), rows });
+  try {
+    assert.equal(r.trainer.processing_class.chat_template, template);
+    assert.equal(r.logs.length, 1);
+    const dir = join(root, "with-template");
+    await r.trainer.save_model(dir);
+    assert.equal(await readFile(join(dir, "chat_template.jinja"), "utf8"), template);
+  } finally {
+    r.model.dispose();
+  }
+  await assert.rejects(train({ args: args({ max_steps: 1, chat_template_path: "Qwen/Qwen3-0.6B" }) }), /chat_template_path "Qwen\/Qwen3-0.6B".*\.jinja or \.j2.*clone_chat_template/);
+});
