@@ -14,7 +14,8 @@
 //                 [--no-tokenizer] [--config JSON]
 //                 [--adapter DIR [--adapter-seed N] [--r 4] [--alpha 8] [--targets all-linear|q_proj,v_proj,…]
 //                  [--dropout 0] [--rslora]]
-//   ARCH: llama | llama3 | qwen2 | qwen3 | mistral (tiny: hidden 32, 2 layers, vocab 400) | smollm2-135m.
+//   ARCH: llama | llama3 | qwen2 | qwen3 | mistral | gemma2 | gemma3 | smollm3 | phi3 | phi4 (tiny: hidden 32,
+//   2 layers, vocab 400; see tools/random-model.ts for what each exercises) | smollm2-135m.
 //   --config '{"num_hidden_layers": 3}' merges keys into the preset's config.json. The adapter's seed
 //   defaults to the model's seed + 1.
 import { createHash } from "node:crypto";

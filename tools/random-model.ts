@@ -17,14 +17,15 @@ import { weightsOf, type WeightSpec } from "../src/models/architecture.ts";
 import { architectureOf, parseConfig } from "../src/models/config.ts";
 import { fillWeight, symmetric, weightStream } from "../src/models/init.ts";
 import { f32ToBF16, SAFETENSORS_DTYPE_BYTES, writeSafetensors, type SafetensorsDType } from "../src/models/safetensors.ts";
+import { presetConfig } from "../src/models/presets.ts";
 import { generationConfig, jsonText, mergeConfig, sortKeys, TINY_LLAMA_CONFIG, TINY_SIZES } from "../src/models/tiny.ts";
 import { f32ToF16 } from "../src/tensor/half.ts";
 import { makeTokenizerFiles } from "./bpe.ts";
 
 export { tensorValues } from "../src/models/init.ts";
 
-export type Arch = "llama" | "llama3" | "qwen2" | "qwen3" | "mistral" | "smollm2-135m";
-export const ARCHS: readonly Arch[] = ["llama", "llama3", "qwen2", "qwen3", "mistral", "smollm2-135m"];
+export type Arch = "llama" | "llama3" | "qwen2" | "qwen3" | "mistral" | "gemma2" | "gemma3" | "smollm3" | "phi3" | "phi4" | "smollm2-135m";
+export const ARCHS: readonly Arch[] = ["llama", "llama3", "qwen2", "qwen3", "mistral", "gemma2", "gemma3", "smollm3", "phi3", "phi4", "smollm2-135m"];
 
 /** Storage dtype of the weights (config.json's torch_dtype). */
 export type StorageDType = "float32" | "float16" | "bfloat16";
@@ -133,33 +134,125 @@ const PRESETS: Record<Arch, Readonly<ModelConfig>> = {
     use_cache: true,
     ...TINY_SIZES,
   },
-  "smollm2-135m": {
-    architectures: ["LlamaForCausalLM"],
+  // The tiny presets of issue 11 exercise every feature against transformers: windows shorter than the test
+  // sequences (T = 11 and 16), soft-caps small enough for tanh to bend, NoPE layers, partial rotary, longrope
+  // whose original_max_position_embeddings (8) lies between the packed test's positions (≤ 7: short factors) and
+  // the padded batch's (≤ 10: long factors), q/k norms. head_dim 8.
+  // Gemma 2 (v4 keys, as google/gemma-2-2b): layer 0 sliding (window 4), layer 1 full; both caps on.
+  gemma2: {
+    architectures: ["Gemma2ForCausalLM"],
     attention_bias: false,
     attention_dropout: 0.0,
-    bos_token_id: 0,
-    eos_token_id: 0,
-    hidden_act: "silu",
-    hidden_size: 576,
-    initializer_range: 0.041666666666666664,
-    intermediate_size: 1536,
-    is_llama_config: true,
-    max_position_embeddings: 8192,
-    mlp_bias: false,
-    model_type: "llama",
-    num_attention_heads: 9,
-    num_hidden_layers: 30,
-    num_key_value_heads: 3,
-    pretraining_tp: 1,
-    rms_norm_eps: 1e-5,
-    rope_interleaved: false,
-    rope_scaling: null,
-    rope_theta: 100000,
+    attn_logit_softcapping: 3.5,
+    ...TOKENS,
+    cache_implementation: "hybrid",
+    final_logit_softcapping: 5.5,
+    head_dim: 8,
+    hidden_act: "gelu_pytorch_tanh",
+    hidden_activation: "gelu_pytorch_tanh",
+    initializer_range: 0.02,
+    model_type: "gemma2",
+    query_pre_attn_scalar: 16,
+    rope_theta: 10000.0,
+    sliding_window: 4,
     tie_word_embeddings: true,
-    transformers_version: "4.42.3",
+    transformers_version: "4.42.4",
     use_cache: true,
-    vocab_size: 49152,
+    ...TINY_SIZES,
   },
+  // Gemma 3 text (v4 keys, as google/gemma-3-1b-it): sliding_window_pattern 2 (layer 0 local, layer 1 global),
+  // local RoPE rope_local_base_freq, global rope_theta with linear scaling, q/k norms, the final cap only.
+  gemma3: {
+    architectures: ["Gemma3ForCausalLM"],
+    attention_bias: false,
+    attention_dropout: 0.0,
+    attn_logit_softcapping: null,
+    ...TOKENS,
+    cache_implementation: "hybrid",
+    final_logit_softcapping: 9.5,
+    head_dim: 8,
+    hidden_activation: "gelu_pytorch_tanh",
+    initializer_range: 0.02,
+    model_type: "gemma3_text",
+    query_pre_attn_scalar: 8,
+    rope_local_base_freq: 10000.0,
+    rope_scaling: { factor: 2.0, rope_type: "linear" },
+    rope_theta: 1000000.0,
+    sliding_window: 4,
+    sliding_window_pattern: 2,
+    transformers_version: "4.50.0.dev0",
+    use_cache: true,
+    ...TINY_SIZES,
+  },
+  // SmolLM3 (as HuggingFaceTB/SmolLM3-3B, with the window on): layer 1 has no RoPE and, with use_sliding_window,
+  // a window of 4.
+  smollm3: {
+    architectures: ["SmolLM3ForCausalLM"],
+    attention_bias: false,
+    attention_dropout: 0.0,
+    ...TOKENS,
+    hidden_act: "silu",
+    initializer_range: 0.02,
+    max_window_layers: 2,
+    mlp_bias: false,
+    model_type: "smollm3",
+    no_rope_layer_interval: 4,
+    no_rope_layers: [1, 0],
+    rope_scaling: null,
+    rope_theta: 5000000.0,
+    sliding_window: 4,
+    tie_word_embeddings: true,
+    transformers_version: "4.53.0.dev0",
+    use_cache: true,
+    use_sliding_window: true,
+    ...TINY_SIZES,
+  },
+  // Phi-3 (as microsoft/Phi-3-mini-128k-instruct): fused qkv_proj / gate_up_proj, partial rotary 0.5 (4 of 8 dims),
+  // longrope switching at 8 positions, a window of 6 on every layer, untied.
+  phi3: {
+    architectures: ["Phi3ForCausalLM"],
+    attention_bias: false,
+    attention_dropout: 0.0,
+    ...TOKENS,
+    embd_pdrop: 0.0,
+    hidden_act: "silu",
+    initializer_range: 0.02,
+    model_type: "phi3",
+    original_max_position_embeddings: 8,
+    partial_rotary_factor: 0.5,
+    resid_pdrop: 0.0,
+    rope_scaling: { long_factor: [1.5, 3.0], short_factor: [1.0, 1.25], type: "longrope" },
+    rope_theta: 10000.0,
+    sliding_window: 6,
+    tie_word_embeddings: false,
+    transformers_version: "4.40.2",
+    use_cache: true,
+    ...TINY_SIZES,
+    max_position_embeddings: 32,
+  },
+  // Phi-4-mini's shape: partial rotary 0.75 (6 of 8 dims), tied embeddings, no window, default rope.
+  phi4: {
+    architectures: ["Phi3ForCausalLM"],
+    attention_bias: false,
+    attention_dropout: 0.0,
+    ...TOKENS,
+    embd_pdrop: 0.0,
+    hidden_act: "silu",
+    initializer_range: 0.02,
+    model_type: "phi3",
+    original_max_position_embeddings: 256,
+    partial_rotary_factor: 0.75,
+    resid_pdrop: 0.0,
+    rope_scaling: null,
+    rope_theta: 10000.0,
+    sliding_window: null,
+    tie_word_embeddings: true,
+    transformers_version: "4.45.0",
+    use_cache: true,
+    ...TINY_SIZES,
+  },
+  // The published SmolLM2-135M config.json (src/models/presets.ts); torch_dtype is set from options.dtype.
+  "smollm2-135m": presetConfig("smollm2-135m"),
 };
 
 /** The resolved config.json of randomModel(options) (and makeModel). */

@@ -8,7 +8,14 @@
 // The Llama family shares one skeleton: model.embed_tokens [V, C] → model.layers.{i}.<layer modules> →
 // model.norm [C] → lm_head [V, C], the head being the embedding itself when tie_word_embeddings
 // (transformers' _tied_weights_keys: a stored lm_head.weight of a tied model is not read). Weights load and save
-// under transformers' names as they are stored: no architecture here renames or permutes one.
+// under transformers' names as they are stored: no architecture here renames or permutes one (a description's
+// `transforms` may map values, as Gemma's norms stored as w and computed with 1 + w).
+//
+// What varies between the members is data here, not code keyed on names: which modules a layer has (fused
+// qkv_proj / gate_up_proj as Phi-3 stores them; Gemma's pre/post feed-forward norms, whose presence makes the
+// layer a "sandwich"), the activation and the config key it is read from, whether embeddings are scaled by
+// sqrt(hidden_size), and, parsed by `keys()` from the architecture's own config.json keys, each layer's
+// attention type (sliding or full), RoPE (none, global, local) and the attention scale and soft-caps.
 import type { RopeScaling } from "../ops/rope.ts";
 
 /** config.json of a Llama-family model, parsed: the keys keep their Hugging Face names (others stay in `raw`). */
@@ -39,34 +46,99 @@ export interface LlamaFamilyConfig {
   pad_token_id: number | null;
   /** The sliding window, null when absent or off (attention is then full causal). */
   sliding_window: number | null;
+  /**
+   * Each layer's attention: "sliding_attention" layers see the last sliding_window tokens (when sliding_window is
+   * set), "full_attention" ones everything before them. config.json's layer_types (transformers v5), else the
+   * family's rule (Mistral, Phi-3: all sliding; Qwen2/3: sliding from max_window_layers on; Gemma 2: every other;
+   * Gemma 3: sliding_window_pattern).
+   */
+  layer_types: LayerType[];
+  /** Whether layer i applies RoPE (SmolLM3's no_rope_layers, 1 = rope); true for every layer elsewhere. */
+  use_rope: boolean[];
+  /**
+   * The RoPE of sliding_attention layers where it differs from the others' (Gemma 3: rope_local_base_freq with
+   * default rope, or v5's rope_parameters.sliding_attention); null: every layer uses rope_theta / rope_scaling.
+   */
+  sliding_rope: RopeSpec | null;
+  /** Phi-3: RoPE on the first int(head_dim · factor) dims of each head only; 1 elsewhere. */
+  partial_rotary_factor: number;
+  /** longrope's pretraining length (Phi-3's top-level key): long factors once max(position)+1 exceeds it. */
+  original_max_position_embeddings: number | null;
+  /** The attention scale is query_pre_attn_scalar^-0.5 (Gemma); null: head_dim^-0.5. */
+  query_pre_attn_scalar: number | null;
+  /** Gemma 2: attention scores s become c·tanh(s / c); null: none. */
+  attn_logit_softcapping: number | null;
+  /** Gemma: the logits z become c·tanh(z / c) (in the loss too); null: none. */
+  final_logit_softcapping: number | null;
   /** The whole config.json as read. */
   raw: Record<string, unknown>;
 }
 
-/** The gate activations of the gated MLP webtune implements (silu: SwiGLU). */
-export type Activation = "silu";
+/** The gate activations of the gated MLP webtune implements (silu: SwiGLU; gelu_pytorch_tanh: GeGLU). */
+export type Activation = "silu" | "gelu_pytorch_tanh";
+/** One RoPE: its base and scaling (null: default rope). */
+export interface RopeSpec {
+  rope_theta: number;
+  rope_scaling: RopeScaling | null;
+}
+
+/** transformers' layer_types values. */
+export type LayerType = "full_attention" | "sliding_attention";
+export const LAYER_TYPES: readonly LayerType[] = ["full_attention", "sliding_attention"];
 /** The norms webtune implements. */
 export type Norm = "rmsnorm";
 
 /** A module of a decoder layer, by its path under model.layers.{i} (self_attn.q_proj, input_layernorm, …). */
 export type ModuleSpec =
-  /** nn.Linear: weight [out, in], bias [out] when `bias`. */
+  /**
+   * nn.Linear: weight [out, in], bias [out] when `bias`. A fused one (Phi-3's self_attn.qkv_proj, mlp.gate_up_proj)
+   * is one linear (LoRA adapts it whole, as PEFT does) whose output the layer splits along the last dim.
+   */
   | { kind: "linear"; path: string; out: number; in: number; bias: boolean }
   /** The architecture's norm over the last dim: weight [size]. */
   | { kind: "norm"; path: string; size: number };
 
 /** Reads one config.json key with its default (errors name the key). */
 export interface ConfigReader {
+  /** The whole config.json. */
+  readonly raw: Record<string, unknown>;
+  /** num_hidden_layers, read. */
+  readonly layers: number;
+  /** max_position_embeddings, read (with the architecture's default). */
+  readonly max_position_embeddings: number;
   bool(key: string, fallback: boolean): boolean;
   /** A positive integer, or null. */
   optInt(key: string, fallback: number | null): number | null;
+  /** A positive number, or null (Gemma's soft-caps may be null). */
+  optNum(key: string, fallback: number | null): number | null;
+  /** config.json's layer_types when present (checked: one "full_attention"/"sliding_attention" per layer), else null. */
+  layerTypes(): LayerType[] | null;
+  /** Fails with a message naming config.json. */
+  fail(why: string): never;
 }
 
-/** The settings an architecture reads from its own config.json keys. */
+/** The settings an architecture reads from its own config.json keys (absent optional ones: the Llama defaults). */
 export interface ArchitectureKeys {
   attention_bias: boolean;
   mlp_bias: boolean;
   sliding_window: number | null;
+  /** Default: every layer "full_attention". */
+  layer_types?: LayerType[];
+  /** Default: every layer uses RoPE. */
+  use_rope?: boolean[];
+  sliding_rope?: RopeSpec | null;
+  /** The (full-attention layers') RoPE, where the architecture reads it itself (Gemma 3); default: the family's parse. */
+  rope?: RopeSpec;
+  partial_rotary_factor?: number;
+  original_max_position_embeddings?: number | null;
+  query_pre_attn_scalar?: number | null;
+  attn_logit_softcapping?: number | null;
+  final_logit_softcapping?: number | null;
+}
+
+/** Every layer `type`. */
+export function uniformLayers(n: number, type: LayerType): LayerType[] {
+  return Array.from({ length: n }, () => type);
 }
 
 export interface Architecture {
@@ -79,11 +151,27 @@ export interface Architecture {
     rope_theta: number;
     /** null: hidden_size / num_attention_heads. */
     head_dim: number | null;
+    /** Its config class's tie_word_embeddings default (false unless given). */
+    tie_word_embeddings?: boolean;
+    /** Its config class's token ids when config.json has none (null unless given). */
+    bos_token_id?: number | null;
+    eos_token_id?: number | null;
+    pad_token_id?: number | null;
   };
   readonly norm: Norm;
-  /** The hidden_act values it accepts. */
+  /** The activation values it accepts. */
   readonly activations: readonly Activation[];
-  /** Its own config.json keys (biases, sliding window), with its defaults. */
+  /**
+   * The config.json key the activation is read from and its default (default: hidden_act, "silu"; Gemma reads
+   * hidden_activation, and ignores hidden_act).
+   */
+  readonly activation?: { key: string; default: Activation };
+  /**
+   * Whether the embedding output is multiplied by sqrt(hidden_size), rounded to the embedding's dtype (Gemma's
+   * ScaledWordEmbedding: torch.tensor(hidden_size**0.5).to(weight.dtype)).
+   */
+  readonly scaleEmbeddings?: boolean;
+  /** Its own config.json keys (biases, sliding window, layer types, RoPE per layer, soft-caps), with its defaults. */
   readonly keys: (read: ConfigReader) => ArchitectureKeys;
   /** The modules of one decoder layer in transformers' state-dict order, sized for `cfg`. */
   readonly layer: (cfg: LlamaFamilyConfig) => readonly ModuleSpec[];

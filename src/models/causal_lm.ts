@@ -76,6 +76,12 @@ export interface CausalLM {
   forwardCached(ids: Int32Array, pos: Int32Array, B: number, S: number, past: number, mask: Int32Array, cache: KVCacheLayer[]): Tensor;
   /** h [..., C] → logits [..., V]. */
   logitsOf(h: Tensor): Tensor;
+  /**
+   * longrope's switch length (Phi-3): RoPE uses the long factors once max(position) + 1 exceeds it, so a
+   * generation reaching it recomputes its KV cache with them (transformers' Phi3ForCausalLM
+   * prepare_inputs_for_generation); null or absent: none.
+   */
+  readonly longrope_switch?: number | null;
 
   /** The weights by transformers' names (see LlamaForCausalLM.named_parameters). */
   named_parameters(): [string, Tensor][];

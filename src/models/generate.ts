@@ -1,5 +1,7 @@
 // Text generation as transformers' generate(): prefill the prompt into a KV cache on the GPU, then one token
-// per step — greedy or sampled (temperature, top-k, top-p) with a seed — until max_new_tokens or EOS.
+// per step — greedy or sampled (temperature, top-k, top-p) with a seed — until max_new_tokens or EOS. The model
+// applies each layer's window, soft-cap, scale and RoPE (forwardCached) and the final soft-cap (logitsOf); a
+// longrope model re-fills its cache once, where its RoPE switches to the long factors.
 import { reshape, slice } from "../ops/layout.ts";
 import { no_grad } from "../tensor/autograd.ts";
 import { tidy } from "../tensor/scope.ts";
@@ -66,6 +68,7 @@ export async function generate(
   const promptMask = options.attention_mask ? flatBatch("generate: attention_mask", options.attention_mask, { B, T }).data : new Int32Array(B * T).fill(1);
   const rng = createRng(options.seed ?? 0);
   const useCache = options.use_cache ?? true;
+  const switchAt = model.longrope_switch ?? null;
 
   // transformers' positions for left-padded prompts: cumsum(mask) - 1, and 1 on padding.
   const next = new Int32Array(B); // the position of each row's next token
@@ -101,6 +104,13 @@ export async function generate(
             const all = model.forward({ input_ids: rows, attention_mask: maskRows, position_ids: positionsOf(maskRows) }).logits!;
             const L = rows[0]!.length;
             return lastRows(all, B, L, V);
+          }
+          const L = rows[0]!.length;
+          if (step > 0 && switchAt !== null && L >= switchAt + 1 && past <= switchAt) {
+            // longrope switches to its long factors here: the cached keys had the short ones, so the whole
+            // sequence is run again into the cache (as Phi3ForCausalLM drops its cache at this length).
+            const h = model.forwardCached(Int32Array.from(rows.flat()), Int32Array.from(positionsOf(maskRows).flat()), B, L, 0, Int32Array.from(maskRows.flat()), cache);
+            return model.logitsOf(h);
           }
           const S = step === 0 ? T : 1;
           const ids = step === 0 ? prompt : Int32Array.from(rows.map((r) => r[r.length - 1]!));

@@ -53,8 +53,10 @@ const DEFAULTS = {
   init_lora_weights: true,
 } as const;
 
-/** The modules PEFT targets by default for these model types. */
+/** The modules PEFT targets by default for these model types (llama, mistral, qwen2/3, gemma2, gemma3_text, …). */
 const DEFAULT_TARGETS = ["q_proj", "v_proj"];
+/** Model types webtune runs for which PEFT's TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING has no entry. */
+const NO_DEFAULT_TARGETS = ["phi3", "smollm3"];
 
 const PREFIX = "base_model.model.";
 
@@ -113,6 +115,11 @@ export class PeftModel {
 
   /** @internal Wraps `model` with fresh adapters (see get_peft_model). */
   static wrap(model: CausalLM, config: LoraConfig, options: { seed?: number; trainable?: boolean } = {}): PeftModel {
+    if (config.target_modules == null && NO_DEFAULT_TARGETS.includes(model.config.model_type)) {
+      // PEFT 0.21 has no default targets for these model types (Phi-3's attention is one fused qkv_proj).
+      const names = [...new Set(model.linears().map((l) => l.name.split(".").pop()))];
+      throw new Error(`LoraConfig: PEFT has no default target_modules for model_type "${model.config.model_type}"; give target_modules (its linear layers are ${names.join(", ")}, or "all-linear")`);
+    }
     const c = resolve(config);
     if (model.linears().some((l) => l.lora)) throw new Error("get_peft_model: this model already has LoRA adapters");
     const adapted = model.linears().filter((l) => targets(c, l.name));

@@ -74,10 +74,22 @@ export function sortKeys(o: unknown): unknown {
   return o;
 }
 
-/** JSON as transformers and PEFT write it: sorted keys, indent 2, a final newline. */
+/** JSON as transformers and PEFT write it: sorted keys, indent 2, float-typed keys as floats (floatKeys), a final newline. */
 export function jsonText(o: unknown): string {
-  return JSON.stringify(sortKeys(o), null, 2) + "\n";
+  return floatKeys(JSON.stringify(sortKeys(o), null, 2)) + "\n";
 }
+
+/**
+ * transformers 5's strict config classes refuse an int where a field is typed float (Gemma 2's
+ * final_logit_softcapping 30.0, which JSON.stringify writes as 30): integral values of these keys are written
+ * with ".0", as Python's json does.
+ */
+const FLOAT_KEYS = ["attn_logit_softcapping", "final_logit_softcapping", "rms_norm_eps", "initializer_range"];
+
+export function floatKeys(text: string): string {
+  return text.replace(new RegExp(`^(\\s*"(?:${FLOAT_KEYS.join("|")})": )(-?\\d+)(,?)$`, "gm"), "$1$2.0$3");
+}
+
 
 /** generation_config.json of a model with `config`: transformers' _from_model_config copy of the token ids. */
 export function generationConfig(config: Record<string, unknown>): Record<string, unknown> {

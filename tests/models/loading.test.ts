@@ -75,7 +75,7 @@ for (const arch of ["llama", "llama3"]) {
   });
 }
 
-for (const arch of ["llama", "qwen2", "llama-bias"]) {
+for (const arch of ["llama", "qwen2", "llama-bias", "gemma2", "gemma3", "smollm3", "phi3", "phi4"]) {
   test(`${arch}: full fine-tuning — every base weight's gradient equals transformers'`, async () => {
     const { dir, c } = await made(arch, "full");
     const model = await AutoModelForCausalLM.from_pretrained(dir);
@@ -94,8 +94,8 @@ for (const arch of ["llama", "qwen2", "llama-bias"]) {
   });
 }
 
-test("gradient checkpointing recomputes each layer and gives the same gradients (LoRA with dropout)", async () => {
-  const { dir, c } = await made("qwen2", "ckpt");
+for (const arch of ["qwen2", "gemma2", "phi3"]) test(`${arch}: gradient checkpointing recomputes each layer and gives the same gradients (LoRA with dropout)`, async () => {
+  const { dir, c } = await made(arch, "ckpt");
   const model = await AutoModelForCausalLM.from_pretrained(dir);
   try {
     const peft = get_peft_model(model, { r: 4, lora_alpha: 8, lora_dropout: 0.25, target_modules: "all-linear", init_lora_weights: true }, { seed: 5 });

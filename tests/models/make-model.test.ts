@@ -220,7 +220,7 @@ test("re-makes the exact model and adapter files of tests/fixtures/models.json",
   const doc = JSON.parse(await readFile(new URL("../fixtures/models.json", import.meta.url), "utf8")) as {
     cases: Record<string, { model: { arch: Arch; seed: number; dtype: StorageDType; shards: number; tokenizer: boolean; config?: Record<string, unknown> }; adapter: { seed: number; r: number; alpha: number; targets: "all-linear"; dropout: number }; sha256: Record<string, string> }>;
   };
-  assert.deepEqual(Object.keys(doc.cases), ["llama", "llama3", "qwen2", "qwen3", "mistral", "llama-bias"]);
+  assert.deepEqual(Object.keys(doc.cases), ["llama", "llama3", "qwen2", "qwen3", "mistral", "llama-bias", "gemma2", "gemma3", "smollm3", "phi3", "phi4", "mistral-window", "qwen2-window"]);
   for (const [arch, c] of Object.entries(doc.cases)) {
     const model = fresh();
     const adapter = fresh();

@@ -2,13 +2,13 @@
 // head_dim of each query and key head, before RoPE. head_dim defaults to 128, not hidden_size / heads.
 import type { Architecture } from "../architecture.ts";
 import { Llama } from "./llama.ts";
-import { Qwen2, qwenSlidingWindow } from "./qwen2.ts";
+import { Qwen2, qwenWindow } from "./qwen2.ts";
 
 export const Qwen3: Architecture = {
   ...Llama,
   name: "Qwen3ForCausalLM",
   defaults: { ...Qwen2.defaults, head_dim: 128 },
-  keys: (read) => ({ attention_bias: read.bool("attention_bias", false), mlp_bias: false, sliding_window: qwenSlidingWindow(read) }),
+  keys: (read) => ({ attention_bias: read.bool("attention_bias", false), mlp_bias: false, ...qwenWindow(read) }),
   layer: (c) => {
     const modules = [...Llama.layer(c)];
     const o = modules.findIndex((m) => m.path === "self_attn.o_proj");
