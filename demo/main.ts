@@ -1,7 +1,8 @@
 // The fine-tuning page: model, dataset, settings, a training worker with live charts, checkpoints that
 // survive a reload, saved adapters, and side-by-side generation. Uses webtune's public API only.
 import { stringify } from "yaml";
-import { FACTS, IndexedDBStorage, splitConfig } from "../src/index.ts";
+import { FACTS, IndexedDBStorage, splitConfig, SUPPORTED_ARCHITECTURES } from "../src/index.ts";
+import { formatBytes, MODEL_PRESETS, parameterCount, presetLabel, type ModelPreset } from "../src/models/presets.ts";
 import { drawChart, type Point } from "./chart.ts";
 import {
   ADAPTER_META,
@@ -38,6 +39,10 @@ const el = {
   discardRun: $<HTMLButtonElement>("discard-run"),
   hubRow: $("hub-row"),
   hubId: $<HTMLInputElement>("hub-id"),
+  hubPreset: $<HTMLSelectElement>("hub-preset"),
+  hubPresets: $("hub-presets"),
+  hubSize: $("hub-size"),
+  hubArchs: $("hub-archs"),
   localRow: $("local-row"),
   pickFolder: $<HTMLButtonElement>("pick-folder"),
   folderInput: $<HTMLInputElement>("folder-input"),
@@ -213,6 +218,55 @@ async function pickFolder(): Promise<void> {
       if ((e as Error).name !== "AbortError") showError("other", (e as Error).message);
     }
   } else el.folderInput.click();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Known Hub models (src/models/presets.ts): by id, with their sizes computed from their published config.json
+
+/** The preset's architecture when webtune has no description of it yet (it can still preview its tokenizer). */
+function missingArchitecture(p: ModelPreset): string | null {
+  const name = String((p.config.architectures as string[] | undefined)?.[0] ?? "");
+  return SUPPORTED_ARCHITECTURES.includes(name) ? null : name;
+}
+
+/** "Gemma 3 270M · 268M params · 536 MB bf16 · gated": how the lists name a preset. */
+function presetOption(p: ModelPreset): string {
+  const missing = missingArchitecture(p);
+  return `${presetLabel(p)}${p.gated ? " · gated" : ""}${missing ? ` · ${missing} not supported yet` : ""}`;
+}
+
+function fillPresets(): void {
+  for (const p of MODEL_PRESETS) {
+    const opt = document.createElement("option");
+    opt.value = p.id;
+    opt.textContent = presetOption(p);
+    el.hubPreset.append(opt);
+    const item = document.createElement("option");
+    item.value = p.id;
+    item.label = presetOption(p);
+    el.hubPresets.append(item);
+  }
+  const archs = SUPPORTED_ARCHITECTURES.map((a) => a.replace(/ForCausalLM$/, ""));
+  el.hubArchs.textContent = `Architectures: ${archs.join(", ")} (SmolLM2 is Llama), with safetensors weights. Downloads are kept in the browser's cache.`;
+  syncHubPreset();
+}
+
+/** The list follows the typed id; the line under it gives a known model's size. */
+function syncHubPreset(): void {
+  const typed = el.hubId.value.trim().toLowerCase();
+  const p = MODEL_PRESETS.find((x) => x.id.toLowerCase() === typed); // by Hub id only: a short name is no Hub id
+  el.hubPreset.value = p?.id ?? "";
+  if (!p) {
+    el.hubSize.textContent = "";
+    return;
+  }
+  const size = parameterCount(p.config);
+  const notes = [
+    `${presetLabel(p)}; ${formatBytes(size.bytes.float32)} as float32 on the GPU`,
+    p.gated ? "gated on the Hub: its files need an access token, which this page does not take (download it and choose Local folder)" : "",
+    missingArchitecture(p) ? `${missingArchitecture(p)} cannot be trained yet; its tokenizer previews` : "",
+  ];
+  el.hubSize.textContent = notes.filter(Boolean).join(". ") + ".";
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -661,6 +715,7 @@ async function resumeRun(): Promise<void> {
   const radio = document.querySelector<HTMLInputElement>(`input[name="model"][value="${run.model.kind}"]`);
   if (radio) radio.checked = true;
   if (run.model.kind === "hub") el.hubId.value = run.model.id;
+  syncHubPreset();
   syncChoiceRows();
   void startTraining(true, model, dataset, run.settings);
 }
@@ -877,7 +932,13 @@ function wire(): void {
     });
   }
   for (const r of document.querySelectorAll<HTMLInputElement>('input[name="data"]')) r.addEventListener("change", () => (syncChoiceRows(), schedulePreview(50)));
-  el.hubId.addEventListener("input", () => schedulePreview(900));
+  el.hubId.addEventListener("input", () => (syncHubPreset(), schedulePreview(900)));
+  el.hubPreset.addEventListener("change", () => {
+    if (!el.hubPreset.value) return el.hubId.focus();
+    el.hubId.value = el.hubPreset.value;
+    syncHubPreset();
+    schedulePreview(100);
+  });
   el.pickFolder.addEventListener("click", () => void pickFolder());
   el.folderInput.addEventListener("change", () => {
     const files = Array.from(el.folderInput.files ?? []);
@@ -931,6 +992,7 @@ function wire(): void {
 
 function main(): void {
   writeSettings(TINY_DEFAULTS);
+  fillPresets();
   syncChoiceRows();
   wire();
   redraw();

