@@ -11,13 +11,20 @@
 //              (2K) i32 holds, for the K positions whose id lies in this block, (position n, row of the
 //              block); out[n, c] = weight[row, c], one thread per (k, c). The other positions are left
 //              to the other blocks' dispatches.
+//   forward_packed: the gather from a frozen weight in a packed format (a quantized base's embedding: bf16,
+//              GGUF q8_0 … q6_k, nf4, fp4, int8; src/tensor/quant.ts): one thread per 4 elements (n, c..c+3),
+//              dequantized by load_weight, which the packed variants (embedding_<format>weight) replace by the
+//              format's decoding load. A row (C elements) is whole blocks.
+// W_TYPE: weight's element type per format (f32 here; f16 and the packed formats' u32 in the variants), read
+// as f32(weight[i]) by forward and forward_rows (no-ops for f32), which only f32 and f16 weights launch.
 // Threads are numbered (wid.x + wid.y * nwg.x) * WG + lid.
 const WG: u32 = 256u;
+alias W_TYPE = f32; // format of weight; packed formats through load_weight
 
 struct Params { N: u32, C: u32, U: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> weight: array<f32>;          // (V, C)
+@group(0) @binding(1) var<storage, read> weight: array<W_TYPE>;       // (V, C)
 @group(0) @binding(2) var<storage, read> ids: array<i32>;             // (N)
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;       // (N, C)
 @group(0) @binding(4) var<storage, read> csr: array<i32>;             // (2U + 1 + M)
@@ -35,7 +42,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   let i = index(wid, nwg, lid);
   if (i >= p.N * p.C) { return; }
   let n = i / p.C;
-  out[i] = weight[u32(ids[n]) * p.C + (i - n * p.C)];
+  out[i] = f32(weight[u32(ids[n]) * p.C + (i - n * p.C)]);
 }
 
 // p.N = K pairs.
@@ -46,7 +53,30 @@ fn forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
   if (i >= p.N * p.C) { return; }
   let k = i / p.C;
   let c = i - k * p.C;
-  out[u32(pairs[2u * k]) * p.C + c] = weight[u32(pairs[2u * k + 1u]) * p.C + c];
+  out[u32(pairs[2u * k]) * p.C + c] = f32(weight[u32(pairs[2u * k + 1u]) * p.C + c]);
+}
+
+// Elements j..j+3 of the weight row of `len` elements at element `base`, each clamped into the row (every read
+// of a packed weight goes through here: packed variants replace this function).
+fn load_weight(base: u32, j: u32, len: u32) -> vec4<f32> {
+  let l = len - 1u;
+  return vec4<f32>(f32(weight[base + min(j, l)]), f32(weight[base + min(j + 1u, l)]), f32(weight[base + min(j + 2u, l)]),
+                   f32(weight[base + min(j + 3u, l)]));
+}
+
+// One thread per (n, 4 columns): ceil(C / 4) threads per position.
+@compute @workgroup_size(WG)
+fn forward_packed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+  let i = index(wid, nwg, lid);
+  let C4 = (p.C + 3u) / 4u;
+  if (i >= p.N * C4) { return; }
+  let n = i / C4;
+  let c = 4u * (i - n * C4);
+  let v = load_weight(u32(ids[n]) * p.C, c, p.C);
+  for (var q = 0u; q < 4u; q++) {
+    if (c + q < p.C) { out[n * p.C + c + q] = v[q]; }
+  }
 }
 
 @compute @workgroup_size(WG)

@@ -38,7 +38,11 @@
 // writes a variant of this file per combination of src/tensor/format.ts's formats (matmul_f16a, matmul_f16b,
 // matmul_f16ab: frozen weights stored as f16, on adapters with shader-f16). Loads widen to f32 (f32(x) and
 // vec4<f32>(v), no-ops for f32), so the tiles, the products and the accumulation are f32 in every variant;
-// c is always f32.
+// c is always f32. b (the weight of a linear layer: y = x·Wᵀ with TRANS_B, dx = dy·W without) also takes the
+// packed formats (bf16, GGUF q8_0 … q6_k, nf4, fp4, int8: src/tensor/quant.ts): B_TYPE becomes u32 and
+// gen-shaders replaces load_b, the one place b is read, by the format's decoding load, so 4 consecutive
+// elements of a stored row of W are dequantized where they are loaded (a row of W is whole blocks, and
+// every run load_b is asked for starts at a multiple of 4, so it lies in one block). b4 is unused there.
 const TRANS_A: bool = false;
 const TRANS_B: bool = false;
 const VEC_A: bool = false;
@@ -53,7 +57,7 @@ const MV_M: u32 = 8u; // matmul_vec, matmul_vec_wg: rows of C, 1..8 (= M)
 const MV_WG: u32 = 64u; // matmul_vec, matmul_vec_wg: threads per workgroup (matmul_vec_wg: a power of two)
 const MV_C: u32 = 4u; // matmul_vec: columns of C per thread, 4, 8, 12 or 16
 alias A_TYPE = f32; // format of a
-alias B_TYPE = f32; // format of b
+alias B_TYPE = f32; // format of b; packed formats through load_b
 
 const BR: u32 = TM / 4u; // block rows per thread
 const BC: u32 = TN / 4u; // block columns per thread
@@ -83,6 +87,7 @@ fn load_a(base: u32, j: u32, len: u32) -> vec4<f32> {
   return vec4<f32>(f32(a[base + min(j, l)]), f32(a[base + min(j + 1u, l)]), f32(a[base + min(j + 2u, l)]), f32(a[base + min(j + 3u, l)]));
 }
 
+// (Every read of b goes through here: packed variants replace this function.)
 fn load_b(base: u32, j: u32, len: u32) -> vec4<f32> {
   if (VEC_B) {
     return vec4<f32>(b4[(base + min(j, len - 4u)) / 4u]);

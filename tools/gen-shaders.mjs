@@ -8,6 +8,15 @@
 // formatVariant() (matmul_f16a, matmul_f16b, matmul_f16ab), with the alias set to the format's WGSL type and
 // its extension enabled (`enable f16;`). Entries are only text: a variant is compiled when a kernel launches
 // it, so one that needs shader-f16 costs nothing on an adapter without it.
+//
+// Packed formats (bf16, q4_0, …, nf4, int8: the table's entries with a `load`) are stored as array<u32> and
+// need decoding: only an operand marked
+//   alias B_TYPE = f32; // format of b; packed formats through load_b
+// gets them. Its variant sets the alias to u32 and replaces the shader's function `load_b` (whole, to its
+// closing brace) by the format's load WGSL (fn load_b(base, j, len) -> vec4<f32> and its helpers, `$w`
+// naming the operand's array b). Other operands take the element formats (f32, f16) only, and a variant
+// with a packed operand has every other operand f32 (a quantized weight meets f32 activations): matmul gets
+// f32/f16 × f32/f16 plus one variant per packed format of b.
 import { readdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -18,7 +27,7 @@ const { WEIGHT_FORMATS, BASE_FORMAT, formatVariant } = await tsImport(
   pathToFileURL(join(root, "src/tensor/format.ts")).href,
   import.meta.url,
 );
-const OPERAND = /^alias\s+(\w+)\s*=\s*(\w+)\s*;\s*\/\/\s*format of (\w+)\s*$/gm;
+const OPERAND = /^alias\s+(\w+)\s*=\s*(\w+)\s*;\s*\/\/\s*format of (\w+)(?:; packed formats through (\w+))?\s*$/gm;
 
 /** [name, WGSL] of a shader and of its per-format variants. */
 function variants(family, code) {
@@ -26,23 +35,43 @@ function variants(family, code) {
     if (m[2] !== WEIGHT_FORMATS[BASE_FORMAT].wgsl) {
       throw new Error(`shaders/${family}.wgsl: \`${m[0]}\` must name ${WEIGHT_FORMATS[BASE_FORMAT].wgsl}, the base format`);
     }
-    return { alias: m[1], operand: m[3] };
+    if (m[4] && !new RegExp(`^fn\\s+${m[4]}\\s*\\(`, "m").test(code)) {
+      throw new Error(`shaders/${family}.wgsl: \`${m[0]}\` names ${m[4]}, which the file does not define (at the start of a line)`);
+    }
+    return { alias: m[1], operand: m[3], load: m[4] ?? null };
   });
   let combos = [{}];
-  for (const { operand } of operands) {
-    combos = combos.flatMap((c) => Object.keys(WEIGHT_FORMATS).map((f) => ({ ...c, [operand]: f })));
+  for (const { operand, load } of operands) {
+    const formats = Object.keys(WEIGHT_FORMATS).filter((f) => load || WEIGHT_FORMATS[f].load === undefined);
+    combos = combos.flatMap((c) => formats.map((f) => ({ ...c, [operand]: f })));
   }
+  // A packed operand (a quantized weight) meets f32 operands only (activations, gradients): no f16 × q4_0.
+  const packedIn = (c) => Object.values(c).some((f) => WEIGHT_FORMATS[f].load !== undefined);
+  combos = combos.filter((c) => !packedIn(c) || Object.values(c).every((f) => f === BASE_FORMAT || WEIGHT_FORMATS[f].load !== undefined));
   return combos.map((formats) => {
     const name = formatVariant(family, formats);
     if (name === family) return [name, code];
     let text = code;
-    for (const { alias, operand } of operands) {
+    for (const { alias, operand, load } of operands) {
+      const format = WEIGHT_FORMATS[formats[operand]];
       const re = new RegExp(`^alias\\s+${alias}\\s*=\\s*\\w+\\s*;`, "m");
-      text = text.replace(re, `alias ${alias} = ${WEIGHT_FORMATS[formats[operand]].wgsl};`);
+      text = text.replace(re, `alias ${alias} = ${format.wgsl};`);
+      if (format.load) text = replaceFunction(text, load, format.load.split("$load").join(load).split("$w").join(operand));
     }
     const enables = [...new Set(Object.values(formats).map((f) => WEIGHT_FORMATS[f].enable).filter(Boolean))];
     return [name, `${enables.map((e) => `enable ${e};\n`).join("")}${text}`];
   });
+}
+
+/** `code` with the function `name` (from `fn name(` at a line start to its matching brace) replaced by `by`. */
+function replaceFunction(code, name, by) {
+  const start = code.search(new RegExp(`^fn\\s+${name}\\s*\\(`, "m"));
+  let i = code.indexOf("{", start);
+  for (let depth = 0; i < code.length; i++) {
+    if (code[i] === "{") depth++;
+    else if (code[i] === "}" && --depth === 0) break;
+  }
+  return `${code.slice(0, start)}${by.trimEnd()}${code.slice(i + 1)}`;
 }
 
 const dir = join(root, "shaders");

@@ -1,17 +1,23 @@
 // Typed launchers for shaders/embedding.wgsl: the embedding gather and its deterministic scatter-add. No autograd.
 import { grid, launch } from "../gpu/launch.ts";
+import { formatVariant, isPacked, type WeightFormat } from "../tensor/format.ts";
 import { full, Tensor } from "../tensor/tensor.ts";
 
 const WG = 256;
 
-/** out (shape = [...ids, C]) = weight (V, C) rows at ids (N) i32. */
+/**
+ * out (shape = [...ids, C]) = weight (V, C) rows at ids (N) i32. The weight may be f16 (shader-f16) or packed
+ * (q4_0, nf4, …: dequantized as it is gathered, 4 elements a thread, by the shader's variant for its format).
+ */
 export function forward(weight: Tensor, ids: Tensor, shape: readonly number[]): Tensor {
   const C = weight.shape[1]!;
   const out = Tensor.empty(shape);
-  launch("embedding", "forward", {
+  const format = weight.dtype as WeightFormat;
+  const packed = isPacked(format);
+  launch(formatVariant("embedding", { weight: format }), packed ? "forward_packed" : "forward", {
     buffers: { weight: weight.buffer, ids: ids.buffer, out: out.buffer },
     params: { N: ids.size, C, U: 0 },
-    workgroups: grid(out.size, WG),
+    workgroups: grid(packed ? ids.size * Math.ceil(C / 4) : out.size, WG),
   });
   return out;
 }

@@ -2,7 +2,7 @@
 // No autograd here.
 import { gpu, isCpuAdapter, type DeviceInfo } from "../gpu/device.ts";
 import { grid, launch } from "../gpu/launch.ts";
-import { BASE_FORMAT, formatVariant, isWeightFormat, unsupportedReason, WEIGHT_FORMATS, type WeightFormat } from "../tensor/format.ts";
+import { BASE_FORMAT, formatVariant, isPacked, isWeightFormat, unsupportedReason, WEIGHT_FORMATS, type WeightFormat } from "../tensor/format.ts";
 import { type DType, full, Tensor } from "../tensor/tensor.ts";
 
 /** A kernel of shaders/matmul.wgsl and its tile: each thread computes TM×TN outputs (multiples of 4, at most 16). */
@@ -132,11 +132,18 @@ export function forceMatvecConfig(config: MatvecConfig | MatmulConfig | null): v
 
 /**
  * Checks the storage types of a launch: a and b in a weight format whose adapter feature the device has
- * (f16: shader-f16), c f32. Throws before anything is allocated or recorded.
+ * (f16: shader-f16), c f32; a packed format (q4_0, nf4, …) for b only (the weight). Throws before anything is
+ * allocated or recorded; the other operand of a packed b is f32.
  */
 export function checkMatmulDtypes(a: DType, b: DType, c: DType = "f32"): void {
   if (!isWeightFormat(a) || !isWeightFormat(b) || c !== BASE_FORMAT) {
-    throw new Error(`matmul: operands must be ${Object.keys(WEIGHT_FORMATS).join(" or ")} and the output f32 (got a ${a}, b ${b}, c ${c})`);
+    throw new Error(`matmul: operands must be weight formats (${Object.keys(WEIGHT_FORMATS).join(", ")}) and the output f32 (got a ${a}, b ${b}, c ${c})`);
+  }
+  if (isPacked(a)) {
+    throw new Error(`matmul: a ${a} operand must be the second one (b, the weight: x·Wᵀ or dy·W); only b is read packed (got a ${a}, b ${b})`);
+  }
+  if (isPacked(b) && a !== BASE_FORMAT) {
+    throw new Error(`matmul: a packed ${b} weight multiplies f32 operands only (got a ${a}); keep the other operand in f32`);
   }
   for (const format of new Set([a, b])) {
     const why = unsupportedReason(format, gpu().info);
@@ -146,7 +153,9 @@ export function checkMatmulDtypes(a: DType, b: DType, c: DType = "f32"): void {
 
 /**
  * C = alpha·op(A)·op(B), or C += alpha·op(A)·op(B) with `accumulate`, into `c` (see MatmulDims). A and B may be
- * stored as f16 (widened to f32 as they are loaded; the arithmetic is f32) where the device has shader-f16.
+ * stored as f16 (widened to f32 as they are loaded; the arithmetic is f32) where the device has shader-f16, and
+ * B in a packed format (dequantized as it is loaded): its stored rows (N of K with transB, K of N without) are
+ * whole blocks, and a batched B's strides whole rows.
  * `config` defaults to the small-M kernel when M <= MATVEC_MAX_M, else to the tuned tile config.
  */
 export function matmulInto(a: Tensor, b: Tensor, c: Tensor, d: MatmulDims, config?: MatmulConfig | MatvecConfig): void {
@@ -163,7 +172,10 @@ export function matmulInto(a: Tensor, b: Tensor, c: Tensor, d: MatmulDims, confi
     VEC_B: vec(d.transB ? d.K : d.N, d.b_z, d.b_s),
     ACCUMULATE: d.accumulate ?? false,
   };
-  const buffers = { a: a.buffer, a4: a.buffer, b: b.buffer, b4: b.buffer, c: c.buffer };
+  // A packed b is read through its decoding load_b only (no vec4 view).
+  const buffers: Record<string, GPUBuffer> = isPacked(b.dtype as WeightFormat)
+    ? { a: a.buffer, a4: a.buffer, b: b.buffer, c: c.buffer }
+    : { a: a.buffer, a4: a.buffer, b: b.buffer, b4: b.buffer, c: c.buffer };
   const params = {
     M: d.M, N: d.N, K: d.K, S: d.sum, a_z: d.a_z, b_z: d.b_z, c_z: d.c_z, a_s: d.a_s, b_s: d.b_s, alpha: d.alpha ?? 1,
   };

@@ -1,6 +1,8 @@
 // Token embedding (torch.nn.functional.embedding) and its deterministic gradient.
+import { gpu } from "../gpu/device.ts";
 import * as K from "../kernels/embedding.ts";
 import { is_grad_enabled } from "../tensor/autograd.ts";
+import { BASE_FORMAT, isWeightFormat, unsupportedReason, untrainableReason } from "../tensor/format.ts";
 import { full, record, Tensor } from "../tensor/tensor.ts";
 import { describeBlocks, rowBlocks } from "./row_blocks.ts";
 
@@ -25,7 +27,7 @@ export function embedding(
   options: EmbeddingOptions = {},
 ): Tensor {
   if (!(weight instanceof Tensor)) return weight.length === 1 ? embedding(weight[0]!, ids, shape, options) : embeddingBlocks(weight, ids, shape, options);
-  if (weight.dtype !== "f32") throw new Error(`embedding: needs an f32 weight, got ${weight.dtype}`);
+  checkWeightFormat(weight);
   if (weight.ndim !== 2) throw new Error(`embedding: weight must be (V, C), got shape [${weight.shape.join(", ")}]`);
   const [V, C] = weight.shape as [number, number];
   const N = ids.length;
@@ -49,6 +51,15 @@ export function embedding(
   const y = record(out, "embedding", [weight], (dy) => [K.backward(dy, csr, U, V, C)], [csr]);
   csr.dispose(); // the node holds its own reference
   return y;
+}
+
+/** The weight is f32, or frozen in a format this device's kernels read. */
+function checkWeightFormat(weight: Tensor): void {
+  const f = weight.dtype;
+  if (!isWeightFormat(f)) throw new Error(`embedding: needs a float weight (f32, f16 or a packed format), got ${f}`);
+  if (f === BASE_FORMAT) return;
+  const why = (weight.requires_grad ? untrainableReason(f, "weight") : null) ?? unsupportedReason(f, gpu().info, "weight");
+  if (why) throw new Error(`embedding: weight [${weight.shape.join(", ")}]: ${why}`);
 }
 
 /**

@@ -30,7 +30,8 @@ export interface LoraLinearOptions {
  * no [T, out] or [T, in] temporary exists (with dropout, s·(g A) is one: the mask multiplies it first).
  * The dropout mask is never stored: backward regenerates it (and h) from (seed, step), so the saved state is
  * x (kept alive by its producer anyway, and shared by the q/k/v adapters that read it) and u [T, r].
- * The weight may be stored in a frozen weight format (f16, on an adapter with shader-f16): both products that
+ * The weight may be stored in a frozen weight format (f16, on an adapter with shader-f16; or packed: bf16,
+ * GGUF q8_0 … q6_k, nf4, fp4, int8, dequantized inside the matmul kernel, QLoRA's base): both products that
  * read it (y and dx) widen it to f32 as they load it; everything else is f32.
  */
 export function lora_linear(

@@ -1,7 +1,7 @@
 // Matrix multiply with batching and transposed operands, and its gradient.
 import { sumLeading } from "../kernels/elementwise.ts";
 import { checkMatmulDtypes, matmulInto, type MatmulDims } from "../kernels/matmul.ts";
-import { isWeightFormat, untrainableReason, WEIGHT_FORMATS } from "../tensor/format.ts";
+import { isPacked, isWeightFormat, untrainableReason, WEIGHT_FORMATS, type WeightFormat } from "../tensor/format.ts";
 import { axpy, numel, record, Tensor } from "../tensor/tensor.ts";
 
 export interface MatmulOptions {
@@ -19,8 +19,10 @@ export interface MatmulOptions {
  * Gradients: see gradients().
  *
  * Either operand may be stored as f16 (a frozen weight, half the memory) on an adapter with shader-f16: it is
- * widened to f32 as the kernel loads it and all arithmetic stays f32. An f16 operand cannot require grad;
- * the other operand's gradient reads it as stored.
+ * widened to f32 as the kernel loads it and all arithmetic stays f32. b may also be stored in a packed format
+ * (bf16, GGUF q8_0 … q6_k, nf4, fp4, int8: format.ts / quant.ts), dequantized inside the kernel as it is
+ * loaded (matmul_<format>b); its rows (the last dim) are whole blocks. A frozen-format operand cannot require
+ * grad; the other operand's gradient reads it as stored (dx = dy·W runs on the same packed W).
  */
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   const ta = options.transpose_a ?? false;
@@ -34,7 +36,9 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
  * nn.Linear's forward (torch.nn.functional.linear): y = x·Wᵀ + b with x [..., in], weight [out, in], bias [out]
  * or null; the leading dims of x fold into the rows. The bias is added in place to the product (axpy, the one
  * bias add). Gradients: dx = dy·W, dW = dyᵀ·x (summed over the rows), db = Σ_rows dy. The weight may be stored
- * in a frozen format (f16), as for matmul.
+ * in a frozen format (f16, or a packed one: bf16, q4_0, q4_k, nf4, int8, …, a quantized base whose rows of `in`
+ * elements are whole blocks), as for matmul: the variant is the weight's dtype (matmul_q4_0b), and dx reads the
+ * packed weight too.
  */
 export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
   if (!bias) return matmul(x, weight, { transpose_b: true });
@@ -52,6 +56,12 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
     (dy, needs) => [...gradients(x, false, weight, true, dy, needs), needs[2] ? sumLeading(dy, [O]) : null],
     saved(x, weight),
   );
+}
+
+/** The element formats ("f32 or f16") or the packed ones ("bf16, q8_0, …"), for errors. */
+function formatList(packed: boolean): string {
+  const list = (Object.keys(WEIGHT_FORMATS) as WeightFormat[]).filter((f) => isPacked(f) === packed);
+  return list.join(packed ? ", " : " or ");
 }
 
 /** A tensor in a frozen weight format (f16) cannot require grad: say which operand. */
@@ -93,7 +103,7 @@ function product(a: Tensor, ta: boolean, b: Tensor, tb: boolean, sumBatch: boole
   };
   if (a.ndim < 2 || b.ndim < 2) fail("both operands need at least 2 dims");
   if (!isWeightFormat(a.dtype) || !isWeightFormat(b.dtype)) {
-    fail(`${Object.keys(WEIGHT_FORMATS).join(" or ")} operands only (got ${a.dtype} and ${b.dtype})`);
+    fail(`${formatList(false)} operands only, b also ${formatList(true)} (got ${a.dtype} and ${b.dtype})`);
   }
   checkMatmulDtypes(a.dtype, b.dtype); // f16 needs shader-f16: fail before allocating the output
   const [ra, ca] = a.shape.slice(-2) as [number, number];

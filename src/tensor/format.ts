@@ -2,11 +2,17 @@
 // optimizer read (like ggml's type traits). A kernel reads a per-format operand through a WGSL alias
 // (`alias A_TYPE = f32; // format of a`): tools/gen-shaders.mjs writes one variant of the shader per
 // combination of formats from this table, and kernels pick theirs by formatVariant(). f32 and f16 are the
-// first entries; block formats (Q4_0: 32 elements in 18 bytes) come with the quantized bases.
+// first entries; then the packed formats of quant.ts, all frozen (a quantized base: LoRA on top trains in f32):
+// bf16, GGUF's q8_0, q4_0, q4_1, q5_0, q5_1 (blocks of 32), q4_k, q5_k, q6_k (super-blocks of 256),
+// bitsandbytes' nf4 and fp4 (blocks of 64 with an f32 absmax) and LLM.int8's int8 (row-wise absmax). A packed
+// operand's storage is its bytes as array<u32>; a shader reads it through its load function
+// (`alias B_TYPE = f32; // format of b; packed formats through load_b`), which gen-shaders replaces by the
+// format's `load` WGSL: the kernel dequantizes as it loads, never a full-precision copy of the weight.
 // Imports nothing that touches the device: tools/gen-shaders.mjs loads this file before
 // src/gpu/shaders.generated.ts exists.
 import type { DeviceInfo } from "../gpu/device.ts";
 import { f16ToF32, f32ToF16 } from "./half.ts";
+import { article, blockShapeError, CODECS, dequantize, PACKED_WGSL, quantize, type PackedFormat } from "./quant.ts";
 
 export interface FormatTraits {
   /** Elements per block: 1 for element formats; a block format stores blockSize elements together. */
@@ -16,16 +22,26 @@ export interface FormatTraits {
   /**
    * The WGSL type of the storage array's elements, which the shader's per-format alias becomes. Kernels
    * load an element widened to f32 (`f32(a[i])`, `vec4<f32>(a4[i])`: no-ops for f32) and compute in f32.
+   * Packed formats: u32 (the bytes as words), read through `load`.
    */
   wgsl: string;
+  /**
+   * Packed formats: the WGSL that replaces a shader's `fn $load(base: u32, j: u32, len: u32) -> vec4<f32>`
+   * (elements j..j+3 of the stored row at element base, dequantized) for the operand array `$w` (quant.ts).
+   * Absent for element formats (f32, f16), which the alias alone serves.
+   */
+  load?: string;
   /** The WGSL extension its variants enable (`enable f16;`), or null. */
   enable: string | null;
   /** The adapter feature its variants need (a key of DeviceInfo.features), or null. */
   feature: keyof DeviceInfo["features"] | null;
   /** Whether a tensor stored so may require grad and be updated by an optimizer; the others are frozen weights. */
   trainable: boolean;
-  /** The stored words of f32 values (to upload), and f32 values of stored bytes (read back): ggml's from_float / to_float. */
-  fromFloat32(values: Float32Array): Float32Array | Uint16Array;
+  /**
+   * The stored words of f32 values (to upload), and f32 values of stored bytes (read back): ggml's from_float /
+   * to_float. `rowLength`: the last dim, for packed formats (rows are whole blocks; int8 scales each row).
+   */
+  fromFloat32(values: Float32Array, rowLength?: number): Float32Array | Uint16Array | Uint8Array;
   toFloat32(bytes: ArrayBuffer): Float32Array;
 }
 
@@ -41,7 +57,42 @@ export const WEIGHT_FORMATS = {
     fromFloat32: f32ToF16,
     toFloat32: (bytes) => f16ToF32(new Uint16Array(bytes)),
   },
+  /** bfloat16 (torch.bfloat16): the top half of an f32, rounded to nearest even. */
+  bf16: packed("bf16"),
+  /** GGUF Q8_0: 32 int8 and an f16 scale (34 bytes). */
+  q8_0: packed("q8_0"),
+  /** GGUF Q4_0: 32 4-bit values and an f16 scale (18 bytes). */
+  q4_0: packed("q4_0"),
+  /** GGUF Q4_1: 32 4-bit values, an f16 scale and min (20 bytes). */
+  q4_1: packed("q4_1"),
+  /** GGUF Q5_0: 32 5-bit values and an f16 scale (22 bytes). */
+  q5_0: packed("q5_0"),
+  /** GGUF Q5_1: 32 5-bit values, an f16 scale and min (24 bytes). */
+  q5_1: packed("q5_1"),
+  /** GGUF Q4_K: 256 4-bit values in 8 sub-blocks with 6-bit scales and mins (144 bytes, 4.5 bits each). */
+  q4_k: packed("q4_k"),
+  /** GGUF Q5_K: as Q4_K with a 5th bit (176 bytes). */
+  q5_k: packed("q5_k"),
+  /** GGUF Q6_K: 256 6-bit values in 16 sub-blocks with int8 scales (210 bytes). */
+  q6_k: packed("q6_k"),
+  /** bitsandbytes NF4 (bnb_4bit_quant_type "nf4", blocksize 64): 4-bit NormalFloat codes and an f32 absmax (36 bytes). */
+  nf4: packed("nf4"),
+  /** bitsandbytes FP4 (bnb_4bit_quant_type "fp4", blocksize 64): 4-bit floats and an f32 absmax (36 bytes). */
+  fp4: packed("fp4"),
+  /** LLM.int8 weights (load_in_8bit): int8 against the row's absmax, blocks of 32 with the row's f32 absmax (36 bytes). */
+  int8: packed("int8"),
 } as const satisfies Record<string, FormatTraits>;
+
+/** The table entry of a packed format of quant.ts: frozen, no feature, its bytes as u32 words. */
+function packed(format: PackedFormat) {
+  const c = CODECS[format];
+  return {
+    blockSize: c.blockSize, bytesPerBlock: c.bytesPerBlock, wgsl: "u32", load: PACKED_WGSL[format], enable: null, feature: null,
+    trainable: false,
+    fromFloat32: (values: Float32Array, rowLength?: number) => quantize(format, values, rowLength ?? values.length),
+    toFloat32: (bytes: ArrayBuffer) => dequantize(format, bytes),
+  } as const;
+}
 
 export type WeightFormat = keyof typeof WEIGHT_FORMATS;
 
@@ -50,6 +101,20 @@ export const BASE_FORMAT: WeightFormat = "f32";
 
 export function isWeightFormat(dtype: string): dtype is WeightFormat {
   return Object.hasOwn(WEIGHT_FORMATS, dtype);
+}
+
+/** Whether `format` is stored packed (read through a shader's load function), not as a WGSL element type. */
+export function isPacked(format: WeightFormat): boolean {
+  const t: FormatTraits = WEIGHT_FORMATS[format];
+  return t.load !== undefined;
+}
+
+/**
+ * Why a tensor of `shape` cannot be stored in `format`, or null: a packed format's rows (the last dim) must be
+ * whole blocks ("weight [3, 40]: a q4_0 row of 40 elements is not whole blocks of 32; …").
+ */
+export function formatShapeError(format: WeightFormat, shape: readonly number[], what = "tensor"): string | null {
+  return WEIGHT_FORMATS[format].blockSize > 1 ? blockShapeError(format as PackedFormat, shape, what) : null;
 }
 
 /** Bytes that n elements take in `format` (whole blocks). */
@@ -68,7 +133,7 @@ export function isTrainable(dtype: string): boolean {
  * "an f16 weight cannot require grad; f16 storage is for frozen weights" (`what` = "weight").
  */
 export function untrainableReason(format: WeightFormat, what: string): string | null {
-  return WEIGHT_FORMATS[format].trainable ? null : `an ${format} ${what} cannot require grad; ${format} storage is for frozen weights`;
+  return WEIGHT_FORMATS[format].trainable ? null : `${article(format)} ${format} ${what} cannot require grad; ${format} storage is for frozen weights`;
 }
 
 /** The adapter feature, in WebGPU's spelling ("shader-f16"), that `format` needs and the device lacks; null if none. */
@@ -83,7 +148,7 @@ export function missingFeature(format: WeightFormat, info: Pick<DeviceInfo, "fea
  */
 export function unsupportedReason(format: WeightFormat, info: Pick<DeviceInfo, "features">, what = "operand"): string | null {
   const feature = missingFeature(format, info);
-  return feature ? `an ${format} ${what} needs the adapter's ${feature} feature, which this device does not have` : null;
+  return feature ? `${article(format)} ${format} ${what} needs the adapter's ${feature} feature, which this device does not have` : null;
 }
 
 /**

@@ -8,7 +8,7 @@ import type { BufferPool } from "../gpu/buffers.ts";
 import { gpu } from "../gpu/device.ts";
 import { grid, launch } from "../gpu/launch.ts";
 import { is_grad_enabled, no_grad } from "./autograd.ts";
-import { formatBytes, isWeightFormat, WEIGHT_FORMATS, type WeightFormat } from "./format.ts";
+import { formatBytes, formatShapeError, isWeightFormat, WEIGHT_FORMATS, type WeightFormat } from "./format.ts";
 import { keep, track } from "./scope.ts";
 
 /**
@@ -80,7 +80,10 @@ export class Tensor {
   host: Int32Array | null = null;
   private disposed = false;
 
+  /** A packed format's (q4_0, nf4, …) rows, the last dim, are whole blocks: a reshape that splits one throws. */
   constructor(storage: Storage, shape: readonly number[], dtype: DType = "f32", requires_grad = false) {
+    const blocks = dtype === "f32" || dtype === "i32" ? null : formatShapeError(dtype, shape);
+    if (blocks) throw new Error(blocks);
     this.storage = storage;
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
@@ -126,10 +129,29 @@ export class Tensor {
       throw new Error(`fromArray: ${flat.length} values do not fill shape [${shape.join(", ")}] (${numel(shape)} elements)`);
     }
     const t = Tensor.empty(shape, dtype);
-    const host = dtype === "i32" ? Int32Array.from(flat) : WEIGHT_FORMATS[dtype].fromFloat32(Float32Array.from(flat));
+    // A packed format quantizes row by row (the last dim; int8 scales each row).
+    const row = shape.length ? shape[shape.length - 1]! : 1;
+    const host = dtype === "i32" ? Int32Array.from(flat) : WEIGHT_FORMATS[dtype].fromFloat32(Float32Array.from(flat), row);
     gpu().batch.upload(t.buffer, 0, host);
     if (host instanceof Int32Array) t.host = host;
     t.requires_grad = options.requires_grad ?? false;
+    return t;
+  }
+
+  /**
+   * A frozen tensor from its stored bytes in a packed format (quant.ts's layouts: a GGUF tensor's data as the
+   * file holds it, or quantize()'s output). `name` is for errors: "model.layers.0.mlp.up_proj.weight [8, 40]:
+   * a q4_0 row of 40 elements is not whole blocks of 32; …".
+   */
+  static fromQuantized(bytes: Uint8Array, shape: readonly number[], dtype: WeightFormat, name = "tensor"): Tensor {
+    const why = formatShapeError(dtype, shape, name);
+    if (why) throw new Error(`fromQuantized: ${why}`);
+    const need = storageBytes(dtype, numel(shape));
+    if (bytes.byteLength !== need) {
+      throw new Error(`fromQuantized: ${name} [${shape.join(", ")}] in ${dtype} takes ${need} bytes, got ${bytes.byteLength}`);
+    }
+    const t = Tensor.empty(shape, dtype);
+    gpu().batch.upload(t.buffer, 0, bytes);
     return t;
   }
 

@@ -5,6 +5,7 @@ import { test } from "node:test";
 import {
   formatBytes,
   formatVariant,
+  isPacked,
   isTrainable,
   isWeightFormat,
   missingFeature,
@@ -31,7 +32,7 @@ test("f32 and f16 are the table's first two entries, with their storage, size, t
   assert.deepEqual([...WEIGHT_FORMATS.f16.toFloat32(half.buffer as ArrayBuffer)], [1, -2.5, 0.333251953125, 65504]);
   assert.equal(formatBytes("f32", 7), 28);
   assert.equal(formatBytes("f16", 7), 14);
-  assert.ok(isWeightFormat("f16") && !isWeightFormat("i32") && !isWeightFormat("bf16"));
+  assert.ok(isWeightFormat("f16") && isWeightFormat("bf16") && isWeightFormat("q4_k") && !isWeightFormat("i32") && !isWeightFormat("f8"));
 });
 
 test("only f32 may be trained; the check for f16 says why", () => {
@@ -57,10 +58,13 @@ test("variant names: the family itself for f32, else a suffix per other format n
   assert.equal(formatVariant("matmul", { a: "f16", b: "f16" }), "matmul_f16ab");
 });
 
-test("the shader build writes one matmul variant per combination of formats, aliases set and extension enabled", () => {
-  const formats = Object.keys(WEIGHT_FORMATS) as (keyof typeof WEIGHT_FORMATS)[];
+test("the shader build writes one matmul variant per combination of element formats (packed ones: tests/tensor/quant.test.ts), aliases set and extension enabled", () => {
+  const all = Object.keys(WEIGHT_FORMATS) as (keyof typeof WEIGHT_FORMATS)[];
+  // Element formats are read as WGSL types; packed ones through their load function, as the weight operand only.
+  const formats = all.filter((f) => !isPacked(f));
+  const packed = all.length - formats.length;
   const names = Object.keys(WGSL).filter((n) => n === "matmul" || n.startsWith("matmul_"));
-  assert.equal(names.length, formats.length ** 2, `variants: ${names.join(", ")}`);
+  assert.equal(names.length, formats.length ** 2 + packed, `variants: ${names.join(", ")}`);
   for (const a of formats) {
     for (const b of formats) {
       const code = WGSL[formatVariant("matmul", { a, b })];
