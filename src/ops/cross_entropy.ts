@@ -4,6 +4,7 @@ import * as K from "../kernels/cross_entropy.ts";
 import { sumLeading } from "../kernels/elementwise.ts";
 import { copyBlock, type Block } from "../kernels/layout.ts";
 import { productInto } from "../kernels/matmul.ts";
+import { isWeightFormat, WEIGHT_FORMATS } from "../tensor/format.ts";
 import { is_grad_enabled } from "../tensor/autograd.ts";
 import { axpy, record, Tensor } from "../tensor/tensor.ts";
 import { describeBlocks, rowBlocks } from "./row_blocks.ts";
@@ -85,14 +86,19 @@ export function fused_linear_cross_entropy(
   options: FusedCrossEntropyOptions = {},
 ): CrossEntropyOutput {
   if (!(weight instanceof Tensor) && weight.length === 1) return fused_linear_cross_entropy(hidden, weight[0]!, labels, options);
-  const blocks = weight instanceof Tensor ? null : rowBlocks("fused_linear_cross_entropy", weight);
+  const blocks = weight instanceof Tensor ? null : rowBlocks("fused_linear_cross_entropy", weight, true);
   const ws: readonly Tensor[] = weight instanceof Tensor ? [weight] : weight;
   const fail = (why: string): never => {
     const w = weight instanceof Tensor ? `[${weight.shape.join(", ")}]` : describeBlocks(weight);
     throw new Error(`fused_linear_cross_entropy: hidden [${hidden.shape.join(", ")}], weight ${w}: ${why}`);
   };
   const bias = options.bias ?? null;
-  if (hidden.dtype !== "f32" || ws.some((w) => w.dtype !== "f32") || (bias && bias.dtype !== "f32")) fail("needs f32 tensors");
+  if (hidden.dtype !== "f32" || (bias && bias.dtype !== "f32")) fail("needs f32 hidden states and bias");
+  // A frozen head may be stored in any weight format (f16, packed): the products read it as the matmul's b.
+  const odd = ws.find((w) => !isWeightFormat(w.dtype));
+  if (odd) fail(`the weight is ${odd.dtype}, not a weight format (${Object.keys(WEIGHT_FORMATS).join(", ")})`);
+  const trained = ws.find((w) => w.dtype !== "f32" && w.requires_grad);
+  if (trained) fail(`a ${trained.dtype} weight is frozen storage and cannot require grad; train an f32 head`);
   if (!blocks && ws[0]!.ndim !== 2) fail("weight must be (V, C)");
   if (hidden.ndim < 1) fail("hidden must be (..., C)");
   const [V, C] = blocks ? [blocks.V, blocks.C] : (ws[0]!.shape as [number, number]);

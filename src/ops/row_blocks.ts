@@ -43,15 +43,16 @@ export interface RowBlocks {
 }
 
 /**
- * Checks that `blocks` are f32 [V_j, C] tensors of one C (at least one block) and returns their layout.
+ * Checks that `blocks` are [V_j, C] tensors of one C (at least one block), f32 unless `anyFormat` (a caller
+ * whose kernels read every weight format, as the fused cross-entropy's products do), and returns their layout.
  * `op` names the caller in errors.
  */
-export function rowBlocks(op: string, blocks: readonly Tensor[]): RowBlocks {
+export function rowBlocks(op: string, blocks: readonly Tensor[], anyFormat = false): RowBlocks {
   if (blocks.length === 0) throw new Error(`${op}: the weight has no row blocks`);
   const C = blocks[0]!.shape[1];
   const offsets = [0];
   blocks.forEach((b, j) => {
-    if (b.dtype !== "f32") throw new Error(`${op}: needs f32 weight blocks, block ${j} is ${b.dtype}`);
+    if (!anyFormat && b.dtype !== "f32") throw new Error(`${op}: needs f32 weight blocks, block ${j} is ${b.dtype}`);
     if (b.ndim !== 2 || b.shape[1] !== C) {
       throw new Error(`${op}: weight blocks must be (V_j, C) with one C; block ${j} has shape [${b.shape.join(", ")}], block 0 [${blocks[0]!.shape.join(", ")}]`);
     }

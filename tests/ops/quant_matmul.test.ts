@@ -16,7 +16,7 @@ import {
   type MatmulConfig,
   type MatvecConfig,
 } from "../../src/kernels/matmul.ts";
-import { deviceInfo, embedding, linear, lora_linear, matmul, reshape, Tensor } from "../../src/index.ts";
+import { deviceInfo, embedding, fused_linear_cross_entropy, linear, lora_linear, matmul, reshape, Tensor } from "../../src/index.ts";
 import { WEIGHT_FORMATS, type WeightFormat } from "../../src/tensor/format.ts";
 import { quantize, type PackedFormat } from "../../src/tensor/quant.ts";
 import { expectAllClose, rand, rejects, setup } from "../helpers.ts";
@@ -214,3 +214,29 @@ test("packed weights: rows must be whole blocks, the weight frozen, and in the b
 // Types only: a packed format is a WeightFormat.
 const _typed: WeightFormat = "q4_k";
 void _typed;
+
+test("the fused cross-entropy's LM head packed (q8_0, q4_k; row blocks too): loss, metrics and dh equal those of the dequantized f32 head", async () => {
+  const [R, V, C] = [7, 33, 256];
+  const labels = Int32Array.from({ length: R }, (_, i) => (i === 3 ? -100 : (i * 11) % V));
+  for (const f of ["q8_0", "q4_k"] as const) {
+    const wVals = weightValues(V, C, 31);
+    const wd = WEIGHT_FORMATS[f].toFloat32(quantize(f, wVals, C).buffer as ArrayBuffer);
+    const hVals = Float32Array.from(rand(R * C, 32));
+    const run = async (w: Tensor | Tensor[]) => {
+      const h = Tensor.fromArray(hVals, [R, C], { requires_grad: true });
+      const out = fused_linear_cross_entropy(h, w, labels, { chunk_size: 4 });
+      out.loss.backward();
+      return { loss: await out.loss.item(), dh: (await h.grad!.toArray()) as Float32Array, correct: await out.metrics.correct.item() };
+    };
+    const want = await run(Tensor.fromArray(wd, [V, C]));
+    for (const w of [Tensor.fromArray(wVals, [V, C], { dtype: f }), [Tensor.fromArray(wVals.subarray(0, 17 * C), [17, C], { dtype: f }), Tensor.fromArray(wVals.subarray(17 * C), [V - 17, C], { dtype: f })]]) {
+      const got = await run(w);
+      expectAllClose([got.loss], [want.loss], TOL, `${f} loss`);
+      expectAllClose(got.dh, want.dh, TOL, `${f} dh`);
+      assert.equal(got.correct, want.correct, `${f} accuracy`);
+    }
+  }
+  const frozen = Tensor.fromArray(weightValues(V, C, 31), [V, C], { dtype: "q8_0" });
+  frozen.requires_grad = true;
+  assert.throws(() => fused_linear_cross_entropy(Tensor.fromArray(rand(R * C, 32), [R, C]), frozen, labels), /q8_0 weight is frozen storage and cannot require grad/);
+});
