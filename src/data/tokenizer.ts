@@ -20,7 +20,8 @@
 import { Tokenizer } from "@huggingface/tokenizers";
 import { Environment, Interpreter, Template, parse, tokenize } from "@huggingface/jinja";
 import type { SourceOptions } from "../io/http.ts";
-import { openSource, type ModelLocation } from "../io/open.ts";
+import { openGGUFLocation, openSource, type ModelLocation } from "../io/open.ts";
+import { GGUFFile, ggufTokenizer } from "../models/gguf.ts";
 import type { ModelSource } from "../io/source.ts";
 
 /** transformers' VERY_LARGE_INTEGER: model_max_length when the config gives none (no limit). */
@@ -84,6 +85,8 @@ export interface TokenizerConfig {
 
 /** Options of AutoTokenizer.from_pretrained: where the files come from, and overrides of tokenizer_config.json. */
 export interface TokenizerOptions extends SourceOptions {
+  /** transformers' gguf_file: the tokenizer of this GGUF file of the location (a .gguf location needs none). */
+  gguf_file?: string;
   /** A chat template to use instead of the files' (transformers: `chat_template=` kwarg). */
   chat_template?: string;
   bos_token?: string | null;
@@ -843,13 +846,23 @@ export const AutoTokenizer = {
    * chat_template.json from `location` (anything openSource takes). Options may override tokenizer_config.json
    * entries (special tokens, model_max_length, padding_side, chat_template), as from_pretrained kwargs do.
    */
-  async from_pretrained(location: ModelLocation, options: TokenizerOptions = {}): Promise<PreTrainedTokenizer> {
-    const source = await openSource(location, options);
-    const { tokenizerJson, config, specialTokensMap, chatTemplate } = await readTokenizerFiles(source);
+  async from_pretrained(location: ModelLocation | URL | Blob, options: TokenizerOptions = {}): Promise<PreTrainedTokenizer> {
     const { chat_template, bos_token, eos_token, unk_token, pad_token, model_max_length, padding_side } = options;
     const overrides = Object.fromEntries(
       Object.entries({ bos_token, eos_token, unk_token, pad_token, model_max_length, padding_side }).filter(([, v]) => v !== undefined),
     );
+    // A GGUF file (as the model's loader takes one): the tokenizer from its tokenizer.ggml.* metadata, with the
+    // chat template of tokenizer.chat_template, as transformers' from_pretrained(…, gguf_file) builds it.
+    const gguf = await openGGUFLocation(location, options);
+    if (gguf) {
+      const { tokenizer, config } = ggufTokenizer(await GGUFFile.open(gguf.bytes, gguf.name));
+      return new PreTrainedTokenizer(tokenizer, { ...(config as TokenizerConfig), ...overrides }, {
+        name: gguf.name,
+        ...(chat_template !== undefined ? { chat_template } : {}),
+      });
+    }
+    const source = await openSource(location as ModelLocation, options);
+    const { tokenizerJson, config, specialTokensMap, chatTemplate } = await readTokenizerFiles(source);
     const merged: TokenizerConfig = { ...config, ...overrides };
     const special = specialTokensMap ? { ...specialTokensMap } : undefined;
     if (special) for (const k of Object.keys(overrides)) delete special[k];

@@ -100,3 +100,73 @@ export async function openSource(location: ModelLocation, options: SourceOptions
   }
   throw new Error(`openSource: got ${describe(location)}; expected ${ACCEPTED}`);
 }
+
+/**
+ * The GGUF file a location names, or null when it names none: a path or URL ending in .gguf, a File / Blob,
+ * "owner/name/file.gguf" on the Hub, or `gguf_file` in a directory, URL base or Hub repo (then `source` is that
+ * directory or repo). AutoModelForCausalLM and AutoTokenizer both read a GGUF location through this.
+ */
+export async function openGGUFLocation(
+  location: ModelLocation | URL | Blob,
+  options: SourceOptions & { gguf_file?: string },
+): Promise<{ bytes: ByteFile; name: string; source: ModelSource | null } | null> {
+  const gguf = ggufLocation(location);
+  if (gguf) {
+    if (options.gguf_file) throw new Error(`from_pretrained: gguf_file "${options.gguf_file}" names a file in a directory, but the location is already a GGUF file`);
+    const hub = typeof gguf === "string" ? await hubGGUF(gguf, options) : null;
+    if (hub) return { bytes: sourceFile(hub.source, hub.file), name: `${hub.file} in ${hub.source.name}`, source: hub.source };
+    const { name, bytes } = openFile(gguf, options, "GGUF model");
+    return { bytes, name, source: null };
+  }
+  if (!options.gguf_file) return null;
+  const source = await openSource(location as ModelLocation, options);
+  return { bytes: sourceFile(source, options.gguf_file), name: `${options.gguf_file} in ${source.name}`, source };
+}
+
+/**
+ * A location that is one GGUF file: a path or URL ending in .gguf, a URL object, a File / Blob, or a list of
+ * one File whose name ends in .gguf (an <input type="file"> with the file picked).
+ */
+function ggufLocation(location: unknown): string | URL | Blob | null {
+  if (typeof Blob !== "undefined" && location instanceof Blob) return location;
+  const list = location as ArrayLike<unknown> | null;
+  if (typeof list === "object" && list !== null && !(list instanceof URL) && typeof list.length === "number" && list.length === 1) {
+    const f = list[0];
+    if (typeof Blob !== "undefined" && f instanceof Blob && /\.gguf$/i.test((f as File).name ?? "")) return f;
+  }
+  if (location instanceof URL) return /\.gguf$/i.test(location.pathname) ? location : null;
+  if (typeof location === "string") return /\.gguf$/i.test(location.replace(/[?#].*$/, "")) ? location : null;
+  return null;
+}
+
+/**
+ * "owner/name/path/file.gguf" that is no local file (or where there is no filesystem): that file of the Hub
+ * repository owner/name (as transformers' from_pretrained("owner/name", gguf_file="path/file.gguf")); else null.
+ */
+async function hubGGUF(location: string, options: SourceOptions): Promise<{ source: ModelSource; file: string } | null> {
+  if (/^[a-z][a-z0-9+.-]*:/i.test(location)) return null;
+  const m = /^([^/]+\/[^/]+)\/(.+)$/.exec(location);
+  if (!m || !isHubId(m[1]!) || m[2]!.split("/").includes("..")) return null;
+  if (hasFilesystem()) {
+    try {
+      await (await fs()).stat(location);
+      return null;
+    } catch (e) {
+      if (!isNotFound(e)) return null;
+    }
+  }
+  return { source: hubSource(m[1]!, options), file: m[2]! };
+}
+
+/** One file of a ModelSource as a ByteFile (gguf_file in a directory, a Hub repo, browser files). */
+export function sourceFile(source: ModelSource, file: string): ByteFile {
+  return {
+    size: () => source.size(file),
+    read: (start, end) => source.read(file, start, end),
+    head: async (n) => source.read(file, 0, Math.min(n, await source.size(file))),
+    async *stream(chunkSize: number) {
+      const size = await source.size(file);
+      for (let p = 0; p < size; p += chunkSize) yield await source.read(file, p, Math.min(size, p + chunkSize));
+    },
+  };
+}

@@ -1,5 +1,6 @@
-// AutoModelForCausalLM.from_pretrained: config.json + safetensors weights → a model on the GPU, streaming
-// one tensor at a time from the files to the device.
+// AutoModelForCausalLM.from_pretrained: config.json + safetensors weights, or one GGUF file (its metadata's
+// config, its tensors under transformers' names: models/gguf.ts) → a model on the GPU, streaming one tensor at
+// a time from the files to the device.
 import { deviceInfo, getDevice } from "../gpu/device.ts";
 import { missingFeature } from "../tensor/format.ts";
 import { sync } from "../tensor/memory.ts";
@@ -8,9 +9,11 @@ import { Tensor } from "../tensor/tensor.ts";
 import { EMBED_TOKENS, fromStored, ignoredOnLoad, LM_HEAD, weightsOf, type LlamaFamilyConfig, type WeightSpec } from "./architecture.ts";
 import { architectureOf, parseConfig } from "./config.ts";
 import type { SourceOptions } from "../io/http.ts";
-import { openSource, type ModelLocation } from "../io/open.ts";
-import type { ModelSource } from "../io/source.ts";
+import { openGGUFLocation, openSource, type ModelLocation } from "../io/open.ts";
+import type { ByteFile, ModelSource } from "../io/source.ts";
+import { GGUFFile, GGUFWeights, ggufConfig } from "./gguf.ts";
 import { splitRows } from "../ops/row_blocks.ts";
+import { checkQuantizable, parseQuantizationConfig, quantizedFormat, quantizeWeight, type BitsAndBytesConfig } from "./quantization.ts";
 import { LlamaForCausalLM, type VocabWeight } from "./llama.ts";
 import { openWeights } from "./safetensors.ts";
 
@@ -29,6 +32,26 @@ export interface PretrainedOptions extends SourceOptions {
    * (others); default and maximum: the adapter's maxStorageBufferBindingSize.
    */
   max_tensor_bytes?: number;
+  /**
+   * transformers' gguf_file: load this GGUF file of the location (a directory, URL base or Hub repo) instead of
+   * config.json + safetensors. A location that is itself a .gguf path or URL, or a File / Blob, needs none.
+   */
+  gguf_file?: string;
+  /**
+   * Quantize on load, as transformers + bitsandbytes (BitsAndBytesConfig keys): `{ load_in_4bit: true,
+   * bnb_4bit_quant_type: "nf4", bnb_4bit_use_double_quant: true }` stores each decoder linear weight as nf4 (or
+   * fp4), `{ load_in_8bit: true }` as LLM.int8's int8, quantized as it streams in; embeddings, norms and the LM
+   * head stay float. The model is then frozen (LoRA on top trains in f32). See models/quantization.ts.
+   */
+  quantization_config?: BitsAndBytesConfig | null;
+}
+
+/** The weights the loader reads: safetensors (ModelWeights) or a GGUF file's (GGUFWeights). */
+interface LoadableWeights {
+  readonly names: string[];
+  has(name: string): boolean;
+  info(name: string): { shape: number[]; file: string };
+  readF32(name: string): Promise<Float32Array>;
 }
 
 /** Bytes for a message: 8.0 KiB, 544.5 MiB, 1.20 GiB. */
@@ -43,28 +66,61 @@ export async function loadCausalLM(
   source: ModelSource,
   options: { max_tensor_bytes?: number; dtype?: PretrainedOptions["dtype"] } = {},
 ): Promise<LlamaForCausalLM> {
-  const half = options.dtype === "float16";
   const cfg = parseConfig(await source.json<Record<string, unknown>>("config.json"), `config.json in ${source.name}`);
-  const weights = await openWeights(source);
+  const model = await loadWeights(cfg, await openWeights(source), source.name, "config.json", options);
+  model.name_or_path = source.name;
+  model.source = source;
+  if (await source.exists("generation_config.json")) model.generation_config = await source.json("generation_config.json");
+  return model;
+}
+
+/**
+ * Reads a GGUF file onto the GPU (the device must be initialised): the config transformers makes of its metadata,
+ * its tensors under transformers' names (models/gguf.ts). `name` labels the file in messages.
+ */
+export async function loadGGUF(
+  file: ByteFile | GGUFFile,
+  name: string,
+  options: { max_tensor_bytes?: number; dtype?: PretrainedOptions["dtype"] } = {},
+): Promise<LlamaForCausalLM> {
+  const g = file instanceof GGUFFile ? file : await GGUFFile.open(file, name);
+  const raw = ggufConfig(g);
+  const cfg = parseConfig(raw, `the metadata of ${g.name}`);
+  const model = await loadWeights(cfg, GGUFWeights.of(g, raw), g.name, "GGUF metadata", options);
+  model.name_or_path = g.name;
+  return model;
+}
+
+/** The weights of `weights` for `cfg`, checked and uploaded one tensor at a time. */
+async function loadWeights(
+  cfg: LlamaFamilyConfig,
+  weights: LoadableWeights,
+  where: string,
+  configName: string,
+  options: { max_tensor_bytes?: number; dtype?: PretrainedOptions["dtype"]; quantization_config?: BitsAndBytesConfig | null },
+): Promise<LlamaForCausalLM> {
+  const half = options.dtype === "float16";
+  const quant = parseQuantizationConfig(options.quantization_config);
   if (!cfg.tie_word_embeddings && !weights.has(LM_HEAD) && weights.has(EMBED_TOKENS)) {
-    throw new Error(`${source.name}: config.json has tie_word_embeddings false but the weights have no ${LM_HEAD}`);
+    throw new Error(`${where}: ${configName} has tie_word_embeddings false but the weights have no ${LM_HEAD}`);
   }
   const arch = architectureOf(cfg);
   const expected = weightsOf(arch, cfg);
   const limit = bindingLimit(options.max_tensor_bytes);
-  checkFits(cfg, expected, source.name, limit);
+  checkFits(cfg, expected, where, limit);
+  checkQuantizable(quant, expected, where);
   const missing = expected.filter((w) => !weights.has(w.name)).map((w) => w.name);
   if (missing.length) {
     throw new Error(
-      `${source.name}: the weights lack ${missing.length} tensor(s) a ${cfg.architecture} with this config.json needs: ${few(missing)}`,
+      `${where}: the weights lack ${missing.length} tensor(s) a ${cfg.architecture} with this ${configName} needs: ${few(missing)}`,
     );
   }
   const known = new Set(expected.map((w) => w.name));
   const unexpected = weights.names.filter((n) => !known.has(n) && !ignoredOnLoad(cfg, n));
   if (unexpected.length) {
     throw new Error(
-      `${source.name}: the weights have ${unexpected.length} tensor(s) a ${cfg.architecture} with this config.json does not have: ${few(unexpected)} ` +
-        `(does config.json match the checkpoint? e.g. attention_bias, mlp_bias, tie_word_embeddings)`,
+      `${where}: the weights have ${unexpected.length} tensor(s) a ${cfg.architecture} with this ${configName} does not have: ${few(unexpected)} ` +
+        `(does ${configName} match the checkpoint? e.g. attention_bias, mlp_bias, tie_word_embeddings)`,
     );
   }
   const params = new Map<string, Tensor>();
@@ -75,7 +131,7 @@ export async function loadCausalLM(
       const { name, shape } = w;
       const info = weights.info(name);
       if (info.shape.join() !== shape.join()) {
-        throw new Error(`${info.file} in ${source.name}: tensor "${name}" is [${info.shape.join(", ")}] but config.json implies [${shape.join(", ")}]`);
+        throw new Error(`${info.file} in ${where}: tensor "${name}" is [${info.shape.join(", ")}] but ${configName} implies [${shape.join(", ")}]`);
       }
       const data = fromStored(arch, w, await weights.readF32(name));
       if (isVocabSized(w) && 4 * data.length > limit) {
@@ -90,7 +146,11 @@ export async function loadCausalLM(
         all.push(...blocks);
         vocab.set(name, blocks);
       } else {
-        const t = keep(half && w.role === "linear" ? Tensor.fromArray(data, shape, { dtype: "f16" }) : Tensor.fromArray(data, shape));
+        const q = quantizedFormat(quant, w);
+        const t = keep(
+          q ? quantizeWeight(quant!, q, data, shape, name)
+            : half && w.role === "linear" ? Tensor.fromArray(data, shape, { dtype: "f16" }) : Tensor.fromArray(data, shape),
+        );
         all.push(t);
         if (isVocabSized(w)) vocab.set(name, t);
         else params.set(name, t);
@@ -101,14 +161,13 @@ export async function loadCausalLM(
   } catch (e) {
     for (const t of all) t.dispose();
     if (e instanceof Error && /out of memory|OutOfMemory|allocation/i.test(e.message)) {
-      throw new Error(`${source.name}: ${oomMessage(expected)} (${e.message})`, { cause: e });
+      throw new Error(`${where}: ${oomMessage(expected)} (${e.message})`, { cause: e });
     }
     throw e;
   }
   const model = new LlamaForCausalLM(cfg, params, { embed_tokens: vocab.get(EMBED_TOKENS)!, lm_head: vocab.get(LM_HEAD) });
-  model.name_or_path = source.name;
-  model.source = source;
-  if (await source.exists("generation_config.json")) model.generation_config = await source.json("generation_config.json");
+  // transformers keeps the BitsAndBytesConfig on model.config (not in config.raw: save_pretrained writes f32 weights).
+  if (quant) Object.assign(model.config, { quantization_config: quant.config });
   return model;
 }
 
@@ -160,11 +219,13 @@ function checkFits(cfg: LlamaFamilyConfig, expected: WeightSpec[], where: string
 /** Like transformers' AutoModelForCausalLM: picks the class from config.json's `architectures`. */
 export const AutoModelForCausalLM = {
   /**
-   * Loads a Llama-family model from a local directory, a URL, a Hub id, or browser files (see openSource).
+   * Loads a Llama-family model from a local directory, a URL, a Hub id, or browser files (see openSource); or
+   * from one GGUF file: a path or URL ending in .gguf, a File / Blob, or `{ gguf_file }` in a directory or repo.
    * `AutoModelForCausalLM.from_pretrained("HuggingFaceTB/SmolLM2-135M", { progress_callback })`
    */
-  async from_pretrained(location: ModelLocation, options: PretrainedOptions = {}): Promise<LlamaForCausalLM> {
+  async from_pretrained(location: ModelLocation | URL | Blob, options: PretrainedOptions = {}): Promise<LlamaForCausalLM> {
     const dtype = options.dtype ?? "auto";
+    parseQuantizationConfig(options.quantization_config); // bad keys fail before the device or any download
     if (dtype !== "auto" && dtype !== "float32" && dtype !== "float16") {
       throw new Error(`from_pretrained: dtype "${String(dtype)}" is not supported; use "float32", "float16" (f16 storage of the frozen linear weights) or "auto"`);
     }
@@ -173,6 +234,13 @@ export const AutoModelForCausalLM = {
     if (missing) {
       throw new Error(`from_pretrained: dtype "float16" needs the adapter's ${missing} feature, which ${deviceInfo().adapter.description || "this adapter"} lacks; use dtype "float32"`);
     }
-    return loadCausalLM(await openSource(location, options), options);
+    const gguf = await openGGUFLocation(location, options);
+    if (gguf) {
+      const model = await loadGGUF(gguf.bytes, gguf.name, options);
+      if (gguf.source) model.source = gguf.source;
+      return model;
+    }
+    return loadCausalLM(await openSource(location as ModelLocation, options), options);
   },
 };
+

@@ -20,7 +20,7 @@ import { rope, RotaryEmbedding } from "../ops/rope.ts";
 import { geglu, swiglu } from "../ops/swiglu.ts";
 import { flatBatch, type TokenBatch } from "../ops/token_batch.ts";
 import { is_grad_enabled } from "../tensor/autograd.ts";
-import { isTrainable } from "../tensor/format.ts";
+import { isPacked, isTrainable, type WeightFormat } from "../tensor/format.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import {
   EMBED_TOKENS, FINAL_NORM, layerPrefix, LM_HEAD, toStored, weightsOf,
@@ -253,7 +253,12 @@ export class LlamaForCausalLM implements CausalLM {
   requires_grad_(flag = true): this {
     const frozen = this.named_parameters().find(([, t]) => !isTrainable(t.dtype));
     if (flag && frozen) {
-      throw new Error(`requires_grad_: ${frozen[0]} is stored as ${frozen[1].dtype}, a format for frozen weights; load the model with dtype "float32" for full fine-tuning`);
+      throw new Error(
+        isPacked(frozen[1].dtype as WeightFormat)
+          ? `requires_grad_: ${frozen[0]} is stored as ${frozen[1].dtype}, a format for frozen weights (quantized by quantization_config or a GGUF file); ` +
+              "train LoRA adapters on it (get_peft_model), or load the float model without quantization_config for full fine-tuning"
+          : `requires_grad_: ${frozen[0]} is stored as ${frozen[1].dtype}, a format for frozen weights; load the model with dtype "float32" for full fine-tuning`,
+      );
     }
     for (const [, t] of this.named_parameters()) t.requires_grad = flag;
     return this;
