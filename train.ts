@@ -52,6 +52,13 @@ Model and data:
 LoRA (TRL's ModelConfig keys):
   --use_peft [true|false]        train a LoRA adapter (default true here; false trains every weight)
   --lora_r N  --lora_alpha N  --lora_dropout P  --lora_target_modules all-linear|q_proj,v_proj
+  --save_gguf_adapter            also save the adapter as a llama.cpp LoRA GGUF, output_dir/adapter_model.gguf
+                                 (llama-cli -m base.gguf --lora adapter_model.gguf; Ollama's ADAPTER)
+
+Quantized base, QLoRA (TRL's ModelConfig keys; the base's linear weights are quantized as they load, LoRA trains in f32):
+  --load_in_4bit [--bnb_4bit_quant_type nf4|fp4] [--use_bnb_nested_quant]   4-bit (default nf4; nested:
+                                 double-quantized absmax statistics, as bitsandbytes)
+  --load_in_8bit                 LLM.int8 weights (row-wise absmax int8)
 
 Any SFTConfig key, as --key value (booleans: --key, --key false), e.g.:
   --learning_rate 2e-4 --num_train_epochs 3 --max_steps 200 --per_device_train_batch_size 8
@@ -100,6 +107,9 @@ async function main(): Promise<void> {
   }
   const configFile = flags.config;
   delete flags.config;
+  // Not an SFTConfig key: webtune's own, read here.
+  const saveGGUF = flags.save_gguf_adapter === true || flags.save_gguf_adapter === "true";
+  delete flags.save_gguf_adapter;
   let fromFile: Record<string, unknown> = {};
   if (typeof configFile === "string") {
     fromFile = (await readSFTConfigFile(configFile)).data;
@@ -113,6 +123,7 @@ async function main(): Promise<void> {
   const notes: string[] = [];
   const cfg = splitConfig(merged, "the command line", { coerce: true, warn: (n) => notes.push(n) });
   for (const n of new Set(notes)) console.error(`note: ${n}`);
+  if (saveGGUF && !cfg.peft) throw new Error("--save_gguf_adapter saves a LoRA adapter, but this run trains every weight (use_peft false); convert the saved model with llama.cpp's convert_hf_to_gguf.py instead");
 
   await getDevice();
   const info = deviceInfo();
@@ -122,7 +133,10 @@ async function main(): Promise<void> {
   const dataset = cfg.dataset.dataset_name ?? (isDefault ? FACTS : null);
   if (!dataset) throw new Error("no dataset: give --dataset (a JSONL, JSON or Parquet file or URL)");
 
-  const model = await AutoModelForCausalLM.from_pretrained(modelPath, { dtype: cfg.model.dtype === "float16" ? "float16" : "float32" });
+  const model = await AutoModelForCausalLM.from_pretrained(modelPath, {
+    dtype: cfg.model.dtype === "float16" ? "float16" : "float32",
+    quantization_config: cfg.quantization_config,
+  });
   const tokenizer = await AutoTokenizer.from_pretrained(modelPath);
   const trainer = new SFTTrainer({
     model,
@@ -136,7 +150,7 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   const out = await trainer.train({ resume_from_checkpoint: cfg.args.resume_from_checkpoint ?? null });
   const secs = (performance.now() - t0) / 1000;
-  await trainer.save_model();
+  await trainer.save_model(undefined, { gguf: saveGGUF });
   const logs = trainer.state.log_history.filter((l) => "loss" in l && "grad_norm" in l);
   const first = logs[0]?.loss;
   const last = logs[logs.length - 1];

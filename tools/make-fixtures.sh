@@ -6,10 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/fixtures"
 venv="${WEBTUNE_VENV_PYTHON:-../../.venv/bin/python}"
-# Scripts that need the virtual environment; peft_interop.py is a check, not a fixture.
-VENV=(tokenizer.py models.py trl_sft.py sft_data.py parquet.py collator.py)
+# Scripts that need the virtual environment (transformers, peft, trl, gguf). peft_interop.py records that
+# Python PEFT loads webtune's adapters (tests/fixtures/peft_interop.json).
+VENV=(tokenizer.py models.py trl_sft.py sft_data.py parquet.py collator.py peft_interop.py trl_templates.py
+  cross_entropy_softcap.py swiglu_geglu.py rope_phi3.py quant.py lora_gguf.py gguf_models.py quantized.py)
 for f in *.py; do
-  case " common.py peft_interop.py ${VENV[*]} " in *" $f "*) continue ;; esac
+  case " common.py ${VENV[*]} " in *" $f "*) continue ;; esac
   /usr/bin/python3 "$f"
 done
 for f in "${VENV[@]}"; do "$venv" "$f"; done

@@ -11,6 +11,7 @@ import type { SourceOptions } from "../io/http.ts";
 import { writeDirectory } from "../io/local.ts";
 import { openSource, type ModelLocation } from "../io/open.ts";
 import { generate, type GenerateOptions } from "./generate.ts";
+import { loraGGUF, type LoraGGUFInput } from "./gguf_writer.ts";
 import { fnv1a, FNV_OFFSET } from "./init.ts";
 import type { Linear } from "./linear.ts";
 import { SafetensorsFile, writeSafetensors, type SafetensorsEntry } from "./safetensors.ts";
@@ -303,6 +304,24 @@ export class PeftModel {
       "adapter_config.json": new TextEncoder().encode(JSON.stringify(this.adapter_config(), null, 2)),
       "adapter_model.safetensors": writeSafetensors(tensors, { format: "pt" }),
     };
+  }
+
+  /**
+   * The adapter as a llama.cpp LoRA GGUF (`llama-cli -m base.gguf --lora adapter.gguf`, Ollama's ADAPTER), as
+   * llama.cpp's convert_lora_to_gguf.py (--outtype f32) writes it: llama.cpp's tensor names, q/k rows permuted
+   * for Llama-converted architectures, adapter.lora.alpha (see gguf_writer.ts's loraGGUF). `name`: general.name.
+   */
+  async adapter_gguf(options: { name?: string } = {}): Promise<Uint8Array> {
+    const tensors: LoraGGUFInput["tensors"] = {};
+    for (const lin of this.adapted) {
+      for (const which of ["A", "B"] as const) {
+        const t = lin.lora![which];
+        tensors[`${PREFIX}${lin.name}.lora_${which}.weight`] = { shape: t.shape, data: (await t.toArray()) as Float32Array };
+      }
+    }
+    const c = this.model.config;
+    const config = { architectures: [c.architecture], num_attention_heads: c.num_attention_heads, num_key_value_heads: c.num_key_value_heads };
+    return loraGGUF({ config, adapter_config: this.adapter_config(), tensors, name: options.name });
   }
 
   /** Writes the adapter to a directory (Deno/Node), as PEFT's save_pretrained. */

@@ -2,7 +2,8 @@
 // (the model and its LoRA keys), ScriptArguments and DatasetMixtureConfig (the dataset). splitConfig()
 // returns them apart; sftConfig() names them when they are given to it.
 import { bool, int, isDict, isNum, nonEmptyStr, nullable, num, oneOf, str, unitInterval, type Check } from "./config_checks.ts";
-import { each, NO_DISTRIBUTED } from "./config_keys.ts";
+import { NO_DISTRIBUTED } from "./config_keys.ts";
+import type { BitsAndBytesConfig } from "../models/quantization.ts";
 
 /** The model to load, from TRL's ModelConfig. */
 export interface ModelArgs {
@@ -12,6 +13,12 @@ export interface ModelArgs {
   dtype: string | null;
   trust_remote_code: boolean;
   attn_implementation: string | null;
+  /** TRL's quantization keys (get_quantization_config → BitsAndBytesConfig; see quantizationConfigOf). */
+  load_in_4bit: boolean;
+  load_in_8bit: boolean;
+  bnb_4bit_quant_type: "nf4" | "fp4";
+  use_bnb_nested_quant: boolean;
+  bnb_4bit_quant_storage: string | null;
 }
 
 /** The dataset to load, from TRL's ScriptArguments and DatasetMixtureConfig. */
@@ -26,7 +33,10 @@ export interface DatasetArgs {
   test_split_size: number | null;
 }
 
-export const MODEL_DEFAULTS: ModelArgs = { model_name_or_path: null, model_revision: "main", dtype: null, trust_remote_code: false, attn_implementation: null };
+export const MODEL_DEFAULTS: ModelArgs = {
+  model_name_or_path: null, model_revision: "main", dtype: null, trust_remote_code: false, attn_implementation: null,
+  load_in_4bit: false, load_in_8bit: false, bnb_4bit_quant_type: "nf4", use_bnb_nested_quant: false, bnb_4bit_quant_storage: null,
+};
 export const MODEL_CHECKS: Record<keyof ModelArgs | "torch_dtype", Check> = {
   model_name_or_path: nullable(nonEmptyStr),
   model_revision: nonEmptyStr,
@@ -34,7 +44,26 @@ export const MODEL_CHECKS: Record<keyof ModelArgs | "torch_dtype", Check> = {
   torch_dtype: nullable(oneOf(["auto", "float32", "float16", "bfloat16"])),
   trust_remote_code: bool,
   attn_implementation: nullable(str),
+  load_in_4bit: bool,
+  load_in_8bit: bool,
+  bnb_4bit_quant_type: oneOf(["nf4", "fp4"]),
+  use_bnb_nested_quant: bool,
+  bnb_4bit_quant_storage: nullable(oneOf(["float16", "float32", "int8", "uint8", "float64", "bfloat16"])),
 };
+
+/**
+ * TRL's get_quantization_config(model_args): the BitsAndBytesConfig from_pretrained gets (load_in_4bit: the quant
+ * type, nested quant, dtype as compute dtype and quant_storage; load_in_8bit: only that), or null.
+ */
+export function quantizationConfigOf(m: ModelArgs): BitsAndBytesConfig | null {
+  if (m.load_in_4bit) {
+    return {
+      load_in_4bit: true, bnb_4bit_compute_dtype: m.dtype, bnb_4bit_quant_type: m.bnb_4bit_quant_type,
+      bnb_4bit_use_double_quant: m.use_bnb_nested_quant, bnb_4bit_quant_storage: m.bnb_4bit_quant_storage,
+    };
+  }
+  return m.load_in_8bit ? { load_in_8bit: true } : null;
+}
 
 export const DATASET_DEFAULTS: DatasetArgs = {
   dataset_name: null, dataset_config: null, dataset_train_split: "train", dataset_test_split: "test", dataset_streaming: false, datasets: null, test_split_size: null,
@@ -68,8 +97,6 @@ export const PEFT_CHECKS: Record<keyof typeof PEFT_DEFAULTS | "lora_target_param
 
 /** Model-loading keys with no meaning here: accepted, each with its note unless inactive (see MODEL_INACTIVE). */
 export const MODEL_IGNORED: Record<string, string> = {
-  ...each(["load_in_4bit", "load_in_8bit"], "ignored: webtune has no 4/8-bit quantization; the frozen base is stored as f32, or as f16 with bf16/fp16 or dtype float16"),
-  ...each(["bnb_4bit_quant_type", "use_bnb_nested_quant"], "ignored: webtune has no bitsandbytes quantization"),
   use_flash_attention_2: "ignored: webtune's own flash attention is always used",
   base_model_revision: "ignored: use model_revision",
   model_code_revision: "ignored: webtune runs no model code from the Hub",
@@ -78,7 +105,7 @@ export const MODEL_IGNORED: Record<string, string> = {
 };
 
 /** TRL's defaults of ignored model keys that are neither null, false, 0, "", [] nor {}. */
-export const MODEL_INACTIVE: Record<string, unknown> = { bnb_4bit_quant_type: "nf4" };
+export const MODEL_INACTIVE: Record<string, unknown> = {};
 
 /** Every key of these tables (TRL's `env:` mapping aside). */
 export const CLI_KEYS = [...Object.keys(MODEL_CHECKS), ...Object.keys(DATASET_CHECKS), ...Object.keys(PEFT_CHECKS), ...Object.keys(MODEL_IGNORED)];

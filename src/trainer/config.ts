@@ -61,7 +61,10 @@ export interface SFTConfig {
   pad_token: string | null;
   /** A tokenizer directory or a Jinja file whose chat template replaces the tokenizer's (default null). */
   chat_template_path: string | null;
-  /** Options for from_pretrained when the trainer is given a model id (webtune reads `dtype`, `revision`). */
+  /**
+   * Options for from_pretrained when the trainer is given a model id (webtune reads `dtype`, `revision` and
+   * `quantization_config`: BitsAndBytesConfig keys, quantize on load).
+   */
   model_init_kwargs: Record<string, unknown> | null;
   /** TRL's dataset preparation options; webtune reads `skip_prepare_dataset` (default null). */
   dataset_kwargs: Record<string, unknown> | null;

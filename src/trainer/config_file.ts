@@ -5,8 +5,9 @@ import { isFileLocation, openFile } from "../io/open.ts";
 import type { LoraConfig } from "../models/peft.ts";
 import {
   DATASET_CHECKS, DATASET_DEFAULTS, MODEL_CHECKS, MODEL_DEFAULTS, MODEL_IGNORED, MODEL_INACTIVE, PEFT_CHECKS, PEFT_DEFAULTS,
-  type DatasetArgs, type ModelArgs,
+  quantizationConfigOf, type DatasetArgs, type ModelArgs,
 } from "./cli_args.ts";
+import type { BitsAndBytesConfig } from "../models/quantization.ts";
 import { checked, isDict, isInactive, show, type Check } from "./config_checks.ts";
 import { sftConfig, SFTConfigError, type ResolvedSFTConfig, type SFTConfigOptions } from "./config.ts";
 
@@ -16,6 +17,11 @@ export interface LoadedSFTConfig {
   dataset: DatasetArgs;
   /** A LoraConfig from use_peft and the lora_* keys (TRL's ModelConfig defaults); null without use_peft. */
   peft: LoraConfig | null;
+  /**
+   * TRL's get_quantization_config of the model keys (load_in_4bit, bnb_4bit_quant_type, use_bnb_nested_quant,
+   * load_in_8bit): the quantization_config for from_pretrained / SFTTrainer, or null.
+   */
+  quantization_config: BitsAndBytesConfig | null;
   /** TRL's `env:` mapping (environment variables the run wants, e.g. HF_TOKEN); webtune sets none itself. */
   env: Record<string, string>;
   /** args.notes and the notes of the model/dataset/LoRA keys. */
@@ -186,6 +192,11 @@ export function splitConfig(data: Record<string, unknown>, name = "<config>", op
     if (!(e instanceof SFTConfigError)) throw e;
     problems.unshift(...e.problems);
   }
+  // TRL's ModelConfig.__post_init__, and its help: "Works only with LoRA" (a quantized base is frozen).
+  if (model.load_in_4bit === true && model.load_in_8bit === true) problems.push("load_in_4bit and load_in_8bit are both true: you can't use 8 bit and 4 bit precision at the same time");
+  else if ((model.load_in_4bit === true || model.load_in_8bit === true) && lora.use_peft !== true) {
+    problems.push(`${model.load_in_4bit === true ? "load_in_4bit" : "load_in_8bit"}=true needs use_peft: true: a quantized base model is frozen, so only LoRA adapters on top of it can be trained`);
+  }
   if (problems.length || !args) throw new SFTConfigError(name, problems);
 
   if ("torch_dtype" in model) {
@@ -227,6 +238,7 @@ export function splitConfig(data: Record<string, unknown>, name = "<config>", op
     model: model as unknown as ModelArgs,
     dataset: dataset as unknown as DatasetArgs,
     peft,
+    quantization_config: quantizationConfigOf(model as unknown as ModelArgs),
     env,
     notes: [...args.notes, ...notes],
   };

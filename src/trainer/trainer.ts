@@ -15,6 +15,7 @@ import { fromStored, weightsOf } from "../models/architecture.ts";
 import type { CausalLM } from "../models/causal_lm.ts";
 import { architectureOf } from "../models/config.ts";
 import { get_peft_model, PeftModel, type LoraConfig } from "../models/peft.ts";
+import { parseQuantizationConfig, type BitsAndBytesConfig } from "../models/quantization.ts";
 import { splitmix32 } from "../models/sampling.ts";
 import { SafetensorsFile, writeSafetensors, type SafetensorsEntry } from "../models/safetensors.ts";
 import { clip_grad_norm_ } from "../nn/grad_norm.ts";
@@ -77,6 +78,12 @@ export interface SFTTrainerInit {
   processing_class?: PreTrainedTokenizer;
   /** LoRA on the model (PEFT's LoraConfig); without it and without a PeftModel, every weight trains. */
   peft_config?: LoraConfig;
+  /**
+   * TRL's SFTTrainer quantization_config: when `model` is a string, from_pretrained quantizes the base on load
+   * (BitsAndBytesConfig keys: models/quantization.ts; args.model_init_kwargs.quantization_config works too, not
+   * both). Needs peft_config: a quantized base is frozen. Ignored, with a warning, for a loaded model.
+   */
+  quantization_config?: BitsAndBytesConfig | null;
   callbacks?: TrainerCallback[];
   /** Turns a row into text (TRL's formatting_func). */
   formatting_func?: (row: Record<string, unknown>) => string;
@@ -200,11 +207,22 @@ export class SFTTrainer {
     const m = this.init.model;
     if (typeof m === "string") {
       const dtype = this.init.peft_config ? baseWeightsDtype(a, missingFeature("f16", deviceInfo()) === null) : "float32";
-      this.model = await AutoModelForCausalLM.from_pretrained(m, { dtype });
+      const kwarg = a.model_init_kwargs?.quantization_config ?? null;
+      if (this.init.quantization_config && kwarg) {
+        throw new Error("SFTTrainer: quantization_config is set both as a trainer argument and in args.model_init_kwargs; set it in one place, preferably as a trainer argument");
+      }
+      const quantization_config = (this.init.quantization_config ?? kwarg) as BitsAndBytesConfig | null;
+      if (parseQuantizationConfig(quantization_config) && !this.init.peft_config) {
+        throw new Error("SFTTrainer: quantization_config quantizes the base model, which is then frozen: pass peft_config to train LoRA adapters on it (full fine-tuning needs the float model)");
+      }
+      this.model = await AutoModelForCausalLM.from_pretrained(m, { dtype, quantization_config });
     } else if (m instanceof PeftModel) {
       this.peft = m;
       this.model = m.model;
     } else this.model = m;
+    if (typeof m !== "string" && this.init.quantization_config) {
+      this.warn("quantization_config is ignored: the model is already loaded (pass the model id, or load it with from_pretrained(id, { quantization_config }))");
+    }
     this.modelSource = this.model.source;
     if (this.init.peft_config) {
       if (this.peft) throw new Error("SFTTrainer: the model already has LoRA adapters; drop peft_config or pass the base model");
@@ -646,11 +664,18 @@ export class SFTTrainer {
    * PeftModel.from_pretrained) or the whole model (full fine-tuning), with the tokenizer files. With
    * `merge: true` a LoRA run is saved as a whole model with the adapters folded in (PEFT's merge_and_unload
    * then save_pretrained: config.json + model.safetensors), loadable without PEFT; the trainer's model keeps
-   * its adapters.
+   * its adapters. With `gguf: true` a LoRA run also writes adapter_model.gguf, the adapter as a llama.cpp LoRA
+   * GGUF (`llama-cli --lora`, Ollama's ADAPTER; PeftModel.adapter_gguf), beside the PEFT files.
    */
-  async save_model(dir?: string, options: { merge?: boolean } = {}): Promise<void> {
+  async save_model(dir?: string, options: { merge?: boolean; gguf?: boolean } = {}): Promise<void> {
     await this.setup();
+    if (options.gguf && (!this.peft || options.merge)) {
+      throw new Error(
+        `save_model(gguf): ${this.peft ? "the GGUF is the LoRA adapter's, and merge saves a whole model instead" : "a full fine-tuning run has no LoRA adapter"}; convert a whole model with llama.cpp's convert_hf_to_gguf.py`,
+      );
+    }
     const model = options.merge && this.peft ? await this.mergedFiles() : this.peft ? await this.peft.adapter_files() : await this.model.model_files();
+    if (options.gguf) model["adapter_model.gguf"] = await this.peft!.adapter_gguf();
     const files = { ...model, ...(await this.tokenizerFiles()) };
     const target = dir ?? this.args.output_dir;
     if (this.storage.name.startsWith("indexeddb:") && dir === undefined) {

@@ -365,6 +365,11 @@ test("a TRL YAML config file: args, model, dataset and peft apart", async () => 
       dtype: "bfloat16",
       trust_remote_code: false,
       attn_implementation: "flash_attention_2",
+      load_in_4bit: false,
+      load_in_8bit: false,
+      bnb_4bit_quant_type: "nf4",
+      use_bnb_nested_quant: false,
+      bnb_4bit_quant_storage: null,
     });
     assert.deepEqual(dataset, {
       dataset_name: "trl-lib/Capybara",
