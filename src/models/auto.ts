@@ -12,6 +12,7 @@ import type { SourceOptions } from "../io/http.ts";
 import { openGGUFLocation, openSource, type ModelLocation } from "../io/open.ts";
 import type { ByteFile, ModelSource } from "../io/source.ts";
 import { GGUFFile, GGUFWeights, ggufConfig } from "./gguf.ts";
+import type { PackedFormat } from "../tensor/quant.ts";
 import { splitRows } from "../ops/row_blocks.ts";
 import { checkQuantizable, parseQuantizationConfig, quantizedFormat, quantizeWeight, type BitsAndBytesConfig } from "./quantization.ts";
 import { LlamaForCausalLM, type VocabWeight } from "./llama.ts";
@@ -52,6 +53,8 @@ interface LoadableWeights {
   has(name: string): boolean;
   info(name: string): { shape: number[]; file: string };
   readF32(name: string): Promise<Float32Array>;
+  /** A tensor stored in a packed format (GGUF's block formats), as its bytes; null where it is not. */
+  readPacked?(name: string): Promise<{ format: PackedFormat; bytes: Uint8Array } | null>;
 }
 
 /** Bytes for a message: 8.0 KiB, 544.5 MiB, 1.20 GiB. */
@@ -132,6 +135,15 @@ async function loadWeights(
       const info = weights.info(name);
       if (info.shape.join() !== shape.join()) {
         throw new Error(`${info.file} in ${where}: tensor "${name}" is [${info.shape.join(", ")}] but ${configName} implies [${shape.join(", ")}]`);
+      }
+      // A decoder linear stored packed (a GGUF Q4_K, Q8_0, …) stays packed: the kernels dequantize it as they read.
+      const packed = w.role === "linear" && weights.readPacked ? await weights.readPacked(name) : null;
+      if (packed) {
+        if (quant) throw new Error(`${where}: ${name} is already quantized (${packed.format}); drop quantization_config`);
+        const t = keep(Tensor.fromQuantized(packed.bytes, shape, packed.format, name));
+        all.push(t);
+        params.set(name, t);
+        continue;
       }
       const data = fromStored(arch, w, await weights.readF32(name));
       if (isVocabSized(w) && 4 * data.length > limit) {

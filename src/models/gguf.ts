@@ -45,7 +45,7 @@
 //     Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) dequantized to f32 as gguf.quants does; any other type an error naming it.
 import type { ByteFile } from "../io/source.ts";
 import { f16ToF32 } from "../tensor/half.ts";
-import { dequantize, GGML_TYPE_FORMATS, isPackedFormat } from "../tensor/quant.ts";
+import { dequantize, GGML_TYPE_FORMATS, isPackedFormat, type PackedFormat } from "../tensor/quant.ts";
 import { bf16ToF32 } from "./safetensors.ts";
 
 export const GGUF_MAGIC = "GGUF";
@@ -616,12 +616,15 @@ export function ggufTensorName(arch: string, name: string, where = "GGUF file"):
   return `model.layers.${Number(m[1])}.${path}.${m[3]}`;
 }
 
-/** llama.cpp's q/k row permutation undone (LlamaTensorProcessor._reverse_permute_weights): [rows, cols] values. */
-export function reversePermute(data: Float32Array, rows: number, heads: number): Float32Array {
+/**
+ * llama.cpp's q/k row permutation undone (LlamaTensorProcessor._reverse_permute_weights): [rows, cols] values,
+ * or the bytes of a packed tensor's rows (rows move whole, so a block format is permuted without decoding).
+ */
+export function reversePermute<T extends Float32Array | Uint8Array>(data: T, rows: number, heads: number): T {
   const cols = data.length / rows;
   const dim = rows / heads / 2;
   if (!Number.isInteger(dim)) throw new Error(`reversePermute: ${rows} rows are not ${heads} heads of an even size`);
-  const out = new Float32Array(data.length);
+  const out = new (data.constructor as new (n: number) => T)(data.length);
   for (let h = 0; h < heads; h++) {
     for (let d = 0; d < dim; d++) {
       for (let j = 0; j < 2; j++) {
@@ -679,14 +682,31 @@ export class GGUFWeights {
   async readF32(name: string): Promise<Float32Array> {
     const gname = this.ggufName(name);
     const t = this.gguf.info(gname);
-    let data = await this.gguf.readF32(gname);
-    if (this.arch === "llama" && /\.attn_[qk]\./.test(gname)) {
-      const heads = this.config.num_attention_heads as number;
-      const kv = (this.config.num_key_value_heads ?? heads) as number;
-      if (typeof heads === "number") data = reversePermute(data, t.shape[0]!, gname.includes(".attn_q.") ? heads : kv);
-    }
+    let data = this.unpermute(gname, t.shape[0]!, await this.gguf.readF32(gname));
     if ((this.arch === "gemma2" || this.arch === "gemma3") && gname.includes("norm.weight")) data = data.map((x) => x - 1);
     return data;
+  }
+
+  /**
+   * A tensor stored in a packed weight format (the GGUF block formats, BF16) as its bytes, rows in transformers'
+   * order (llama's q/k rows un-permuted whole), for the loader to keep packed on the GPU; null for F32/F16
+   * tensors (read them with readF32).
+   */
+  async readPacked(name: string): Promise<{ format: PackedFormat; bytes: Uint8Array } | null> {
+    const gname = this.ggufName(name);
+    const t = this.gguf.info(gname);
+    const format = GGML_TYPE_FORMATS[t.type];
+    if (format === undefined || !isPackedFormat(format)) return null;
+    return { format, bytes: this.unpermute(gname, t.shape[0]!, await this.gguf.readBytes(gname)) };
+  }
+
+  /** llama's attn_q / attn_k rows back in transformers' order (other tensors as they are). */
+  private unpermute<T extends Float32Array | Uint8Array>(gname: string, rows: number, data: T): T {
+    if (this.arch !== "llama" || !/\.attn_[qk]\./.test(gname)) return data;
+    const heads = this.config.num_attention_heads;
+    if (typeof heads !== "number") return data;
+    const kv = (this.config.num_key_value_heads ?? heads) as number;
+    return reversePermute(data, rows, gname.includes(".attn_q.") ? heads : kv);
   }
 }
 

@@ -106,6 +106,8 @@ describe("GGUF models equal transformers on the same file", () => {
         const want = await openWeights(await openSource(dir));
         const got = await model.state_dict();
         assert.deepEqual([...got.keys()].sort(), [...want.names].sort());
+        // Q8_0 decoder linears stay packed on the GPU (the kernels dequantize them); the rest is f32.
+        for (const lin of model.linears()) assert.equal(lin.weight.dtype, c.outtype === "q8_0" ? "q8_0" : "f32", lin.name);
         for (const [w, t] of got) {
           let ref = await want.readF32(w);
           if (c.outtype === "f16" && t.shape.length > 1) ref = f16ToF32(f32ToF16(ref));
