@@ -14,7 +14,8 @@
 //   forward_packed: the gather from a frozen weight in a packed format (a quantized base's embedding: bf16,
 //              GGUF q8_0 … q6_k, nf4, fp4, int8; src/tensor/quant.ts): one thread per 4 elements (n, c..c+3),
 //              dequantized by load_weight, which the packed variants (embedding_<format>weight) replace by the
-//              format's decoding load. A row (C elements) is whole blocks.
+//              format's decoding load. A row (C elements) is whole blocks. forward_rows_packed: forward_rows
+//              from a packed row block, the same way.
 // W_TYPE: weight's element type per format (f32 here; f16 and the packed formats' u32 in the variants), read
 // as f32(weight[i]) by forward and forward_rows (no-ops for f32), which only f32 and f16 weights launch.
 // Threads are numbered (wid.x + wid.y * nwg.x) * WG + lid.
@@ -74,6 +75,22 @@ fn forward_packed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
   let n = i / C4;
   let c = 4u * (i - n * C4);
   let v = load_weight(u32(ids[n]) * p.C, c, p.C);
+  for (var q = 0u; q < 4u; q++) {
+    if (c + q < p.C) { out[n * p.C + c + q] = v[q]; }
+  }
+}
+
+// forward_rows for a packed block: p.N = K pairs; one thread per (k, 4 columns).
+@compute @workgroup_size(WG)
+fn forward_rows_packed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+  let i = index(wid, nwg, lid);
+  let C4 = (p.C + 3u) / 4u;
+  if (i >= p.N * C4) { return; }
+  let k = i / C4;
+  let c = 4u * (i - k * C4);
+  let n = u32(pairs[2u * k]);
+  let v = load_weight(u32(pairs[2u * k + 1u]) * p.C, c, p.C);
   for (var q = 0u; q < 4u; q++) {
     if (c + q < p.C) { out[n * p.C + c + q] = v[q]; }
   }

@@ -29,10 +29,12 @@ export function forward(weight: Tensor, ids: Tensor, shape: readonly number[]): 
 export function forwardRows(block: Tensor, pairs: Tensor, out: Tensor): void {
   const C = block.shape[1]!;
   const K = pairs.size / 2;
-  launch("embedding", "forward_rows", {
+  const format = block.dtype as WeightFormat;
+  const packed = isPacked(format);
+  launch(formatVariant("embedding", { weight: format }), packed ? "forward_rows_packed" : "forward_rows", {
     buffers: { weight: block.buffer, pairs: pairs.buffer, out: out.buffer },
     params: { N: K, C, U: 0 },
-    workgroups: grid(K * C, WG),
+    workgroups: grid(packed ? K * Math.ceil(C / 4) : K * C, WG),
   });
 }
 

@@ -12,7 +12,7 @@ import type { SourceOptions } from "../io/http.ts";
 import { openGGUFLocation, openSource, type ModelLocation } from "../io/open.ts";
 import type { ByteFile, ModelSource } from "../io/source.ts";
 import { GGUFFile, GGUFWeights, ggufConfig } from "./gguf.ts";
-import type { PackedFormat } from "../tensor/quant.ts";
+import { rowBytes, type PackedFormat } from "../tensor/quant.ts";
 import { splitRows } from "../ops/row_blocks.ts";
 import { checkQuantizable, parseQuantizationConfig, quantizedFormat, quantizeWeight, type BitsAndBytesConfig } from "./quantization.ts";
 import { LlamaForCausalLM, type VocabWeight } from "./llama.ts";
@@ -136,13 +136,23 @@ async function loadWeights(
       if (info.shape.join() !== shape.join()) {
         throw new Error(`${info.file} in ${where}: tensor "${name}" is [${info.shape.join(", ")}] but ${configName} implies [${shape.join(", ")}]`);
       }
-      // A decoder linear stored packed (a GGUF Q4_K, Q8_0, …) stays packed: the kernels dequantize it as they read.
-      const packed = w.role === "linear" && weights.readPacked ? await weights.readPacked(name) : null;
+      // A linear, embedding or LM head stored packed (a GGUF Q4_K, Q8_0, …) stays packed: the kernels dequantize it
+      // as they read (matmul, embedding gather, the fused cross-entropy), in row blocks where it exceeds a binding.
+      const packed = (w.role === "linear" || isVocabSized(w)) && weights.readPacked ? await weights.readPacked(name) : null;
       if (packed) {
-        if (quant) throw new Error(`${where}: ${name} is already quantized (${packed.format}); drop quantization_config`);
-        const t = keep(Tensor.fromQuantized(packed.bytes, shape, packed.format, name));
-        all.push(t);
-        params.set(name, t);
+        if (quant && w.role === "linear") throw new Error(`${where}: ${name} is already quantized (${packed.format}); drop quantization_config`);
+        const [V, C] = shape as [number, number];
+        const rb = rowBytes(packed.format, C);
+        const split = isVocabSized(w) && packed.bytes.length > limit ? splitRows(V, Math.ceil(rb / 4), limit) : [V];
+        const blocks: Tensor[] = [];
+        let row = 0;
+        for (const rows of split) {
+          blocks.push(keep(Tensor.fromQuantized(packed.bytes.subarray(row * rb, (row + rows) * rb), [rows, C], packed.format, name)));
+          row += rows;
+        }
+        all.push(...blocks);
+        if (isVocabSized(w)) vocab.set(name, blocks.length === 1 ? blocks[0]! : blocks);
+        else params.set(name, blocks[0]!);
         continue;
       }
       const data = fromStored(arch, w, await weights.readF32(name));

@@ -101,7 +101,8 @@ function embeddingBlocks(
   shape: readonly number[],
   options: EmbeddingOptions,
 ): Tensor {
-  const { offsets, V, C } = rowBlocks("embedding", weights);
+  const { offsets, V, C } = rowBlocks("embedding", weights, true);
+  weights.forEach(checkWeightFormat);
   const B = weights.length;
   const N = ids.length;
   if (shape.reduce((a, b) => a * b, 1) !== N) throw new Error(`embedding: ${N} ids do not fill shape [${shape.join(", ")}]`);

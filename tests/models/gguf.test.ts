@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
-import { AutoModelForCausalLM, openSource, tidy, type LlamaForCausalLM } from "../../src/index.ts";
+import { AutoModelForCausalLM, openSource, Tensor, tidy, type LlamaForCausalLM } from "../../src/index.ts";
 import { AutoTokenizer, PreTrainedTokenizer } from "../../src/data/tokenizer.ts";
 import { GGUFFile, ggufConfig, ggufTensorName, ggufTokenizer, GGUFWeights, reversePermute } from "../../src/models/gguf.ts";
 import { parseConfig } from "../../src/models/config.ts";
@@ -153,13 +153,19 @@ describe("GGUF models equal transformers on the same file", () => {
     const fromBlob = await AutoModelForCausalLM.from_pretrained(new File([bytesOf(c)], c.file));
     const fromDir = await AutoModelForCausalLM.from_pretrained(DIR, { gguf_file: c.file });
     const fromList = await AutoModelForCausalLM.from_pretrained([new File([bytesOf(c)], c.file)]);
+    // The Q8_0 embedding (the tied head too) stays packed; past a binding limit as packed row blocks.
+    const blocked = await AutoModelForCausalLM.from_pretrained(join(DIR, c.file), { max_tensor_bytes: 10000 });
     try {
+      assert.equal((fromPath.embed_tokens as Tensor).dtype, "q8_0");
+      const blocks = blocked.embed_tokens as readonly Tensor[];
+      assert.ok(Array.isArray(blocks) && blocks.length > 1 && blocks.every((b) => b.dtype === "q8_0"), "packed row blocks");
       const ref = await run(fromPath, c);
+      expectAllClose((await run(blocked, c)).logits, ref.logits, { atol: 1e-6, rtol: 1e-5 }, "row blocks");
       for (const m of [fromBlob, fromDir, fromList]) assert.deepEqual(await run(m, c), ref);
       assert.match(fromBlob.name_or_path, /llama-q8_0\.gguf/);
       expectAllClose([ref.loss], [c.loss], { atol: 0, rtol: 1e-4 }, "loss");
     } finally {
-      for (const m of [fromPath, fromBlob, fromDir, fromList]) m.dispose();
+      for (const m of [fromPath, fromBlob, fromDir, fromList, blocked]) m.dispose();
     }
     await rejects(AutoModelForCausalLM.from_pretrained(DIR, { gguf_file: "missing.gguf" }), /missing\.gguf/);
   });

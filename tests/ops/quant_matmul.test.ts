@@ -152,16 +152,20 @@ test("embedding from a packed table equals the host's dequantized rows (bit for 
     const vals = weightValues(V, C, 21);
     const wd = WEIGHT_FORMATS[format].toFloat32(quantize(format, vals, C).buffer as ArrayBuffer);
     const w = Tensor.fromArray(vals, [V, C], { dtype: format });
-    const y = embedding(w, ids, [1, ids.length]);
-    assert.deepEqual(y.shape, [1, ids.length, C]);
+    // The table whole, and as row blocks (a vocabulary larger than one binding: rows 0-1 and 2-4).
+    const blocks = [Tensor.fromArray(vals.subarray(0, 2 * C), [2, C], { dtype: format }), Tensor.fromArray(vals.subarray(2 * C), [V - 2, C], { dtype: format })];
     const want = new Float32Array(ids.length * C);
     ids.forEach((id, n) => want.set(wd.subarray(id * C, (id + 1) * C), n * C));
-    // Two roundings ((d·sc)·q, d·q + m, (q·absmax)·(1/127)): a GPU compiler may fuse or reassociate them
-    // (llvmpipe reassociates int8's product; SwiftShader keeps every order): an ulp or so apart. One rounding
-    // (d·q, code·absmax) or none (bf16): bit for bit.
-    if (TWO_ROUNDINGS.has(format)) expectAllClose(await y.toArray(), want, { atol: 1e-7, rtol: 2 ** -21 }, format);
-    else assert.deepEqual(await y.toArray(), want, format);
-    for (const t of [w, y]) t.dispose();
+    for (const [how, y] of [["whole", embedding(w, ids, [1, ids.length])], ["row blocks", embedding(blocks, ids, [1, ids.length])]] as const) {
+      assert.deepEqual(y.shape, [1, ids.length, C]);
+      // Two roundings ((d·sc)·q, d·q + m, (q·absmax)·(1/127)): a GPU compiler may fuse or reassociate them
+      // (llvmpipe reassociates int8's product; SwiftShader keeps every order): an ulp or so apart. One rounding
+      // (d·q, code·absmax) or none (bf16): bit for bit.
+      if (TWO_ROUNDINGS.has(format)) expectAllClose(await y.toArray(), want, { atol: 1e-7, rtol: 2 ** -21 }, `${format} ${how}`);
+      else assert.deepEqual(await y.toArray(), want, `${format} ${how}`);
+      y.dispose();
+    }
+    for (const t of [w, ...blocks]) t.dispose();
   }
   const frozen = Tensor.fromArray(new Float32Array(2 * 64), [2, 64], { dtype: "nf4" });
   frozen.requires_grad = true;
