@@ -15,13 +15,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
-import { AutoModelForCausalLM, openSource, Tensor, tidy, type LlamaForCausalLM } from "../../src/index.ts";
+import { AutoModelForCausalLM, openSource, PeftModel, Tensor, tidy, type LlamaForCausalLM } from "../../src/index.ts";
 import { AutoTokenizer, PreTrainedTokenizer } from "../../src/data/tokenizer.ts";
 import { GGUFFile, ggufConfig, ggufTensorName, ggufTokenizer, GGUFWeights, reversePermute } from "../../src/models/gguf.ts";
 import { parseConfig } from "../../src/models/config.ts";
 import { openWeights } from "../../src/models/safetensors.ts";
 import { f16ToF32, f32ToF16 } from "../../src/tensor/half.ts";
-import { makeModel } from "../../tools/make-model.ts";
+import { fileSha256, makeAdapter, makeModel } from "../../tools/make-model.ts";
 import type { FixtureTensor } from "../fixtures.ts";
 import { expectAllClose, rejects, setup } from "../helpers.ts";
 
@@ -40,6 +40,8 @@ interface Case {
   logits: FixtureTensor;
   loss: number;
   tokenizer: TokenizerRecord;
+  /** PEFT's LoRA on transformers' model of the file: the adapter made by makeAdapter, the loss and its gradients (float64). */
+  lora?: { adapter: { seed: number; r: number; alpha: number; targets: "all-linear"; dropout: number }; sha256: string; loss: number; grads: Record<string, FixtureTensor> };
 }
 interface TokenizerRecord {
   class: string;
@@ -116,6 +118,36 @@ describe("GGUF models equal transformers on the same file", () => {
           const q8 = c.outtype === "q8_0" && t.shape.length > 1;
           const absmax = ref.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
           expectAllClose(t.data, ref, { atol: q8 ? absmax / 127 : gemmaNorm ? 3e-7 : 0, rtol: 0 }, w);
+        }
+      } finally {
+        model.dispose();
+      }
+    });
+  }
+
+  for (const [name, c] of Object.entries(cases)) {
+    if (!c.lora) continue;
+    const lora = c.lora;
+    test(`${name}: LoRA on the GGUF base (${c.outtype}${c.outtype === "q8_0" ? ", packed" : ""}): loss and every LoRA gradient equal PEFT's on transformers' model of the file`, async () => {
+      const dir = join(root, `${name}-src`);
+      await makeModel(dir, { ...c.model, tokenizer: false });
+      const adapter = join(root, `${name}-adapter`);
+      await makeAdapter(adapter, { model: dir, ...lora.adapter });
+      assert.equal(await fileSha256(join(adapter, "adapter_model.safetensors")), lora.sha256, "the adapter the reference used");
+      const model = await AutoModelForCausalLM.from_pretrained(join(DIR, c.file));
+      try {
+        const peft = await PeftModel.from_pretrained(model, adapter, { is_trainable: true });
+        peft.eval();
+        const out = peft.forward({ input_ids: c.input_ids, labels: c.labels });
+        out.loss!.backward();
+        expectAllClose([await out.loss!.item()], [lora.loss], { atol: 0, rtol: 1e-4 }, "loss");
+        const got = new Map(peft.named_parameters());
+        assert.equal(Object.keys(lora.grads).length, peft.adapted.length * 2, "one gradient per LoRA matrix");
+        for (const [n, w] of Object.entries(lora.grads)) {
+          const g = got.get(n)?.grad;
+          assert.ok(g, `${n} has a gradient`);
+          const scale = Math.max(...w.data.map(Math.abs));
+          expectAllClose(await g.toArray(), w.data, { atol: 1e-3 * scale, rtol: 1e-4 }, n);
         }
       } finally {
         model.dispose();
