@@ -1,7 +1,10 @@
 // The fine-tuning page: model, dataset, settings, a training worker with live charts, checkpoints that
 // survive a reload, saved adapters, and side-by-side generation. Uses webtune's public API only.
 import { stringify } from "yaml";
-import { FACTS, IndexedDBStorage, splitConfig, SUPPORTED_ARCHITECTURES } from "../src/index.ts";
+import { FACTS, IndexedDBStorage, openSource, splitConfig, SUPPORTED_ARCHITECTURES, tinyModelSource } from "../src/index.ts";
+import { openGGUFLocation } from "../src/io/open.ts";
+import { GGUFFile } from "../src/models/gguf.ts";
+import { ggufWeightMemory, linearsLabel, weightMemory, type LinearFormat, type WeightMemory } from "../src/models/memory.ts";
 import { formatBytes, MODEL_PRESETS, parameterCount, presetLabel, type ModelPreset } from "../src/models/presets.ts";
 import { drawChart, type Point } from "./chart.ts";
 import {
@@ -10,11 +13,14 @@ import {
   CHECKPOINTS_DB,
   RUNS_DB,
   bytes,
+  ggufLocation,
+  NF4_CONFIG,
   type AdapterMeta,
   type DatasetSpec,
   type ErrorKind,
   type FromWorker,
   type ModelSpec,
+  type StoredModelSpec,
   type ToWorker,
 } from "./protocol.ts";
 import { MODEL_DEFAULTS, TINY_DEFAULTS, trlConfig, type Settings } from "./settings.ts";
@@ -47,6 +53,14 @@ const el = {
   pickFolder: $<HTMLButtonElement>("pick-folder"),
   folderInput: $<HTMLInputElement>("folder-input"),
   folderLabel: $("folder-label"),
+  hubGgufRow: $("hub-gguf-row"),
+  ggufRepo: $<HTMLInputElement>("gguf-repo"),
+  ggufName: $<HTMLInputElement>("gguf-name"),
+  ggufRow: $("gguf-row"),
+  ggufInput: $<HTMLInputElement>("gguf-input"),
+  q4Row: $("q4-row"),
+  load4bit: $<HTMLInputElement>("load-4bit"),
+  modelMemory: $("model-memory"),
   download: $("download"),
   dlText: $("dl-text"),
   dlProgress: $<HTMLProgressElement>("dl-progress"),
@@ -107,6 +121,10 @@ const demo = {
   ready: false,
   errors: [] as { kind: ErrorKind; message: string }[],
   preview: null as null | { format: string; rows: number },
+  /** The weights' GPU memory the model choice needs, as the line under Model says (null: not known yet). */
+  memory: null as null | { bytes: number; linears: string; text: string },
+  /** Whether the worker's adapter has shader-f16 (bf16 then stores the frozen linears as f16). */
+  f16: false,
   generations: { base: "", adapter: "", done: false },
   lastAdapter: null as string | null,
   checkpoints: [] as string[],
@@ -162,26 +180,72 @@ function writeSettings(s: Settings): void {
 // ---------------------------------------------------------------------------------------------------------
 // Model and dataset choices
 
-function modelChoice(): "tiny" | "hub" | "local" {
-  return (document.querySelector<HTMLInputElement>('input[name="model"]:checked')?.value ?? "tiny") as "tiny" | "hub" | "local";
+type ModelChoice = "tiny" | "hub" | "hub-gguf" | "local" | "gguf";
+
+function modelChoice(): ModelChoice {
+  return (document.querySelector<HTMLInputElement>('input[name="model"]:checked')?.value ?? "tiny") as ModelChoice;
+}
+
+/** Whether the choice is a safetensors model the "4-bit base" box applies to (a Hub id or a local folder). */
+function quantizable(c: ModelChoice): boolean {
+  return c === "hub" || c === "local";
+}
+
+/** What a run record keeps of its model (local files by label, to be chosen again). */
+function storedModel(spec: ModelSpec): RunRecord["model"] {
+  switch (spec.kind) {
+    case "tiny":
+      return { kind: "tiny" };
+    case "hub":
+      return spec.load_in_4bit ? { kind: "hub", id: spec.id, load_in_4bit: true } : { kind: "hub", id: spec.id };
+    case "hub-gguf":
+      return { kind: "hub-gguf", id: spec.id, file: spec.file };
+    case "gguf":
+      return { kind: "local", label: spec.label, gguf: true };
+    default:
+      return spec.load_in_4bit ? { kind: "local", label: spec.label, load_in_4bit: true } : { kind: "local", label: spec.label };
+  }
+}
+
+/** Whether a spec reads files of this computer (a run or an adapter on it needs them chosen again). */
+function isLocal(spec: ModelSpec): spec is Extract<ModelSpec, { kind: "files" | "dir" | "gguf" }> {
+  return spec.kind === "files" || spec.kind === "dir" || spec.kind === "gguf";
 }
 
 function dataChoice(): "sample" | "file" | "paste" {
   return (document.querySelector<HTMLInputElement>('input[name="data"]:checked')?.value ?? "sample") as "sample" | "file" | "paste";
 }
 
-/** The chosen model as the worker takes it; null when a local folder is chosen but not picked yet. */
+/** The chosen model as the worker takes it; null when a local folder or .gguf file is chosen but not picked yet. */
 function modelSpec(): ModelSpec | null {
   const c = modelChoice();
+  const q4 = quantizable(c) && el.load4bit.checked ? { load_in_4bit: true } : {};
   if (c === "tiny") return { kind: "tiny" };
-  if (c === "hub") return { kind: "hub", id: el.hubId.value.trim() };
-  if (localHandle) return { kind: "dir", handle: localHandle, label: localLabel };
-  if (localFiles) return { kind: "files", files: localFiles, label: localLabel };
+  if (c === "hub") return { kind: "hub", id: el.hubId.value.trim(), ...q4 };
+  if (c === "hub-gguf") return { kind: "hub-gguf", id: el.ggufRepo.value.trim(), file: el.ggufName.value.trim() };
+  if (c === "gguf") {
+    const file = el.ggufInput.files?.[0];
+    return file ? { kind: "gguf", file, label: file.name } : null;
+  }
+  if (localHandle) return { kind: "dir", handle: localHandle, label: localLabel, ...q4 };
+  if (localFiles) return { kind: "files", files: localFiles, label: localLabel, ...q4 };
   return null;
 }
 
 function modelLabel(spec: ModelSpec): string {
-  return spec.kind === "tiny" ? "tiny default model" : spec.kind === "hub" ? spec.id : `folder ${spec.label}`;
+  const q4 = "load_in_4bit" in spec && spec.load_in_4bit ? " (4-bit base)" : "";
+  switch (spec.kind) {
+    case "tiny":
+      return "tiny default model";
+    case "hub":
+      return spec.id + q4;
+    case "hub-gguf":
+      return `${spec.file} in ${spec.id}`;
+    case "gguf":
+      return `file ${spec.label}`;
+    default:
+      return `folder ${spec.label}${q4}`;
+  }
 }
 
 function datasetSpec(): DatasetSpec | null {
@@ -200,6 +264,9 @@ function syncChoiceRows(): void {
   const m = modelChoice();
   el.hubRow.hidden = m !== "hub";
   el.localRow.hidden = m !== "local";
+  el.hubGgufRow.hidden = m !== "hub-gguf";
+  el.ggufRow.hidden = m !== "gguf";
+  el.q4Row.hidden = !quantizable(m);
   const d = dataChoice();
   el.fileRow.hidden = d !== "file";
   el.pasteRow.hidden = d !== "paste";
@@ -267,6 +334,100 @@ function syncHubPreset(): void {
     missingArchitecture(p) ? `${missingArchitecture(p)} cannot be trained yet; its tokenizer previews` : "",
   ];
   el.hubSize.textContent = notes.filter(Boolean).join(". ") + ".";
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The weights' GPU memory, before downloading (src/models/memory.ts): from config.json (the tiny model's, a
+// preset's, the Hub's config.json alone, a local folder's) and how the linears load (f32, f16 under bf16 on an
+// adapter with shader-f16, nf4 with the 4-bit box), or from a GGUF file's header, read with ranged requests
+// (its tensors' types and shapes: packed ones stay packed). Only the weights: LoRA, activations and the
+// optimizer's state come on top.
+
+/** GGUF headers read so far, by file ("owner/name/file.gguf", or a File's name, size and date). */
+const ggufHeaders = new Map<string, Promise<GGUFFile>>();
+/** Hub config.json files read so far, by id. */
+const hubConfigs = new Map<string, Promise<Record<string, unknown>>>();
+let memorySeq = 0;
+let memoryTimer = 0;
+
+function scheduleMemory(delay = 150): void {
+  clearTimeout(memoryTimer);
+  memoryTimer = window.setTimeout(() => void updateMemory(), delay);
+}
+
+/** How the decoder linears load with the page's choices, as the worker loads them. */
+function linearFormat(spec: ModelSpec): LinearFormat {
+  if ("load_in_4bit" in spec && spec.load_in_4bit) return "nf4";
+  return readSettings().bf16 && demo.f16 ? "f16" : "f32";
+}
+
+/** One promise per key, forgotten when it fails (so a retry reads again). */
+function once<T>(cache: Map<string, Promise<T>>, key: string, make: () => Promise<T>): Promise<T> {
+  let p = cache.get(key);
+  if (!p) {
+    p = make();
+    cache.set(key, p);
+    p.catch(() => cache.delete(key));
+  }
+  return p;
+}
+
+/** The header of a GGUF spec's file: GGUFFile.open reads only it (never the Cache API, which would fetch it all). */
+function ggufHeader(spec: Extract<ModelSpec, { kind: "gguf" | "hub-gguf" }>): Promise<GGUFFile> {
+  const key = spec.kind === "gguf" ? `file:${spec.file.name}:${spec.file.size}:${spec.file.lastModified}` : `${spec.id}/${spec.file}`;
+  return once(ggufHeaders, key, async () => {
+    const g = (await openGGUFLocation(ggufLocation(spec), { cache: false }))!;
+    return GGUFFile.open(g.bytes, g.name);
+  });
+}
+
+/** config.json of a safetensors spec: the tiny model's, a preset's (no request), the Hub's, or the folder's. */
+async function modelConfig(spec: Extract<ModelSpec, { kind: "tiny" | "hub" | "files" | "dir" }>): Promise<Record<string, unknown>> {
+  switch (spec.kind) {
+    case "tiny":
+      return tinyModelSource().json("config.json");
+    case "hub": {
+      const preset = MODEL_PRESETS.find((p) => p.id.toLowerCase() === spec.id.toLowerCase());
+      if (preset) return { ...preset.config };
+      return once(hubConfigs, spec.id, async () => (await openSource(spec.id)).json<Record<string, unknown>>("config.json"));
+    }
+    case "files": {
+      const depth = (f: File) => (f.webkitRelativePath || f.name).split("/").length;
+      const file = spec.files.filter((f) => f.name === "config.json").sort((a, b) => depth(a) - depth(b))[0];
+      if (!file) throw new Error(`the folder “${spec.label}” has no config.json`);
+      return JSON.parse(await file.text()) as Record<string, unknown>;
+    }
+    case "dir":
+      return JSON.parse(await (await (await spec.handle.getFileHandle("config.json")).getFile()).text()) as Record<string, unknown>;
+  }
+}
+
+/** The line under Model: "weights on the GPU: 412 MB (4-bit linears)"; demo.memory for the tests. */
+async function updateMemory(): Promise<void> {
+  const seq = ++memorySeq;
+  const spec = modelSpec();
+  const show = (text: string, memory: typeof demo.memory = null) => {
+    if (seq !== memorySeq) return;
+    el.modelMemory.textContent = text;
+    demo.memory = memory;
+  };
+  if (!spec) return show(modelChoice() === "gguf" ? "Choose a .gguf file to see the memory its weights need." : "");
+  if ((spec.kind === "hub" || spec.kind === "hub-gguf") && !/^[\w.-]+\/[\w.-]+$/.test(spec.id)) return show("");
+  if (spec.kind === "hub-gguf" && !/\.gguf$/i.test(spec.file)) return show("Give the name of a .gguf file in the repository.");
+  show("weights on the GPU: reading the sizes…");
+  try {
+    const linears = linearFormat(spec);
+    const weights: WeightMemory[] =
+      spec.kind === "gguf" || spec.kind === "hub-gguf"
+        ? ggufWeightMemory(await ggufHeader(spec), { dtype: linears === "f16" ? "float16" : "float32" })
+        : weightMemory(await modelConfig(spec), { linears }, spec.kind === "hub" ? `config.json of ${spec.id}` : "config.json");
+    const total = weights.reduce((sum, w) => sum + w.bytes, 0);
+    const label = linearsLabel(weights);
+    const text = `weights on the GPU: ${formatBytes(total)} (${label})`;
+    show(text, { bytes: total, linears: label, text });
+  } catch (e) {
+    show(`weights on the GPU: unknown (${(e as Error).message})`);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -373,6 +534,8 @@ function onWorker(m: FromWorker): void {
       demo.ready = true;
       el.device.classList.add("ok");
       el.deviceText.textContent = `WebGPU: ${m.adapter}${m.f16 ? " · shader-f16" : ""} · max buffer ${bytes(m.maxBinding)}`;
+      demo.f16 = m.f16;
+      scheduleMemory(0);
       el.status.textContent = "Ready. Pick a model and a dataset, then start training.";
       setPhase("idle");
       break;
@@ -506,7 +669,7 @@ function requestPreview(): void {
   const dataset = datasetSpec();
   el.dataError.hidden = true;
   if (!model) {
-    el.previewMeta.textContent = "Choose the model's folder to see the tokenized rows.";
+    el.previewMeta.textContent = modelChoice() === "gguf" ? "Choose the model's .gguf file to see the tokenized rows." : "Choose the model's folder to see the tokenized rows.";
     el.previewRows.replaceChildren();
     return;
   }
@@ -515,7 +678,8 @@ function requestPreview(): void {
     el.previewRows.replaceChildren();
     return;
   }
-  el.previewMeta.textContent = model.kind === "hub" ? `Loading the tokenizer of ${model.id}…` : "Tokenizing…";
+  el.previewMeta.textContent =
+    model.kind === "hub" ? `Loading the tokenizer of ${model.id}…` : model.kind === "hub-gguf" ? `Loading the tokenizer from the header of ${model.file}…` : "Tokenizing…";
   send({ type: "preview", model, dataset, settings: readSettings(), seq: ++previewSeq });
 }
 
@@ -589,7 +753,8 @@ function redraw(): void {
 }
 
 interface RunRecord {
-  model: { kind: "tiny" } | { kind: "hub"; id: string } | { kind: "local"; label: string };
+  /** local: files of this computer (a folder, or a .gguf file when gguf), chosen again to resume. */
+  model: StoredModelSpec | { kind: "local"; label: string; gguf?: boolean; load_in_4bit?: boolean };
   modelLabel: string;
   dataset: { kind: "sample" } | { kind: "stored"; name: string };
   datasetLabel: string;
@@ -630,7 +795,7 @@ async function startTraining(resume: boolean, model: ModelSpec, dataset: Dataset
       return;
     }
     const record: RunRecord = {
-      model: model.kind === "tiny" ? { kind: "tiny" } : model.kind === "hub" ? { kind: "hub", id: model.id } : { kind: "local", label: model.label },
+      model: storedModel(model),
       modelLabel: modelLabel(model),
       dataset: stored,
       datasetLabel: datasetLabel(dataset),
@@ -655,7 +820,11 @@ async function startTraining(resume: boolean, model: ModelSpec, dataset: Dataset
 function onStart(): void {
   const model = modelSpec();
   const dataset = datasetSpec();
-  if (!model) return showError("other", "No model folder chosen: press “Choose folder…” under Model, or pick the tiny default.");
+  if (!model) {
+    return showError("other", modelChoice() === "gguf" ? "No .gguf file chosen: choose one under Model, or pick the tiny default." : "No model folder chosen: press “Choose folder…” under Model, or pick the tiny default.");
+  }
+  if (model.kind === "hub-gguf" && !/^[\w.-]+\/[\w.-]+$/.test(model.id)) return showError("download", `"${model.id}" is not a Hub repository id of the form owner/name.`);
+  if (model.kind === "hub-gguf" && !/\.gguf$/i.test(model.file)) return showError("download", `"${model.file}" is not a .gguf file name (e.g. qwen2.5-0.5b-instruct-q4_k_m.gguf).`);
   if (!dataset) return showError("dataset", dataChoice() === "file" ? "No dataset file chosen." : "The pasted dataset is empty.");
   if (model.kind === "hub" && !/^[\w.-]+\/[\w.-]+$/.test(model.id)) return showError("download", `"${model.id}" is not a Hub model id of the form owner/name.`);
   void startTraining(false, model, dataset, readSettings());
@@ -681,7 +850,7 @@ async function offerResume(): Promise<void> {
     el.banner.hidden = true;
     return;
   }
-  const local = run.model.kind === "local" ? ` Choose the folder “${run.model.label}” again under Model first.` : "";
+  const local = run.model.kind === "local" ? ` Choose the ${run.model.gguf ? "file" : "folder"} “${run.model.label}” again under Model first.` : "";
   el.bannerText.textContent =
     `${run.status === "stopped" ? "A stopped" : "An interrupted"} run (${run.modelLabel}, ${run.datasetLabel}) has a checkpoint at step ${step}` +
     `${run.settings.max_steps > 0 ? ` of ${run.settings.max_steps}` : ""}. Resume continues from there with the same settings.${local}`;
@@ -695,10 +864,12 @@ async function resumeRun(): Promise<void> {
   let model: ModelSpec | null;
   if (run.model.kind === "local") {
     model = modelSpec();
-    if (!model || model.kind === "tiny" || model.kind === "hub") {
-      showError("other", `This run used the folder “${run.model.label}”: choose it under Model (Local folder), then resume.`);
+    if (!model || !isLocal(model)) {
+      const what = run.model.gguf ? `the file “${run.model.label}”: choose it under Model (Local .gguf file)` : `the folder “${run.model.label}”: choose it under Model (Local folder)`;
+      showError("other", `This run used ${what}, then resume.`);
       return;
     }
+    if (run.model.load_in_4bit && (model.kind === "files" || model.kind === "dir")) model = { ...model, load_in_4bit: true };
   } else model = run.model;
   let dataset: DatasetSpec = { kind: "sample" };
   if (run.dataset.kind === "stored") {
@@ -712,9 +883,12 @@ async function resumeRun(): Promise<void> {
   }
   // Show the run's settings and choices in the form.
   writeSettings(run.settings);
-  const radio = document.querySelector<HTMLInputElement>(`input[name="model"][value="${run.model.kind}"]`);
+  const choice = run.model.kind === "local" && run.model.gguf ? "gguf" : run.model.kind;
+  const radio = document.querySelector<HTMLInputElement>(`input[name="model"][value="${choice}"]`);
   if (radio) radio.checked = true;
   if (run.model.kind === "hub") el.hubId.value = run.model.id;
+  if (run.model.kind === "hub-gguf") [el.ggufRepo.value, el.ggufName.value] = [run.model.id, run.model.file];
+  if ("load_in_4bit" in run.model) el.load4bit.checked = run.model.load_in_4bit === true;
   syncHubPreset();
   syncChoiceRows();
   void startTraining(true, model, dataset, run.settings);
@@ -869,8 +1043,8 @@ async function onGenerate(): Promise<void> {
   let model: ModelSpec | null = meta?.modelSpec ?? null;
   if (!model) {
     model = modelSpec();
-    if (!model || model.kind === "tiny" || model.kind === "hub") {
-      showError("other", `${id} was trained on ${meta?.model ?? "a local model"}: choose that folder under Model (Local folder), then generate.`);
+    if (!model || !isLocal(model)) {
+      showError("other", `${id} was trained on ${meta?.model ?? "a local model"}: choose that folder or .gguf file under Model (Local folder / Local .gguf file), then generate.`);
       return;
     }
   }
@@ -890,7 +1064,12 @@ function configObject(): Record<string, unknown> {
   const data = datasetSpec();
   const cfg: Record<string, unknown> = {};
   if (model?.kind === "hub") cfg.model_name_or_path = model.id;
+  else if (model?.kind === "hub-gguf") cfg.model_name_or_path = ggufLocation(model);
   else if (model && model.kind !== "tiny") cfg.model_name_or_path = `path/to/${model.label}`;
+  if (model && "load_in_4bit" in model && model.load_in_4bit) {
+    // TRL's model keys of the 4-bit base (get_quantization_config turns them into the BitsAndBytesConfig).
+    Object.assign(cfg, { load_in_4bit: true, bnb_4bit_quant_type: NF4_CONFIG.bnb_4bit_quant_type, use_bnb_nested_quant: NF4_CONFIG.bnb_4bit_use_double_quant });
+  }
   if (data && data.kind !== "sample") cfg.dataset_name = data.kind === "paste" ? "pasted.jsonl" : data.file.name;
   else if (model?.kind !== "tiny") cfg.dataset_name = "facts.jsonl";
   return { ...cfg, ...trlConfig(readSettings(), "webtune-output") };
@@ -921,7 +1100,17 @@ function exportYaml(): void {
 
 function onModelChanged(): void {
   syncChoiceRows();
-  schedulePreview(modelChoice() === "hub" ? 700 : 100);
+  // A line about the previous choice must not stay: local choices update now, Hub ones once the typing settles.
+  if (modelChoice() === "hub" || modelChoice() === "hub-gguf") {
+    ++memorySeq;
+    el.modelMemory.textContent = "";
+    demo.memory = null;
+    scheduleMemory(700);
+  } else {
+    clearTimeout(memoryTimer);
+    void updateMemory();
+  }
+  schedulePreview(modelChoice() === "hub" || modelChoice() === "hub-gguf" ? 700 : 100);
 }
 
 function wire(): void {
@@ -932,11 +1121,18 @@ function wire(): void {
     });
   }
   for (const r of document.querySelectorAll<HTMLInputElement>('input[name="data"]')) r.addEventListener("change", () => (syncChoiceRows(), schedulePreview(50)));
-  el.hubId.addEventListener("input", () => (syncHubPreset(), schedulePreview(900)));
+  el.hubId.addEventListener("input", () => (syncHubPreset(), scheduleMemory(900), schedulePreview(900)));
+  for (const e of [el.ggufRepo, el.ggufName]) e.addEventListener("input", () => (scheduleMemory(900), schedulePreview(900)));
+  el.ggufInput.addEventListener("change", onModelChanged);
+  el.load4bit.addEventListener("change", () => {
+    scheduleMemory(0);
+    if (!el.yamlBox.hidden) exportYaml();
+  });
   el.hubPreset.addEventListener("change", () => {
     if (!el.hubPreset.value) return el.hubId.focus();
     el.hubId.value = el.hubPreset.value;
     syncHubPreset();
+    scheduleMemory(0);
     schedulePreview(100);
   });
   el.pickFolder.addEventListener("click", () => void pickFolder());
@@ -955,11 +1151,13 @@ function wire(): void {
   el.settings.addEventListener("change", (ev) => {
     const id = (ev.target as HTMLElement).id;
     if (/max_length|completion_only_loss|assistant_only_loss/.test(id)) schedulePreview(200);
+    if (/bf16/.test(id)) scheduleMemory(0);
     if (!el.yamlBox.hidden) exportYaml();
   });
   el.settings.addEventListener("submit", (ev) => ev.preventDefault());
   el.resetSettings.addEventListener("click", () => {
     writeSettings(modelChoice() === "tiny" ? TINY_DEFAULTS : MODEL_DEFAULTS);
+    scheduleMemory(0);
     if (!el.yamlBox.hidden) exportYaml();
   });
   el.exportYaml.addEventListener("click", exportYaml);
@@ -1002,6 +1200,7 @@ function main(): void {
   }
   startWorker();
   schedulePreview(0);
+  scheduleMemory(0);
   void refreshAdapters();
   void offerResume();
 }

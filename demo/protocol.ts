@@ -1,12 +1,29 @@
 // Messages between the page (main.ts) and the training worker (worker.ts).
 import type { Settings } from "./settings.ts";
 
-/** Which model to load: the embedded tiny default, a Hub id, or local files (a folder). */
+/**
+ * Which model to load: the embedded tiny default, a Hub id, local files (a folder), a GGUF file of a Hub repo, or
+ * a local .gguf File (Files and directory handles survive postMessage). `load_in_4bit`: a safetensors model's
+ * decoder linears quantized to nf4 as they load (QLoRA: quantization_config NF4_CONFIG).
+ */
 export type ModelSpec =
   | { kind: "tiny" }
-  | { kind: "hub"; id: string }
-  | { kind: "files"; files: File[]; label: string }
-  | { kind: "dir"; handle: FileSystemDirectoryHandle; label: string };
+  | { kind: "hub"; id: string; load_in_4bit?: boolean }
+  | { kind: "files"; files: File[]; label: string; load_in_4bit?: boolean }
+  | { kind: "dir"; handle: FileSystemDirectoryHandle; label: string; load_in_4bit?: boolean }
+  | { kind: "hub-gguf"; id: string; file: string }
+  | { kind: "gguf"; file: File; label: string };
+
+/** The model specs a saved adapter can name to load its base again (no local files). */
+export type StoredModelSpec = { kind: "tiny" } | { kind: "hub"; id: string; load_in_4bit?: boolean } | { kind: "hub-gguf"; id: string; file: string };
+
+/** The quantization_config of the page's "4-bit base" (transformers + bitsandbytes' QLoRA setting). */
+export const NF4_CONFIG = { load_in_4bit: true, bnb_4bit_quant_type: "nf4", bnb_4bit_use_double_quant: true } as const;
+
+/** The from_pretrained location of a GGUF spec: the File, or "owner/name/file.gguf" on the Hub. */
+export function ggufLocation(spec: Extract<ModelSpec, { kind: "hub-gguf" | "gguf" }>): File | string {
+  return spec.kind === "gguf" ? spec.file : `${spec.id}/${spec.file}`;
+}
 
 /** Which dataset: the bundled sample (FACTS), pasted JSONL, or an uploaded file. */
 export type DatasetSpec = { kind: "sample" } | { kind: "paste"; text: string } | { kind: "file"; file: File };
@@ -57,8 +74,8 @@ export const ADAPTER_META = "webtune_demo.json";
 export interface AdapterMeta {
   created: number;
   model: string;
-  /** The model as a spec the page can load again (tiny / hub); null for local files. */
-  modelSpec: { kind: "tiny" } | { kind: "hub"; id: string } | null;
+  /** The model as a spec the page can load again (tiny / hub / hub-gguf); null for local files. */
+  modelSpec: StoredModelSpec | null;
   dataset: string;
   format: string;
   steps: number;

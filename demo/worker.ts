@@ -30,6 +30,8 @@ import {
   ADAPTERS_DB,
   CHECKPOINTS_DB,
   classify,
+  ggufLocation,
+  NF4_CONFIG,
   type AdapterMeta,
   type DatasetSpec,
   type FromWorker,
@@ -47,7 +49,7 @@ let busy = false;
 /** The source of the current model's files (one per model, so the tokenizer and weights share downloads). */
 let source: { key: string; source: ModelSource } | null = null;
 let tokenizer: { key: string; tok: PreTrainedTokenizer } | null = null;
-let loaded: { key: string; model: CausalLM } | null = null;
+let loaded: { key: string; model: CausalLM; dtype: "float16" | "float32" } | null = null;
 let abort = new AbortController();
 
 // Training control, set by messages while a step runs.
@@ -65,7 +67,22 @@ function modelKey(spec: ModelSpec): string {
       return `files:${spec.label}:${spec.files.length}:${spec.files.reduce((s, f) => s + f.size, 0)}`;
     case "dir":
       return `dir:${spec.label}`;
+    case "hub-gguf":
+      return `hub-gguf:${spec.id}/${spec.file}`;
+    case "gguf":
+      return `gguf:${spec.label}:${spec.file.size}:${spec.file.lastModified}`;
   }
+}
+
+/** Hub downloads through the worker's AbortController, with progress for the page. */
+const downloadOptions: NonNullable<Parameters<typeof openSource>[1]> = {
+  fetch: (url, init) => fetch(url, { ...init, signal: abort.signal }),
+  progress_callback: (p) => post({ type: "download", file: p.file, loaded: p.loaded, total: p.total, done: p.status === "done" }),
+};
+
+/** A GGUF spec's location for from_pretrained (tokenizer and model both read the one file); null for the others. */
+function ggufOf(spec: ModelSpec): File | string | null {
+  return spec.kind === "gguf" || spec.kind === "hub-gguf" ? ggufLocation(spec) : null;
 }
 
 /** The ModelSource of a spec; Hub downloads report progress and can be cancelled (AbortController through `fetch`). */
@@ -75,11 +92,9 @@ async function openModel(spec: ModelSpec): Promise<ModelSource> {
   let src: ModelSource;
   if (spec.kind === "tiny") src = await tinyModelSource();
   else {
+    if (spec.kind === "gguf" || spec.kind === "hub-gguf") throw new Error("openModel: a GGUF file has no ModelSource; read it with ggufOf");
     const loc = spec.kind === "hub" ? spec.id.trim() : spec.kind === "files" ? spec.files : spec.handle;
-    src = await openSource(loc, {
-      fetch: (url, init) => fetch(url, { ...init, signal: abort.signal }),
-      progress_callback: (p) => post({ type: "download", file: p.file, loaded: p.loaded, total: p.total, done: p.status === "done" }),
-    });
+    src = await openSource(loc, downloadOptions);
   }
   source = { key, source: src };
   return src;
@@ -91,7 +106,9 @@ async function getTokenizer(spec: ModelSpec): Promise<PreTrainedTokenizer> {
   phase = "load";
   if (abort.signal.aborted) abort = new AbortController();
   try {
-    const tok = await AutoTokenizer.from_pretrained(await openModel(spec));
+    const gguf = ggufOf(spec);
+    // A GGUF's tokenizer is in its header: ranged reads of that only (cache: false), never the whole file.
+    const tok = gguf ? await AutoTokenizer.from_pretrained(gguf, { ...downloadOptions, cache: false }) : await AutoTokenizer.from_pretrained(await openModel(spec));
     tokenizer = { key, tok };
     return tok;
   } catch (e) {
@@ -100,8 +117,13 @@ async function getTokenizer(spec: ModelSpec): Promise<PreTrainedTokenizer> {
   }
 }
 
+/** Whether the spec asks for the 4-bit base (nf4 linears, quantized on load). */
+function is4bit(spec: ModelSpec): boolean {
+  return (spec.kind === "hub" || spec.kind === "files" || spec.kind === "dir") && spec.load_in_4bit === true;
+}
+
 async function getModel(spec: ModelSpec, dtype: "float16" | "float32"): Promise<CausalLM> {
-  const key = `${modelKey(spec)}:${dtype}`;
+  const key = `${modelKey(spec)}:${dtype}${is4bit(spec) ? ":nf4" : ""}`;
   if (loaded?.key === key) return loaded.model;
   if (loaded) {
     loaded.model.dispose();
@@ -111,8 +133,13 @@ async function getModel(spec: ModelSpec, dtype: "float16" | "float32"): Promise<
   if (abort.signal.aborted) abort = new AbortController();
   post({ type: "status", text: spec.kind === "tiny" ? "Loading the tiny model…" : "Loading the model…" });
   try {
-    const model = await AutoModelForCausalLM.from_pretrained(await openModel(spec), { dtype });
-    loaded = { key, model };
+    const gguf = ggufOf(spec);
+    const quantization_config = is4bit(spec) ? { ...NF4_CONFIG } : null;
+    if (quantization_config) post({ type: "status", text: "Loading the model, quantizing its linear weights to 4-bit (nf4)…" });
+    const model = gguf
+      ? await AutoModelForCausalLM.from_pretrained(gguf, { ...downloadOptions, dtype })
+      : await AutoModelForCausalLM.from_pretrained(await openModel(spec), { dtype, quantization_config });
+    loaded = { key, model, dtype };
     return model;
   } catch (e) {
     source = null;
@@ -236,7 +263,7 @@ async function train(msg: Extract<ToWorker, { type: "train" }>): Promise<void> {
     const meta: AdapterMeta = {
       created: Date.now(),
       model: msg.modelLabel,
-      modelSpec: msg.model.kind === "tiny" ? { kind: "tiny" } : msg.model.kind === "hub" ? { kind: "hub", id: msg.model.id } : null,
+      modelSpec: storedSpec(msg.model),
       dataset: msg.datasetLabel,
       format,
       steps: out.global_step,
@@ -249,9 +276,17 @@ async function train(msg: Extract<ToWorker, { type: "train" }>): Promise<void> {
   }
 }
 
+/** The spec a saved adapter keeps of its base: tiny, hub (and its 4-bit flag), hub-gguf; null for local files. */
+function storedSpec(spec: ModelSpec): AdapterMeta["modelSpec"] {
+  if (spec.kind === "tiny") return { kind: "tiny" };
+  if (spec.kind === "hub") return spec.load_in_4bit ? { kind: "hub", id: spec.id, load_in_4bit: true } : { kind: "hub", id: spec.id };
+  if (spec.kind === "hub-gguf") return { kind: "hub-gguf", id: spec.id, file: spec.file };
+  return null;
+}
+
 async function generate(msg: Extract<ToWorker, { type: "generate" }>): Promise<void> {
   const tok = await getTokenizer(msg.model);
-  const model = await getModel(msg.model, loaded?.key.endsWith(":float16") ? "float16" : "float32");
+  const model = await getModel(msg.model, loaded?.dtype ?? "float32");
   phase = "generate";
   const ids = msg.chat ? (tok.apply_chat_template([{ role: "user", content: msg.prompt }], { add_generation_prompt: true }) as number[]) : tok.encode(msg.prompt);
   model.eval();

@@ -13,7 +13,10 @@ import { after, before, test } from "node:test";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { build } from "vite";
 import { parseSafetensorsHeader } from "../../src/models/safetensors.ts";
-import { tinyModelFiles } from "../../src/index.ts";
+import { FACTS, tinyModelFiles } from "../../src/index.ts";
+import { GGUFFile } from "../../src/models/gguf.ts";
+import { ggufWeightBytes, weightBytes } from "../../src/models/memory.ts";
+import { formatBytes, presetConfig } from "../../src/models/presets.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const QUIET = ["--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"];
@@ -369,5 +372,133 @@ test("demo: a browser without WebGPU gets the message saying which browsers and 
     assert.ok(await page.isDisabled("#start"), "training cannot start");
   } finally {
     await plain.close();
+  }
+});
+
+test("demo: the 4-bit box shows the nf4 weights' memory; a Hub or local .gguf file shows its memory (its header only) and previews its tokenizer", { timeout: 90_000 }, async () => {
+  const GGUF_FIXTURE = join(ROOT, "tests/fixtures/gguf/llama-q8_0.gguf");
+  const { context, page, errors } = await openPage();
+  // The Hub, answered here: the GGUF fixture as test/tiny-GGUF's llama-q8_0.gguf (with ranges), 404 for anything
+  // else (the preset's tokenizer then fails to preview, which is not what this checks).
+  const cors = { "access-control-allow-origin": "*", "access-control-allow-headers": "*", "access-control-expose-headers": "content-length, content-range, accept-ranges, etag" };
+  const ranges: string[] = [];
+  let whole = 0;
+  await context.route("https://huggingface.co/**", async (route) => {
+    const req = route.request();
+    if (req.method() === "OPTIONS") return route.fulfill({ status: 204, headers: cors });
+    if (!/^https:\/\/huggingface\.co\/test\/tiny-GGUF\/resolve\/main\/llama-q8_0\.gguf/.test(req.url())) return route.fulfill({ status: 404, headers: cors, body: "Entry not found" });
+    const body = readFileSync(GGUF_FIXTURE);
+    const range = /^bytes=(\d+)-(\d*)$/.exec((await req.allHeaders()).range ?? "");
+    const head = { ...cors, "accept-ranges": "bytes", "content-type": "application/octet-stream" };
+    if (range) {
+      ranges.push(range[0]);
+      const start = Number(range[1]);
+      const end = range[2] ? Math.min(Number(range[2]), body.length - 1) : body.length - 1;
+      const part = body.subarray(start, end + 1);
+      return route.fulfill({ status: 206, headers: { ...head, "content-range": `bytes ${start}-${end}/${body.length}`, "content-length": String(part.length) }, body: req.method() === "HEAD" ? "" : part });
+    }
+    if (req.method() === "GET") whole++;
+    return route.fulfill({ status: 200, headers: { ...head, "content-length": String(body.length) }, body: req.method() === "HEAD" ? "" : body });
+  });
+  type Memory = { bytes: number; linears: string; text: string } | null;
+  const memory = () => page.evaluate(() => (globalThis as unknown as { __webtune_demo: { memory: Memory } }).__webtune_demo.memory);
+  /** Waits for the memory line to say `bytes` with `linears`; a timeout shows what it says instead. */
+  const shows = async (bytes: number, linears: string) => {
+    try {
+      await waitFor(page, `d.memory !== null && d.memory.bytes === ${bytes} && d.memory.linears === ${JSON.stringify(linears)}`, 20_000);
+    } catch {
+      assert.deepEqual(await memory(), { bytes, linears, text: "(any)" }, `the memory line says ${await page.textContent("#model-memory")}`);
+    }
+  };
+  try {
+    await waitFor(page, "d.ready && d.preview !== null && d.memory !== null", 60_000);
+    const f16 = await page.evaluate(() => (globalThis as unknown as { __webtune_demo: { f16: boolean } }).__webtune_demo.f16);
+    // A preset (config.json known, nothing fetched): f32 linears (f16 under the models' bf16 default where the
+    // adapter has shader-f16), then nf4 with the 4-bit box, as weightBytes computes them.
+    const cfg = presetConfig("Qwen/Qwen2.5-0.5B");
+    await page.check('input[name="model"][value="hub"]');
+    assert.ok(await page.isVisible("#load-4bit"), "the 4-bit box is offered for a Hub safetensors model");
+    await page.fill("#hub-id", "Qwen/Qwen2.5-0.5B");
+    const float = f16 ? "f16" : "f32";
+    await shows(weightBytes(cfg, { linears: float }), float === "f16" ? "f16 linears" : "f32");
+    await page.check("#load-4bit");
+    const nf4 = weightBytes(cfg, { linears: "nf4" });
+    await shows(nf4, "4-bit linears");
+    assert.equal(await page.textContent("#model-memory"), `weights on the GPU: ${formatBytes(nf4)} (4-bit linears)`);
+    assert.ok(nf4 < weightBytes(cfg, { linears: "f16" }), "4-bit linears take less than f16 ones (the f32 embedding stays)");
+    await page.click("#export-yaml");
+    assert.match((await page.textContent("#yaml"))!, /load_in_4bit: true\nbnb_4bit_quant_type: nf4\nuse_bnb_nested_quant: true/);
+    assert.match((await page.textContent("#yaml-check"))!, /✓ valid/);
+    // A Hub GGUF file: its header read with ranged requests (Q8_0 linears and embedding stay packed).
+    const g = await GGUFFile.open(new Uint8Array(readFileSync(GGUF_FIXTURE)), "llama-q8_0.gguf");
+    const want = ggufWeightBytes(g, { dtype: f16 ? "float16" : "float32" });
+    await page.evaluate(() => ((globalThis as unknown as { __webtune_demo: { preview: unknown } }).__webtune_demo.preview = null));
+    await page.check('input[name="model"][value="hub-gguf"]');
+    assert.ok(await page.isHidden("#load-4bit"), "no 4-bit box for a GGUF file (its formats are the file's)");
+    await page.fill("#gguf-repo", "test/tiny-GGUF");
+    await page.fill("#gguf-name", "llama-q8_0.gguf");
+    await shows(want, "q8_0 linears");
+    await waitFor(page, "d.preview !== null", 30_000);
+    assert.ok(ranges.length > 0, "the header came in ranged reads");
+    assert.equal(whole, 0, "neither the memory line nor the tokenizer preview downloads the whole file");
+    // A local .gguf file: the same from its header, and its tokenizer (from the file's metadata) previews.
+    await page.evaluate(() => ((globalThis as unknown as { __webtune_demo: { preview: unknown } }).__webtune_demo.preview = null));
+    await page.check('input[name="model"][value="gguf"]');
+    assert.ok(await page.isHidden("#load-4bit"), "no 4-bit box for a GGUF file (its formats are the file's)");
+    await page.waitForFunction(() => /Choose a \.gguf file/.test(document.getElementById("model-memory")!.textContent ?? ""), null, { timeout: 10_000 });
+    await page.setInputFiles("#gguf-input", GGUF_FIXTURE);
+    await shows(want, "q8_0 linears");
+    await waitFor(page, "d.preview !== null", 30_000);
+    assert.equal(await page.textContent("#model-memory"), `weights on the GPU: ${formatBytes(want)} (q8_0 linears)`);
+    const shown = await page.$$eval("#preview-rows .tok", (ts) => ts.map((t) => t.textContent ?? "").join(""));
+    const first = FACTS[0]!;
+    const words = JSON.stringify(first).match(/[A-Za-z]{5,}/g)!;
+    assert.ok(words.some((w) => shown.includes(w)), `the preview shows the first row's words, tokenized by the file's tokenizer: ${shown.slice(0, 200)}`);
+    assert.match((await page.textContent("#preview-meta"))!, /^Format: /);
+    await page.locator("#model-h").scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(ARTIFACTS, "demo-gguf-memory.png") });
+    assert.deepEqual(errors.filter((e) => !/Failed to load resource/.test(e)), [], "no console errors but the Hub's 404s");
+  } finally {
+    await context.close();
+  }
+});
+
+test("demo: two LoRA steps on a 4-bit (nf4) local folder and on a .gguf file, in the worker", { timeout: 180_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), "webtune-demo-q4-"));
+  const folder = join(dir, "my-tiny-model");
+  mkdirSync(folder);
+  for (const [name, bytes] of Object.entries(tinyModelFiles())) writeFileSync(join(folder, name), bytes);
+  const { page, context, errors } = await openPage();
+  const trainTwo = async () => {
+    await startTraining(page, 2);
+    await waitFor(page, "d.phase === 'idle' && d.lastAdapter !== null", 150_000);
+    const s = await state(page);
+    assert.deepEqual(s.errors, [], "no errors");
+    assert.ok(s.logs.some((l) => Number.isFinite(l.loss)), "a finite loss was logged");
+  };
+  try {
+    await waitFor(page, "d.preview !== null", 60_000);
+    // The tiny model as a folder (hidden 64: whole nf4 blocks), its linears quantized on load.
+    await page.check('input[name="model"][value="local"]');
+    await page.setInputFiles("#folder-input", folder);
+    await page.check("#load-4bit");
+    await waitFor(page, "d.memory !== null && d.memory.linears === '4-bit linears'", 20_000);
+    await trainTwo();
+    assert.match((await page.textContent("#adapters"))!, /my-tiny-model \(4-bit base\)/);
+    // The Q8_0 GGUF fixture: its packed linears stay frozen under the LoRA.
+    await page.evaluate(() => ((globalThis as unknown as { __webtune_demo: DemoState }).__webtune_demo.lastAdapter = null));
+    await page.check('input[name="model"][value="gguf"]');
+    await page.setInputFiles("#gguf-input", join(ROOT, "tests/fixtures/gguf/llama-q8_0.gguf"));
+    await waitFor(page, "d.memory !== null && d.memory.linears === 'q8_0 linears'", 20_000);
+    await trainTwo();
+    // Generation on the GGUF base, without and with the adapter (the page's chosen file: no stored spec).
+    await page.fill("#try-max", "3");
+    await page.click("#generate");
+    await waitFor(page, "d.generations.done && d.phase === 'idle'", 60_000);
+    assert.deepEqual((await state(page)).errors, [], "generation: no errors");
+    assert.deepEqual(errors, [], "no console errors");
+  } finally {
+    await context.close();
+    await rm(dir, { recursive: true, force: true });
   }
 });
