@@ -42,6 +42,7 @@ export { Gemma2 } from "./models/architectures/gemma2.ts";
 export { Gemma3 } from "./models/architectures/gemma3.ts";
 export { SmolLM3 } from "./models/architectures/smollm3.ts";
 export { Phi3 } from "./models/architectures/phi3.ts";
+export { weightBytes, weightMemory, ggufWeightBytes, ggufWeightMemory } from "./models/memory.ts";
 export { MODEL_PRESETS, presetConfig, presetSize, parameterCount, type ModelPreset, type ModelSize } from "./models/presets.ts";
 export { parseQuantizationConfig, type BitsAndBytesConfig, type Quantization, type QuantFormat } from "./models/quantization.ts";
 export { GGUFFile, GGUFWeights, ggufConfig, ggufTokenizer, GGUF_LIMITS, type GGUFValue, type GGUFTensorInfo } from "./models/gguf.ts";
