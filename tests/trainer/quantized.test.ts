@@ -71,8 +71,8 @@ async function run(steps: number, over: { quantization_config?: BitsAndBytesConf
   return { losses, formats };
 }
 
-test("memorisation on an nf4 base (double quant, via model_init_kwargs): 60 LoRA steps learn the 8 facts like the float base", async (t) => {
-  const STEPS = 60;
+test("memorisation on an nf4 base (double quant, via model_init_kwargs): 25 LoRA steps learn the 8 facts like the float base", async (t) => {
+  const STEPS = 25;
   const float = await run(STEPS, {});
   const nf4 = await run(STEPS, { args: { model_init_kwargs: { quantization_config: { load_in_4bit: true, bnb_4bit_quant_type: "nf4", bnb_4bit_use_double_quant: true } } } });
   assert.deepEqual([...float.formats], ["f32"]);
@@ -81,7 +81,8 @@ test("memorisation on an nf4 base (double quant, via model_init_kwargs): 60 LoRA
   const [q0, q1] = [nf4.losses[0]!, nf4.losses.at(-1)!];
   t.diagnostic(`float ${f0} → ${f1}; nf4 ${q0} → ${q1}`);
   assert.equal(nf4.losses.length, STEPS);
-  // Bounds (measured on SwiftShader: float 20.29 → 8.1e-5, nf4 19.86 → 7.5e-5): the first loss is within 10% of
+  // Bounds (measured on SwiftShader: float 20.29 → 1.2e-3, nf4 19.86 → 1.4e-3 in 25 steps; 8.1e-5 and 7.5e-5 in 60,
+  // which CI cannot afford): the first loss is within 10% of
   // the float base's (the quantization error of the start), the loss ends below 0.01 (memorised: ≥ 99.9% down),
   // and within 0.01 of where the float base ends.
   assert.ok(Math.abs(q0 - f0) < 0.1 * f0, `first loss ${q0} (nf4) vs ${f0} (float)`);
