@@ -41,7 +41,7 @@
 // their dequantization is exact; their bytes differ from llama-quantize's, and their error is likely a little larger
 // (tests/tensor/quant.test.ts bounds it: within about half a step of each format).
 
-import { f16ToF32, f32ToF16 } from "./half.ts";
+import { f16ToF32, f32ToF16, floatToHalf, halfToFloat } from "./half.ts";
 
 /** Formats of this file (keys of format.ts's table whose storage is packed bytes). */
 export type PackedFormat = "bf16" | "q8_0" | "q4_0" | "q4_1" | "q5_0" | "q5_1" | "q4_k" | "q5_k" | "q6_k" | "nf4" | "fp4" | "int8";
@@ -56,47 +56,11 @@ export interface BlockCodec {
 }
 
 const fr = Math.fround;
-
-// ---- f16 (IEEE binary16) scalars, as half.ts's f32ToF16 / f16ToF32 do for arrays (the same rounding) ----
-
-export function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >>> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
-
+// Scratch for bf16's bit casts.
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
-/** f32 → f16 bits, round to nearest even (numpy's astype(np.float16)). */
-export function floatToHalf(x: number): number {
-  f32[0] = x;
-  const v = u32[0]!;
-  const sign = (v >>> 16) & 0x8000;
-  const exp = (v >>> 23) & 0xff;
-  let mant = v & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let h = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && h & 1)) h++;
-    return sign | h;
-  }
-  let h = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
-  return sign | h;
-}
-
+// f16 scalars: half.ts (the rounding f32ToF16 / f16ToF32 use for arrays).
 const f16At = (b: DataView, o: number) => halfToFloat(b.getUint16(o, true));
 const putF16 = (b: DataView, o: number, x: number) => b.setUint16(o, floatToHalf(x), true);
 
