@@ -36,6 +36,7 @@
 // What llama.cpp's adapter format cannot hold is an error: DoRA (use_dora), modules_to_save, per-module
 // rank_pattern/alpha_pattern, LoRA on embeddings or the LM head (webtune does not make those).
 import { f32ToF16 } from "../tensor/half.ts";
+import { rowBytes, type PackedFormat } from "../tensor/quant.ts";
 import { bytesToF32, parseSafetensorsHeader } from "./safetensors.ts";
 
 export const GGUF_MAGIC = 0x46554747;
@@ -60,9 +61,18 @@ export const GGUFValueType = {
 } as const;
 export type GGUFValueType = (typeof GGUFValueType)[keyof typeof GGUFValueType];
 
-/** The ggml tensor types this writer writes (GGMLQuantizationType's values). */
-export const GGMLType = { F32: 0, F16: 1 } as const;
+/**
+ * The ggml tensor types this writer writes (GGMLQuantizationType's values): F32 and F16 from values, the block
+ * formats (Q4_0 … Q6_K, BF16) from their packed bytes in ggml's block layouts (block_q4_0 … block_q6_K), as
+ * src/tensor/quant.ts's quantize() makes them and models/gguf.ts reads them.
+ */
+export const GGMLType = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q5_0: 6, Q5_1: 7, Q8_0: 8, Q4_K: 12, Q5_K: 13, Q6_K: 14, BF16: 30 } as const;
 export type GGMLTypeName = keyof typeof GGMLType;
+
+/** The block types' formats in src/tensor/quant.ts (F32 / F16 are written from values). */
+export const GGML_BLOCK_FORMATS: Readonly<Partial<Record<GGMLTypeName, PackedFormat>>> = {
+  Q4_0: "q4_0", Q4_1: "q4_1", Q5_0: "q5_0", Q5_1: "q5_1", Q8_0: "q8_0", Q4_K: "q4_k", Q5_K: "q5_k", Q6_K: "q6_k", BF16: "bf16",
+};
 
 export type GGUFScalar = number | bigint | boolean | string;
 export type GGUFValue = GGUFScalar | readonly GGUFScalar[];
@@ -224,12 +234,30 @@ export class GGUFWriter {
   /**
    * A tensor of `shape` (numpy order, as GGUFWriter.add_tensor takes it; the file stores it reversed).
    * F32 data is written as is; F16 from a Float32Array is rounded to nearest even (numpy's astype), from a
-   * Uint16Array taken as the half words.
+   * Uint16Array taken as the half words. A block type (Q4_K, Q5_0, Q8_0, …) takes the packed bytes of the
+   * whole tensor (quant.ts quantize(format, values, shape[last])): every row whole blocks, so exactly
+   * rows × rowBytes bytes (gguf-py's add_tensor with raw_dtype, the byte shape turned back into elements).
    */
-  add_tensor(name: string, data: Float32Array | Uint16Array, shape: readonly number[], type: GGMLTypeName = data instanceof Uint16Array ? "F16" : "F32"): void {
+  add_tensor(name: string, data: Float32Array | Uint16Array | Uint8Array, shape: readonly number[], type: GGMLTypeName = data instanceof Uint16Array ? "F16" : "F32"): void {
     if (this.tensors.has(name)) throw new Error(`GGUFWriter: duplicated tensor name ${JSON.stringify(name)}`);
+    if (!Object.hasOwn(GGMLType, type)) throw new Error(`GGUFWriter: tensor ${name}: unknown ggml type ${JSON.stringify(type)}; one of ${Object.keys(GGMLType).join(", ")}`);
     const n = shape.reduce((a, b) => a * b, 1);
     if (!shape.every((d) => Number.isInteger(d) && d >= 0)) throw new Error(`GGUFWriter: tensor ${name} has a bad shape [${shape.join(", ")}]`);
+    const block = GGML_BLOCK_FORMATS[type];
+    if (block) {
+      if (!(data instanceof Uint8Array)) throw new Error(`GGUFWriter: tensor ${name}: ${type} data must be its packed bytes (a Uint8Array from quantize("${block}", values, rowLength))`);
+      const K = shape.length ? shape[shape.length - 1]! : 1;
+      let want: number;
+      try {
+        want = (n / (K || 1)) * rowBytes(block, K);
+      } catch (e) {
+        throw new Error(`GGUFWriter: tensor ${name} [${shape.join(", ")}] cannot be ${type}: ${(e as Error).message}`);
+      }
+      if (data.length !== want) throw new Error(`GGUFWriter: tensor ${name} of shape [${shape.join(", ")}] in ${type} is ${want} bytes, got ${data.length}`);
+      this.tensors.set(name, { shape: [...shape], type, bytes: data.slice() });
+      return;
+    }
+    if (data instanceof Uint8Array) throw new Error(`GGUFWriter: tensor ${name}: bytes need a block type (Q4_K, Q8_0, …), not ${type}`);
     if (data.length !== n) throw new Error(`GGUFWriter: tensor ${name} of shape [${shape.join(", ")}] needs ${n} values, got ${data.length}`);
     let words: Float32Array | Uint16Array;
     if (type === "F32") {

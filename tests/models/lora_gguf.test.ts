@@ -12,7 +12,9 @@ import { after, before, describe, test } from "node:test";
 
 import { AutoModelForCausalLM, FACTS, PeftModel, SFTTrainer } from "../../src/index.ts";
 import { GGUFValueType, GGUFWriter, loraGGUF, loraGGUFFromFiles, type LoraGGUFInput } from "../../src/models/gguf_writer.ts";
+import { GGUFFile } from "../../src/models/gguf.ts";
 import { bytesToF32, parseSafetensorsHeader } from "../../src/models/safetensors.ts";
+import { dequantize, quantize } from "../../src/tensor/quant.ts";
 import { makeAdapter, makeModel, randomAdapter, randomModel, type Arch } from "../../tools/make-model.ts";
 import { setup } from "../helpers.ts";
 
@@ -221,6 +223,38 @@ describe("llama.cpp LoRA GGUF", () => {
       assert.equal(p.kv.get("t.u32")!.value, 5);
       assert.equal([...p.kv.keys()].indexOf("t.u32"), w.alignment === null ? 7 : 8, "an overwritten key keeps its place");
     }
+  });
+
+  test("block-format tensors (Q4_K, Q5_0, Q8_0) are written as their packed bytes, and read back by the GGUF loader's reader", async () => {
+    const values = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + seed) * 0.1);
+    const cases = [
+      { name: "blk.0.ffn_down.weight", shape: [3, 256], type: "Q4_K", format: "q4_k", ggml: 12 },
+      { name: "blk.0.attn_q.weight", shape: [2, 32], type: "Q5_0", format: "q5_0", ggml: 6 },
+      { name: "blk.0.attn_k.weight", shape: [1, 64], type: "Q8_0", format: "q8_0", ggml: 8 },
+    ] as const;
+    const g = new GGUFWriter("llama");
+    const packed = cases.map((c, i) => quantize(c.format, values(c.shape[0] * c.shape[1], i), c.shape[1]));
+    cases.forEach((c, i) => g.add_tensor(c.name, packed[i]!, c.shape, c.type));
+    g.add_tensor("blk.0.attn_norm.weight", new Float32Array([1, 2, 3]), [3]);
+    const bytes = g.write();
+    const p = parseGGUF(bytes);
+    cases.forEach((c, i) => {
+      const t = p.tensors[i]!;
+      assert.equal(t.name, c.name);
+      assert.deepEqual(t.ne, [...c.shape].reverse());
+      assert.equal(t.type, c.ggml);
+      assert.equal(t.offset % 32, 0);
+    });
+    const file = await GGUFFile.open(bytes, "written.gguf");
+    for (const [i, c] of cases.entries()) {
+      assert.deepEqual(file.info(c.name).shape, [...c.shape]);
+      assert.deepEqual(await file.readBytes(c.name), packed[i]);
+      assert.deepEqual(await file.readF32(c.name), dequantize(c.format, packed[i]!));
+    }
+    assert.throws(() => new GGUFWriter("llama").add_tensor("x", packed[0]!.subarray(1), [3, 256], "Q4_K"), /in Q4_K is 432 bytes, got 431/);
+    assert.throws(() => new GGUFWriter("llama").add_tensor("x", new Uint8Array(18), [1, 40], "Q4_0"), /cannot be Q4_0: .*not whole blocks of 32/);
+    assert.throws(() => new GGUFWriter("llama").add_tensor("x", new Float32Array(256), [1, 256], "Q4_K"), /Q4_K data must be its packed bytes/);
+    assert.throws(() => new GGUFWriter("llama").add_tensor("x", new Uint8Array(4), [1], "F32"), /bytes need a block type/);
   });
 
   test("what llama.cpp adapters cannot hold is a clear error", () => {
