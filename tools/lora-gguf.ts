@@ -6,9 +6,8 @@
 //   lora-gguf.ts --base MODEL_DIR --outfile OUT.gguf [--name NAME] ADAPTER_DIR
 // MODEL_DIR needs only config.json; ADAPTER_DIR holds adapter_config.json + adapter_model.safetensors.
 import { readFile, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
-import process from "node:process";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { runIfMain } from "./cli.ts";
 
 import { loraGGUFFromFiles } from "../src/models/gguf_writer.ts";
 
@@ -45,16 +44,4 @@ export async function main(argv: string[]): Promise<void> {
   console.log(`wrote ${opts.outfile} (${bytes.length} bytes)`);
 }
 
-const isMain = (() => {
-  const meta = import.meta as ImportMeta & { main?: boolean };
-  if (typeof meta.main === "boolean") return meta.main;
-  const script = process.argv[1];
-  return script !== undefined && resolve(script) === fileURLToPath(import.meta.url);
-})();
-
-if (isMain) {
-  main(process.argv.slice(2)).catch((e: unknown) => {
-    console.error(e instanceof Error ? e.message : e);
-    process.exit(1);
-  });
-}
+runIfMain(import.meta, main);

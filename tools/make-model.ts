@@ -20,9 +20,9 @@
 //   defaults to the model's seed + 1.
 import { createHash } from "node:crypto";
 import { mkdir, open, writeFile, readFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
+import { runIfMain } from "./cli.ts";
 
 import type { WeightSpec } from "../src/models/architecture.ts";
 import {
@@ -152,16 +152,4 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
-const isMain = (() => {
-  const meta = import.meta as ImportMeta & { main?: boolean };
-  if (typeof meta.main === "boolean") return meta.main;
-  const script = process.argv[1];
-  return script !== undefined && resolve(script) === fileURLToPath(import.meta.url);
-})();
-
-if (isMain) {
-  main(process.argv.slice(2)).catch((e: unknown) => {
-    console.error(e instanceof Error ? e.message : e);
-    process.exit(1);
-  });
-}
+runIfMain(import.meta, main);

@@ -602,6 +602,14 @@ function layerNames(arch: string): Record<string, string> {
   return base;
 }
 
+/**
+ * The llama.cpp tensor stem (attn_q, ffn_up, …) of a decoder-layer module path (self_attn.q_proj, …) of `arch`:
+ * the inverse of the reader's table, which the LoRA GGUF writer uses; undefined for a module llama.cpp lacks.
+ */
+export function llamaCppModuleName(arch: string, path: string): string | undefined {
+  return Object.entries(layerNames(arch)).find(([, hf]) => hf === path)?.[0];
+}
+
 /** llama.cpp tensors transformers reads past (RoPE factor tables llama.cpp computes from the config). */
 const SKIPPED = /^(rope_freqs|rope_factors_long|rope_factors_short)\.weight$/;
 

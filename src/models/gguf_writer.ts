@@ -38,10 +38,10 @@
 import { f32ToF16 } from "../tensor/half.ts";
 import { rowBytes, type PackedFormat } from "../tensor/quant.ts";
 import { bytesToF32, parseSafetensorsHeader } from "./safetensors.ts";
+import { GGUF_DEFAULT_ALIGNMENT, llamaCppModuleName } from "./gguf.ts";
 
 export const GGUF_MAGIC = 0x46554747;
 export const GGUF_VERSION = 3;
-export const GGUF_DEFAULT_ALIGNMENT = 32;
 
 /** gguf-py's GGUFValueType. */
 export const GGUFValueType = {
@@ -324,18 +324,6 @@ export const LLAMA_CPP_ARCHS: Readonly<Record<string, { arch: string; permute_qk
   Phi3ForCausalLM: { arch: "phi3", permute_qk: false },
 };
 
-/** Hugging Face decoder-layer module → llama.cpp tensor name (gguf-py's TENSOR_MAPPINGS for these archs). */
-export const LLAMA_CPP_TENSOR_NAMES: Readonly<Record<string, string>> = {
-  "self_attn.q_proj": "attn_q",
-  "self_attn.k_proj": "attn_k",
-  "self_attn.v_proj": "attn_v",
-  "self_attn.o_proj": "attn_output",
-  "self_attn.qkv_proj": "attn_qkv",
-  "mlp.gate_proj": "ffn_gate",
-  "mlp.up_proj": "ffn_up",
-  "mlp.down_proj": "ffn_down",
-  "mlp.gate_up_proj": "ffn_up",
-};
 
 /** What loraGGUF converts: the base's config.json, the adapter's adapter_config.json and its tensors. */
 export interface LoraGGUFInput {
@@ -435,9 +423,9 @@ export function loraGGUF(input: LoraGGUFInput): Uint8Array {
   for (const [base, { A, B }] of pairs) {
     if (!A || !B) fail(`${base} has lora_${A ? "A" : "B"} but no lora_${A ? "B" : "A"}`);
     const m = /^model\.layers\.(\d+)\.(.+)$/.exec(base);
-    const llm = m ? LLAMA_CPP_TENSOR_NAMES[m[2]!] : undefined;
+    const llm = m ? llamaCppModuleName(arch, m[2]!) : undefined;
     if (!m || !llm) {
-      fail(`${base} has no llama.cpp tensor name (LoRA on ${base.split(".").pop()} is not converted; adapt the decoder's linear layers: ${Object.keys(LLAMA_CPP_TENSOR_NAMES).map((k) => k.split(".")[1]).join(", ")})`);
+      fail(`${base} has no llama.cpp tensor name (LoRA on ${base.split(".").pop()} is not converted; adapt the decoder's linear layers)`);
     }
     const [rA, inF] = A.shape as [number, number];
     const [outF, rB] = B.shape as [number, number];
