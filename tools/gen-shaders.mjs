@@ -14,9 +14,10 @@
 //   alias B_TYPE = f32; // format of b; packed formats through load_b
 // gets them. Its variant sets the alias to u32 and replaces the shader's function `load_b` (whole, to its
 // closing brace) by the format's load WGSL (fn load_b(base, j, len) -> vec4<f32> and its helpers, `$w`
-// naming the operand's array b). Other operands take the element formats (f32, f16) only, and a variant
-// with a packed operand has every other operand f32 (a quantized weight meets f32 activations): matmul gets
-// f32/f16 × f32/f16 plus one variant per packed format of b.
+// naming the operand's array b; its tables too, such as nf4_dq's 256-value dynamic map, written from
+// quant.ts's DYNAMIC_MAP, so shader and host decode with the same values). Other operands take the element
+// formats (f32, f16) only, and a variant with a packed operand has every other operand f32 (a quantized weight
+// meets f32 activations): matmul gets f32/f16 × f32/f16 plus one variant per packed format of b.
 import { readdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";

@@ -20,19 +20,10 @@
 //                 Weight-only: activations stay f32 and the product uses the dequantized weight, which is what
 //                 bitsandbytes' outlier path (llm_int8_threshold) does for the outlier columns; webtune does it for
 //                 all of them, so llm_int8_threshold changes nothing here and is accepted as a number.
-//   bnb_4bit_use_double_quant (TRL: use_bnb_nested_quant): bitsandbytes' compress_statistics. What we rely on
-//                 (bitsandbytes functional.quantize_4bit with compress_statistics=True, and dequantize_4bit): the
-//                 4-bit codes are computed with the block's own f32 absmax first; then the tensor's absmax vector
-//                 (one per 64-block, in row-major block order) is stored as offset = absmax.mean() plus
-//                 quantize_blockwise(absmax − offset, blocksize 256) with the signed dynamic map
-//                 (create_dynamic_map(signed=True): 256 float32 values), i.e. per 256 absmax values an f32
-//                 absmax2 = max|a − offset| and an 8-bit index, the nearest map value to (a − offset)·(1/absmax2)
-//                 clamped to [−1, 1] (the "default" CPU kernel's argmin; ties to the lower index); dequantization
-//                 uses absmax' = code[q]·absmax2 + offset (float32 ops). webtune does exactly that on the host and
-//                 stores absmax' in each block's absmax word: the values the kernels compute with are
-//                 bitsandbytes' (the offset's mean is summed in float64 and rounded to f32: torch's float32 mean
-//                 may differ from it by an ulp), but the memory is that of plain nf4 (4.5 bits per weight, not
-//                 bitsandbytes' ≈ 4.127). The honest, simple option: no packed format for a 0.4-bit saving.
+//   bnb_4bit_use_double_quant (TRL: use_bnb_nested_quant): bitsandbytes' compress_statistics → "nf4_dq" / "fp4_dq":
+//                 the same 4-bit codes, each block's absmax an 8-bit code of bitsandbytes' dynamic map with an f32
+//                 absmax2 per 256 blocks and the tensor's mean absmax as offset (quant.ts's header: the values are
+//                 bitsandbytes' dequantize_4bit's, stored packed as it stores them, 4.129 bits a weight, not 4.5).
 //   bnb_4bit_compute_dtype, bnb_4bit_quant_storage: accepted (TRL passes its dtype to both); webtune computes in f32
 //                 and stores the codes as bytes whatever they say, so neither changes a value.
 import { formatShapeError } from "../tensor/format.ts";
@@ -63,7 +54,10 @@ export interface BitsAndBytesConfig {
   llm_int8_enable_fp32_cpu_offload?: boolean;
 }
 
+/** What quantization_config asks for: bnb_4bit_quant_type's nf4 / fp4 (load_in_4bit) or int8 (load_in_8bit). */
 export type QuantFormat = "nf4" | "fp4" | "int8";
+/** How a linear quantized to a QuantFormat is stored: nf4 / fp4 double-quantized under bnb_4bit_use_double_quant. */
+export type StoredQuantFormat = QuantFormat | "nf4_dq" | "fp4_dq";
 
 /** A validated quantization_config. */
 export interface Quantization {
@@ -160,7 +154,10 @@ function skipped(module: string, patterns: readonly string[]): boolean {
   });
 }
 
-/** The packed format `w` is stored in under `q`, or null (it stays float): linear weights not skipped. */
+/**
+ * The packed format `w` is quantized to under `q`, or null (it stays float): linear weights not skipped. Stored
+ * as storedFormat(q, it) (double-quantized under bnb_4bit_use_double_quant; the same rows of whole 64-blocks).
+ */
 export function quantizedFormat(q: Quantization | null, w: WeightSpec): QuantFormat | null {
   if (!q || w.role !== "linear") return null;
   return skipped(w.name.replace(/\.weight$/, ""), q.skip_modules) ? null : q.format;
@@ -175,76 +172,13 @@ export function checkQuantizable(q: Quantization | null, expected: readonly Weig
   }
 }
 
+/** The format a linear quantized to `format` under `q` is stored in: nf4_dq / fp4_dq under double quantization. */
+export function storedFormat(q: Quantization, format: QuantFormat): StoredQuantFormat {
+  return q.double_quant && format !== "int8" ? `${format}_dq` : format;
+}
+
 /** The frozen packed tensor of one linear weight's f32 values (row-major [out, in]); `name` labels errors. */
 export function quantizeWeight(q: Quantization, format: QuantFormat, values: Float32Array, shape: readonly number[], name: string): Tensor {
-  if (!q.double_quant || format === "int8") return Tensor.fromArray(values, [...shape], { dtype: format });
-  const bytes = doubleQuantizeAbsmax(quantize(format, values, shape[shape.length - 1]!, name));
-  return Tensor.fromQuantized(bytes, [...shape], format, name);
-}
-
-const fr = Math.fround;
-
-/**
- * torch.linspace(start, end, steps, dtype=float32) on the CPU: step in f32, the two halves from either end, each
- * value one fused multiply-add (start + step·i rounded once: its vectorised kernel's fmadd; the product is exact
- * in float64 here, so one fround is that rounding).
- */
-function linspace32(start: number, end: number, steps: number): number[] {
-  const s = fr(start);
-  const e = fr(end);
-  const step = fr((e - s) / (steps - 1));
-  const half = Math.floor(steps / 2);
-  return Array.from({ length: steps }, (_, i) => (i < half ? fr(s + step * i) : fr(e - step * (steps - i - 1))));
-}
-
-/**
- * bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8), float32: for i in 0..6,
- * ±10^(i−6) times the midpoints of linspace(0.1, 1, 2^i + 1); then 0 and 1; sorted (256 values).
- */
-export const DYNAMIC_MAP: readonly number[] = (() => {
-  const data: number[] = [];
-  for (let i = 0; i < 7; i++) {
-    const b = linspace32(0.1, 1, 2 ** i + 1);
-    const means = b.slice(0, -1).map((v, k) => fr(fr(v + b[k + 1]!) / 2));
-    const scale = fr(10 ** (i - 6));
-    data.push(...means.map((m) => fr(scale * m)));
-    data.push(...means.map((m) => fr(fr(-(10 ** (i - 6))) * m)));
-  }
-  data.push(0, 1);
-  return data.sort((a, b) => a - b);
-})();
-
-/**
- * Double quantization of the absmax words of nf4/fp4 bytes (36-byte blocks: absmax f32 then 32 code bytes), in
- * place: each absmax becomes bitsandbytes' dequantized nested value (see the header). Returns `bytes`.
- */
-export function doubleQuantizeAbsmax(bytes: Uint8Array): Uint8Array {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const n = bytes.byteLength / 36;
-  const a = Float64Array.from({ length: n }, (_, i) => view.getFloat32(36 * i, true));
-  let sum = 0;
-  for (const v of a) sum += v;
-  const offset = fr(sum / n);
-  const code = DYNAMIC_MAP;
-  for (let s = 0; s < n; s += 256) {
-    const e = Math.min(n, s + 256);
-    const x = Array.from({ length: e - s }, (_, j) => fr(a[s + j]! - offset));
-    const absmax2 = x.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-    const inv = fr(1 / absmax2);
-    for (let j = 0; j < x.length; j++) {
-      let y = offset;
-      if (absmax2 > 0) {
-        const v = Math.min(1, Math.max(-1, fr(x[j]! * inv)));
-        let best = 0;
-        let bestDiff = Infinity;
-        for (let k = 0; k < 256; k++) {
-          const d = Math.abs(fr(v - code[k]!));
-          if (d < bestDiff) [best, bestDiff] = [k, d];
-        }
-        y = fr(fr(code[best]! * absmax2) + offset);
-      }
-      view.setFloat32(36 * (s + j), y, true);
-    }
-  }
-  return bytes;
+  const stored = storedFormat(q, format);
+  return Tensor.fromQuantized(quantize(stored, values, shape[shape.length - 1]!, name), [...shape], stored, name);
 }

@@ -4,21 +4,27 @@
 // combination of formats from this table, and kernels pick theirs by formatVariant(). f32 and f16 are the
 // first entries; then the packed formats of quant.ts, all frozen (a quantized base: LoRA on top trains in f32):
 // bf16, GGUF's q8_0, q4_0, q4_1, q5_0, q5_1 (blocks of 32), q4_k, q5_k, q6_k (super-blocks of 256),
-// bitsandbytes' nf4 and fp4 (blocks of 64 with an f32 absmax) and LLM.int8's int8 (row-wise absmax). A packed
-// operand's storage is its bytes as array<u32>; a shader reads it through its load function
+// bitsandbytes' nf4 and fp4 (blocks of 64 with an f32 absmax), their double-quantized nf4_dq and fp4_dq (the
+// absmax an 8-bit code, in groups of 256 blocks behind an f32 absmax2 and offset) and LLM.int8's int8 (row-wise
+// absmax). A packed operand's storage is its bytes as array<u32>; a shader reads it through its load function
 // (`alias B_TYPE = f32; // format of b; packed formats through load_b`), which gen-shaders replaces by the
 // format's `load` WGSL: the kernel dequantizes as it loads, never a full-precision copy of the weight.
 // Imports nothing that touches the device: tools/gen-shaders.mjs loads this file before
 // src/gpu/shaders.generated.ts exists.
 import type { DeviceInfo } from "../gpu/device.ts";
 import { f16ToF32, f32ToF16 } from "./half.ts";
-import { article, blockShapeError, CODECS, dequantize, PACKED_WGSL, quantize, type PackedFormat } from "./quant.ts";
+import { article, blockShapeError, dequantize, LAYOUTS, PACKED_WGSL, quantize, type PackedFormat } from "./quant.ts";
 
 export interface FormatTraits {
   /** Elements per block: 1 for element formats; a block format stores blockSize elements together. */
   blockSize: number;
-  /** Bytes per block. */
+  /** Bytes per block (grouped formats: not counting the groups' headers). */
   bytesPerBlock: number;
+  /**
+   * Formats whose blocks come in groups, each behind a header of its own (nf4_dq, fp4_dq: 256 blocks after 8
+   * bytes, the last group maybe partial): blocks per group and the header's bytes. Absent for the others.
+   */
+  group?: { blocks: number; headerBytes: number };
   /**
    * The WGSL type of the storage array's elements, which the shader's per-format alias becomes. Kernels
    * load an element widened to f32 (`f32(a[i])`, `vec4<f32>(a4[i])`: no-ops for f32) and compute in f32.
@@ -79,16 +85,24 @@ export const WEIGHT_FORMATS = {
   nf4: packed("nf4"),
   /** bitsandbytes FP4 (bnb_4bit_quant_type "fp4", blocksize 64): 4-bit floats and an f32 absmax (36 bytes). */
   fp4: packed("fp4"),
+  /**
+   * bitsandbytes NF4 with double quantization (bnb_4bit_use_double_quant, compress_statistics): per 64-block an
+   * 8-bit code of its absmax in the dynamic map and 32 code bytes (33 bytes), per 256 blocks an f32 absmax2 and the
+   * tensor's f32 offset (8 bytes): 8456 bytes a group of 16384 elements, 4.129 bits a weight (quant.ts's header).
+   */
+  nf4_dq: packed("nf4_dq"),
+  /** bitsandbytes FP4 with double quantization: fp4's codes in nf4_dq's layout. */
+  fp4_dq: packed("fp4_dq"),
   /** LLM.int8 weights (load_in_8bit): int8 against the row's absmax, blocks of 32 with the row's f32 absmax (36 bytes). */
   int8: packed("int8"),
 } as const satisfies Record<string, FormatTraits>;
 
 /** The table entry of a packed format of quant.ts: frozen, no feature, its bytes as u32 words. */
 function packed(format: PackedFormat) {
-  const c = CODECS[format];
+  const l = LAYOUTS[format];
   return {
-    blockSize: c.blockSize, bytesPerBlock: c.bytesPerBlock, wgsl: "u32", load: PACKED_WGSL[format], enable: null, feature: null,
-    trainable: false,
+    blockSize: l.blockSize, bytesPerBlock: l.bytesPerBlock, ...(l.group ? { group: l.group } : {}), wgsl: "u32", load: PACKED_WGSL[format],
+    enable: null, feature: null, trainable: false,
     fromFloat32: (values: Float32Array, rowLength?: number) => quantize(format, values, rowLength ?? values.length),
     toFloat32: (bytes: ArrayBuffer) => dequantize(format, bytes),
   } as const;
@@ -117,10 +131,14 @@ export function formatShapeError(format: WeightFormat, shape: readonly number[],
   return WEIGHT_FORMATS[format].blockSize > 1 ? blockShapeError(format as PackedFormat, shape, what) : null;
 }
 
-/** Bytes that n elements take in `format` (whole blocks). */
+/**
+ * Bytes that n elements take in `format` (whole blocks; grouped formats plus a header per group, the last maybe
+ * partial: nf4_dq's n elements take 33·ceil(n/64) + 8·ceil(n/16384)).
+ */
 export function formatBytes(format: WeightFormat, n: number): number {
   const t: FormatTraits = WEIGHT_FORMATS[format];
-  return Math.ceil(n / t.blockSize) * t.bytesPerBlock;
+  const blocks = Math.ceil(n / t.blockSize);
+  return blocks * t.bytesPerBlock + (t.group ? Math.ceil(blocks / t.group.blocks) * t.group.headerBytes : 0);
 }
 
 /** Whether a tensor of this dtype may require grad (f32; not f16, which is for frozen weights, nor i32 ids). */

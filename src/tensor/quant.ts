@@ -30,6 +30,22 @@
 //             in the low one (bitsandbytes' packing). Quantize: x = w · (1 / absmax) in f32, the code of x by
 //             the kernels' decision trees (NF4: x > the f32 midpoint of neighbouring code values; FP4: its
 //             literal pivots); y = code value · absmax (FP4: times the sign).
+// bitsandbytes' double quantization (quantize_4bit with compress_statistics=True, bnb_4bit_use_double_quant): the
+// codes as nf4 / fp4 from each block's own f32 absmax; then the tensor's absmax vector a (one per 64-block, in
+// element order) is stored as offset = mean(a) plus quantize_blockwise(a − offset, blocksize 256) with the signed
+// dynamic map (DYNAMIC_MAP): per 256 absmax values an f32 absmax2 = max|a − offset| and per value an 8-bit index q,
+// the nearest map value to (a − offset)·(1/absmax2) clamped to [−1, 1] (the CPU kernel's argmin; ties to the lower
+// index). Dequantization (dequantize_blockwise, then + offset): absmax' = (map[q]·absmax2) + offset, in f32; then
+// y = code value · absmax'. The offset is the mean summed in float64 and rounded to f32 (torch's float32 mean may
+// differ from it by an ulp). Stored in groups of 256 blocks (16384 elements), the group's header first:
+//   nf4_dq, fp4_dq  8456 B / 16384: absmax2 f32, offset f32 (the tensor's, repeated in every group), then per block
+//             its q (u8) and its 32 code bytes (nf4 / fp4's packing): 33 B a block, 8 a group. A tensor's last group
+//             may be partial, 8 + 33·k bytes for k blocks, so n elements take 33·ceil(n/64) + 8·ceil(n/16384)
+//             bytes (4.129 bits a weight: bitsandbytes' 4.127 and the offset once a group; nf4's are 4.5).
+//             Element e is in group e / 16384, block (e / 64) % 256 of it: blocks and groups run over the flat
+//             element index, across rows (a row is whole 64-blocks, not whole groups), so such a tensor's rows are
+//             not runs of bytes of their own (rowBytes refuses them): split a weight into row blocks before
+//             quantizing, never its bytes after. The kernels read the map from a 256-entry WGSL table of it.
 // LLM.int8 weight storage (bitsandbytes int8_vectorwise_quant / int8_vectorwise_dequant):
 //   int8  36 B / 32: absmax f32 of the element's ROW (the row-wise absmax of the f16-cast weight, SCB), then
 //         int8[32]; q = round(127 · w16 / absmax) in float64 (half to even, as torch.round), y = (q · absmax) · fround(1/127)
@@ -43,8 +59,20 @@
 
 import { f16ToF32, f32ToF16, floatToHalf, halfToFloat } from "./half.ts";
 
+/** Formats of this file with a fixed block layout: every block the same bytes (CODECS). */
+export type BlockFormat = "bf16" | "q8_0" | "q4_0" | "q4_1" | "q5_0" | "q5_1" | "q4_k" | "q5_k" | "q6_k" | "nf4" | "fp4" | "int8";
+/** Double-quantized nf4 / fp4: blocks in groups of 256 behind a header (see the file's header). */
+export type NestedFormat = "nf4_dq" | "fp4_dq";
 /** Formats of this file (keys of format.ts's table whose storage is packed bytes). */
-export type PackedFormat = "bf16" | "q8_0" | "q4_0" | "q4_1" | "q5_0" | "q5_1" | "q4_k" | "q5_k" | "q6_k" | "nf4" | "fp4" | "int8";
+export type PackedFormat = BlockFormat | NestedFormat;
+
+/** A packed format's storage: blocks of blockSize elements in bytesPerBlock bytes, maybe in groups behind a header. */
+export interface PackedLayout {
+  blockSize: number;
+  bytesPerBlock: number;
+  /** Grouped formats (nf4_dq, fp4_dq): `blocks` per group, after `headerBytes` of the group's own. */
+  group?: { blocks: number; headerBytes: number };
+}
 
 export interface BlockCodec {
   blockSize: number;
@@ -344,17 +372,21 @@ function nf4Code(x: number): number {
   return lo;
 }
 
+/** The 64 values of a 4-bit block: its 32 code bytes at byte o (element 2i in the high nibble of byte i), times absmax. */
+function decode4(table: readonly number[], b: DataView, o: number, absmax: number, y: Float32Array, d: number): void {
+  for (let i = 0; i < 32; i++) {
+    const v = b.getUint8(o + i);
+    y[d + 2 * i] = fr(table[v >> 4]! * absmax);
+    y[d + 2 * i + 1] = fr(table[v & 15]! * absmax);
+  }
+}
+
 function bnb4(table: readonly number[], code: (x: number) => number, zero: number): BlockCodec {
   return {
     blockSize: 64,
     bytesPerBlock: 36,
     decode(b, o, y, d) {
-      const absmax = b.getFloat32(o, true);
-      for (let i = 0; i < 32; i++) {
-        const v = b.getUint8(o + 4 + i);
-        y[d + 2 * i] = fr(table[v >> 4]! * absmax);
-        y[d + 2 * i + 1] = fr(table[v & 15]! * absmax);
-      }
+      decode4(table, b, o + 4, b.getFloat32(o, true), y, d);
     },
     encode(x, s, b, o) {
       let absmax = 0;
@@ -383,7 +415,7 @@ const int8: BlockCodec = {
   },
 };
 
-export const CODECS: Readonly<Record<PackedFormat, BlockCodec>> = {
+export const CODECS: Readonly<Record<BlockFormat, BlockCodec>> = {
   bf16,
   q8_0,
   q4_0: symmetric32(4),
@@ -398,6 +430,130 @@ export const CODECS: Readonly<Record<PackedFormat, BlockCodec>> = {
   int8,
 };
 
+// ---- bitsandbytes double quantization: nf4_dq, fp4_dq ----
+
+/**
+ * torch.linspace(start, end, steps, dtype=float32) on the CPU: step in f32, the two halves from either end, each
+ * value one fused multiply-add (start + step·i rounded once: its vectorised kernel's fmadd; the product is exact
+ * in float64 here, so one fround is that rounding).
+ */
+function linspace32(start: number, end: number, steps: number): number[] {
+  const s = fr(start);
+  const e = fr(end);
+  const step = fr((e - s) / (steps - 1));
+  const half = Math.floor(steps / 2);
+  return Array.from({ length: steps }, (_, i) => (i < half ? fr(s + step * i) : fr(e - step * (steps - i - 1))));
+}
+
+/**
+ * bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8), float32: for i in 0..6,
+ * ±10^(i−6) times the midpoints of linspace(0.1, 1, 2^i + 1); then 0 and 1; sorted (256 values, 0 at index 127).
+ */
+export const DYNAMIC_MAP: readonly number[] = (() => {
+  const data: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const b = linspace32(0.1, 1, 2 ** i + 1);
+    const means = b.slice(0, -1).map((v, k) => fr(fr(v + b[k + 1]!) / 2));
+    const scale = fr(10 ** (i - 6));
+    data.push(...means.map((m) => fr(scale * m)));
+    data.push(...means.map((m) => fr(fr(-(10 ** (i - 6))) * m)));
+  }
+  data.push(0, 1);
+  return data.sort((a, b) => a - b);
+})();
+const DYNAMIC_ZERO = DYNAMIC_MAP.indexOf(0);
+
+/** The nested formats' 4-bit format (their codes are its codes). */
+const NESTED: Readonly<Record<NestedFormat, "nf4" | "fp4">> = { nf4_dq: "nf4", fp4_dq: "fp4" };
+/** Blocks per group, the group header's bytes (absmax2, offset) and a block's (q, then 32 code bytes). */
+const GROUP_BLOCKS = 256;
+const GROUP_HEADER = 8;
+const NESTED_BLOCK = 33;
+const GROUP_BYTES = GROUP_HEADER + GROUP_BLOCKS * NESTED_BLOCK; // 8456, a multiple of 4: every header word-aligned
+
+const isNested = (f: PackedFormat): f is NestedFormat => Object.hasOwn(NESTED, f);
+
+/**
+ * The index of the nearest DYNAMIC_MAP value to v (in [−1, 1]), the first of ties, distances |v − map[k]| in f32:
+ * the argmin of bitsandbytes' CPU kernel over all 256, found by bisection (the map is sorted, so the distances
+ * fall to the first value at or above v and rise after it; the scan of its neighbours keeps the argmin's ties).
+ */
+function nearestDynamic(v: number): number {
+  let lo = 0;
+  let hi = 255;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (DYNAMIC_MAP[mid]! < v) lo = mid + 1;
+    else hi = mid;
+  }
+  let best = Math.max(0, lo - 2);
+  let bestDiff = Math.abs(fr(v - DYNAMIC_MAP[best]!));
+  for (let k = best + 1; k <= Math.min(255, lo + 1); k++) {
+    const d = Math.abs(fr(v - DYNAMIC_MAP[k]!));
+    if (d < bestDiff) [best, bestDiff] = [k, d];
+  }
+  return best;
+}
+
+/** Bytes of nb blocks of a nested format: 33 a block, 8 a group of 256 (the last one maybe partial). */
+const nestedBytes = (nb: number) => NESTED_BLOCK * nb + GROUP_HEADER * Math.ceil(nb / GROUP_BLOCKS);
+/** The whole blocks in `bytes` bytes of a nested format (any padding after the last block ignored). */
+function nestedBlocks(bytes: number): number {
+  const groups = Math.floor(bytes / GROUP_BYTES);
+  const rest = bytes - groups * GROUP_BYTES;
+  return groups * GROUP_BLOCKS + (rest > GROUP_HEADER ? Math.floor((rest - GROUP_HEADER) / NESTED_BLOCK) : 0);
+}
+
+/**
+ * The nested layout of nf4 / fp4 bytes (36-byte blocks: absmax f32, then 32 code bytes): bitsandbytes' double
+ * quantization of the absmax vector (the file's header), the codes as they are.
+ */
+function nest(plain: Uint8Array): Uint8Array {
+  const src = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
+  const nb = plain.byteLength / 36;
+  const a = Float64Array.from({ length: nb }, (_, i) => src.getFloat32(36 * i, true));
+  let sum = 0;
+  for (const v of a) sum += v;
+  const offset = nb ? fr(sum / nb) : 0;
+  const out = new Uint8Array(nestedBytes(nb));
+  const view = new DataView(out.buffer);
+  for (let s = 0; s < nb; s += GROUP_BLOCKS) {
+    const g = (s / GROUP_BLOCKS) * GROUP_BYTES;
+    const x = Array.from({ length: Math.min(nb, s + GROUP_BLOCKS) - s }, (_, j) => fr(a[s + j]! - offset));
+    const absmax2 = x.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    const inv = fr(1 / absmax2);
+    view.setFloat32(g, absmax2, true);
+    view.setFloat32(g + 4, offset, true);
+    for (let j = 0; j < x.length; j++) {
+      const o = g + GROUP_HEADER + NESTED_BLOCK * j;
+      // absmax2 = 0 (every absmax the offset): any q gives map[q]·0 + offset; 0's index says so.
+      view.setUint8(o, absmax2 > 0 ? nearestDynamic(Math.min(1, Math.max(-1, fr(x[j]! * inv)))) : DYNAMIC_ZERO);
+      out.set(plain.subarray(36 * (s + j) + 4, 36 * (s + j) + 36), o + 1);
+    }
+  }
+  return out;
+}
+
+/** Decodes `nb` blocks of a nested format: absmax' = (map[q]·absmax2) + offset in f32, then as its 4-bit format. */
+function decodeNested(format: NestedFormat, view: DataView, nb: number): Float32Array {
+  const table = NESTED[format] === "nf4" ? NF4_CODE : FP4_CODE;
+  const y = new Float32Array(64 * nb);
+  for (let i = 0; i < nb; i++) {
+    const g = Math.floor(i / GROUP_BLOCKS) * GROUP_BYTES;
+    const o = g + GROUP_HEADER + NESTED_BLOCK * (i % GROUP_BLOCKS);
+    const absmax = fr(fr(DYNAMIC_MAP[view.getUint8(o)]! * view.getFloat32(g, true)) + view.getFloat32(g + 4, true));
+    decode4(table, view, o + 1, absmax, y, 64 * i);
+  }
+  return y;
+}
+
+/** Every packed format's storage (format.ts's table reads it). */
+export const LAYOUTS: Readonly<Record<PackedFormat, PackedLayout>> = {
+  ...(Object.fromEntries(Object.entries(CODECS).map(([f, c]) => [f, { blockSize: c.blockSize, bytesPerBlock: c.bytesPerBlock }])) as Record<BlockFormat, PackedLayout>),
+  nf4_dq: { blockSize: 64, bytesPerBlock: NESTED_BLOCK, group: { blocks: GROUP_BLOCKS, headerBytes: GROUP_HEADER } },
+  fp4_dq: { blockSize: 64, bytesPerBlock: NESTED_BLOCK, group: { blocks: GROUP_BLOCKS, headerBytes: GROUP_HEADER } },
+};
+
 /** "a" or "an" before a format's name as said (an f16, an nf4, an int8; a q4_0, a bf16). */
 export function article(format: string): string {
   return /^[aefhilmnorsx]/.test(format) ? "an" : "a";
@@ -407,12 +563,12 @@ export function article(format: string): string {
  * GGUF tensor types (ggml's enum ggml_type, gguf's GGMLQuantizationType) to their format's name here, for the
  * GGUF loader: the types webtune reads. A tensor of another type (Q2_K, IQ4_XS, …) is an error naming it.
  */
-export const GGML_TYPE_FORMATS: Readonly<Record<number, "f32" | "f16" | PackedFormat>> = {
+export const GGML_TYPE_FORMATS: Readonly<Record<number, "f32" | "f16" | BlockFormat>> = {
   0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 6: "q5_0", 7: "q5_1", 8: "q8_0", 12: "q4_k", 13: "q5_k", 14: "q6_k", 30: "bf16",
 };
 
 export function isPackedFormat(f: string): f is PackedFormat {
-  return Object.hasOwn(CODECS, f);
+  return Object.hasOwn(LAYOUTS, f);
 }
 
 /**
@@ -420,7 +576,7 @@ export function isPackedFormat(f: string): f is PackedFormat {
  * "weight [3, 40]: a q4_0 row of 40 elements is not whole blocks of 32; use a format with smaller blocks or keep it in f16".
  */
 export function blockShapeError(format: PackedFormat, shape: readonly number[], what = "tensor"): string | null {
-  const bs = CODECS[format].blockSize;
+  const bs = LAYOUTS[format].blockSize;
   const K = shape.length ? shape[shape.length - 1]! : 1;
   if (K % bs === 0) return null;
   return `${what} [${shape.join(", ")}]: ${article(format)} ${format} row of ${K} elements is not whole blocks of ${bs}; keep it in f32, f16 or a format whose block divides ${K}`;
@@ -428,9 +584,16 @@ export function blockShapeError(format: PackedFormat, shape: readonly number[], 
 
 /**
  * Bytes of one row of `rowLength` elements (whole blocks): rows are contiguous, so a loader moves whole rows of
- * packed data (GGUF's Q/K row permutation undone on q4_k bytes) by rowBytes-sized slices.
+ * packed data (GGUF's Q/K row permutation undone on q4_k bytes, row blocks of a table) by rowBytes-sized slices.
+ * Not the nested formats: their rows share groups' headers (split the values before quantizing instead).
  */
 export function rowBytes(format: PackedFormat, rowLength: number): number {
+  if (isNested(format)) {
+    throw new Error(
+      `rowBytes: ${article(format)} ${format} tensor's rows are not runs of bytes of their own (its blocks share groups of 256 with one absmax2 and offset); ` +
+        `quantize each row block separately instead of slicing the bytes`,
+    );
+  }
   const c = CODECS[format];
   const err = blockShapeError(format, [rowLength]);
   if (err) throw new Error(`rowBytes: ${err}`);
@@ -442,6 +605,7 @@ export function rowBytes(format: PackedFormat, rowLength: number): number {
  * whole blocks (the upload pads to 4). int8 takes each row's absmax of the f16-cast values as its scale.
  */
 export function quantize(format: PackedFormat, values: Float32Array, rowLength: number = values.length, what = "tensor"): Uint8Array {
+  if (isNested(format)) return nest(quantize(NESTED[format], values, rowLength, what));
   const c = CODECS[format];
   const rows = rowLength > 0 ? values.length / rowLength : 0;
   if (!Number.isInteger(rows)) throw new Error(`quantize: ${values.length} values are not whole rows of ${rowLength}`);
@@ -466,14 +630,20 @@ export function quantize(format: PackedFormat, values: Float32Array, rowLength: 
 
 /** The f32 values of `n` elements (default: all whole blocks) stored as `bytes` in `format`. */
 export function dequantize(format: PackedFormat, bytes: ArrayBuffer | ArrayBufferView, n?: number): Float32Array {
-  const c = CODECS[format];
+  const { blockSize, bytesPerBlock } = LAYOUTS[format];
   const view = bytes instanceof ArrayBuffer ? new DataView(bytes) : new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const nb = n === undefined ? Math.floor(view.byteLength / c.bytesPerBlock) : Math.ceil(n / c.blockSize);
-  if (nb * c.bytesPerBlock > view.byteLength) {
-    throw new Error(`dequantize: ${n} ${format} elements need ${nb * c.bytesPerBlock} bytes, got ${view.byteLength}`);
+  const nested = isNested(format);
+  const size = nested ? nestedBytes : (blocks: number) => blocks * bytesPerBlock;
+  const whole = nested ? nestedBlocks(view.byteLength) : Math.floor(view.byteLength / bytesPerBlock);
+  const nb = n === undefined ? whole : Math.ceil(n / blockSize);
+  if (size(nb) > view.byteLength) throw new Error(`dequantize: ${n} ${format} elements need ${size(nb)} bytes, got ${view.byteLength}`);
+  let y: Float32Array;
+  if (nested) y = decodeNested(format, view, nb);
+  else {
+    const c = CODECS[format];
+    y = new Float32Array(nb * blockSize);
+    for (let i = 0; i < nb; i++) c.decode(view, i * bytesPerBlock, y, i * blockSize);
   }
-  const y = new Float32Array(nb * c.blockSize);
-  for (let i = 0; i < nb; i++) c.decode(view, i * c.bytesPerBlock, y, i * c.blockSize);
   return n === undefined || n === y.length ? y : y.slice(0, n);
 }
 
@@ -544,8 +714,10 @@ fn $w_scale_min(o: u32, s: u32) -> vec2<f32> {
 
 const fn = (body: string) => `fn $load(base: u32, j: u32, len: u32) -> vec4<f32> {\n  let e = base + min(j, len - 4u);\n${body}\n}\n`;
 const wgslFloat = (v: number) => (Number.isInteger(v) ? `${v}.0` : String(v));
-const codeTable = (t: readonly number[]) =>
-  `var<private> $w_code: array<f32, 16> = array<f32, 16>(${t.map((v) => (Object.is(v, -0) ? "-0.0" : wgslFloat(v))).join(", ")});\n`;
+/** A table of f32 values as a private WGSL array `name` (exact: each literal is the f32's shortest decimal). */
+const wgslTable = (name: string, t: readonly number[]) =>
+  `var<private> ${name}: array<f32, ${t.length}> = array<f32, ${t.length}>(${t.map((v) => (Object.is(v, -0) ? "-0.0" : wgslFloat(v))).join(", ")});\n`;
+const codeTable = (t: readonly number[]) => wgslTable("$w_code", t);
 
 const BNB4 = fn(`  let o = (e / 64u) * 36u;
   let i = e % 64u;
@@ -553,6 +725,15 @@ const BNB4 = fn(`  let o = (e / 64u) * 36u;
   let h = ($w[at >> 2u] >> ((at & 2u) * 8u)) & 0xFFFFu;
   let c = vec4<u32>(h >> 4u, h, h >> 12u, h >> 8u) & vec4<u32>(15u);
   return vec4<f32>($w_code[c.x], $w_code[c.y], $w_code[c.z], $w_code[c.w]) * bitcast<f32>($w[o >> 2u]);`);
+
+// Nested: the block's absmax from its group's header and its q (one byte at any alignment), then 2 code bytes
+// (4 elements, a 16-bit run at any alignment: 33-byte blocks).
+const NESTED_LOAD = `${wgslTable("$w_dmap", DYNAMIC_MAP)}${fn(`  let g = (e / ${GROUP_BLOCKS * 64}u) * ${GROUP_BYTES}u;
+  let o = g + ${GROUP_HEADER}u + ((e / 64u) % ${GROUP_BLOCKS}u) * ${NESTED_BLOCK}u;
+  let absmax = $w_dmap[$w_byte(o)] * bitcast<f32>($w[g >> 2u]) + bitcast<f32>($w[(g >> 2u) + 1u]);
+  let h = $w_word(o + 1u + (e % 64u) / 2u) & 0xFFFFu;
+  let c = vec4<u32>(h >> 4u, h, h >> 12u, h >> 8u) & vec4<u32>(15u);
+  return vec4<f32>($w_code[c.x], $w_code[c.y], $w_code[c.z], $w_code[c.w]) * absmax;`)}`;
 
 /** The WGSL of each packed format's load (with WGSL_COMMON's helpers). */
 export const PACKED_WGSL: Readonly<Record<PackedFormat, string>> = Object.fromEntries(
@@ -608,6 +789,8 @@ fn $load(base: u32, j: u32, len: u32) -> vec4<f32> {
   return ($w_f16(o + 208u) * sc) * q;`),
     nf4: codeTable(NF4_CODE) + BNB4,
     fp4: codeTable(FP4_CODE) + BNB4,
+    nf4_dq: codeTable(NF4_CODE) + NESTED_LOAD,
+    fp4_dq: codeTable(FP4_CODE) + NESTED_LOAD,
     int8: fn(`  let o = (e / 32u) * 36u;
   return ($w_i8x4($w[(o + 4u + e % 32u) >> 2u]) * bitcast<f32>($w[o >> 2u])) * ${wgslFloat(INV127)};`),
   } satisfies Record<PackedFormat, string>).map(([f, body]) => [f, `${WGSL_COMMON}${body}`]),

@@ -1,17 +1,19 @@
 // Quantize on load (src/models/quantization.ts): from_pretrained(dir, { quantization_config }) with
-// bitsandbytes' keys stores the decoder's linear weights as nf4 / fp4 / int8 (double-quantized absmax for
-// bnb_4bit_use_double_quant) and leaves the embedding, norms and LM head f32; the loss and every LoRA gradient
+// bitsandbytes' keys stores the decoder's linear weights as nf4 / fp4 / int8 (nf4_dq / fp4_dq, the absmax
+// double-quantized and stored packed, for bnb_4bit_use_double_quant) and leaves the embedding, norms and LM head f32; the loss and every LoRA gradient
 // equal transformers + PEFT in float64 with the weights replaced by bitsandbytes' dequantization, computed
 // independently in numpy (tools/fixtures/quantized.py → tests/fixtures/quantized.json). Also: the linears'
-// bytes (about 1/7 of f32), memoryStats, the frozen base, the saved adapter, and errors for bad configs.
+// bytes (about 1/7 of f32; double quantization's 33 bytes a block and 8 a group of 256 instead of 36 a block), memoryStats,
+// the frozen base, the saved adapter, and errors for bad configs.
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { AutoModelForCausalLM, memoryStats, PeftModel, tidy, type LlamaForCausalLM } from "../../src/index.ts";
-import { doubleQuantizeAbsmax, DYNAMIC_MAP, parseQuantizationConfig, type BitsAndBytesConfig } from "../../src/models/quantization.ts";
-import { quantize } from "../../src/tensor/quant.ts";
+import { parseQuantizationConfig, type BitsAndBytesConfig } from "../../src/models/quantization.ts";
+import { formatBytes } from "../../src/tensor/format.ts";
+import { dequantize, DYNAMIC_MAP, quantize } from "../../src/tensor/quant.ts";
 import { makeAdapter, makeModel } from "../../tools/make-model.ts";
 import { expectAllClose, setup } from "../helpers.ts";
 
@@ -53,18 +55,26 @@ test("the dynamic map of the nested statistics is bitsandbytes' create_dynamic_m
   assert.deepEqual([...DYNAMIC_MAP], FIX.dynamic_map);
 });
 
-test("double quantization: the absmax words are bitsandbytes' dequantized nested statistics", async () => {
+test("double quantization: nf4_dq's values are nf4's codes times bitsandbytes' dequantized nested statistics, on the GPU too", async () => {
   const model = await load(null);
+  const dq = await load({ load_in_4bit: true, bnb_4bit_quant_type: "nf4", bnb_4bit_use_double_quant: true });
   try {
     const w = model.named_parameters().find(([n]) => n === FIX.nested.weight)![1];
     const values = (await w.toArray()) as Float32Array;
-    const bytes = doubleQuantizeAbsmax(quantize("nf4", values, w.shape[1]!));
-    const view = new DataView(bytes.buffer);
-    const got = Array.from({ length: bytes.length / 36 }, (_, i) => view.getFloat32(36 * i, true));
-    // The offset (their mean) is summed in float64 here and by numpy: equal to the last bit.
-    assert.deepEqual(got, FIX.nested.absmax);
+    // Plain nf4 with each block's absmax word replaced by numpy's nested absmax' (the offset, their mean, is summed
+    // in float64 here and by numpy: equal to the last bit).
+    const plain = quantize("nf4", values, w.shape[1]!);
+    const view = new DataView(plain.buffer);
+    assert.equal(plain.length / 36, FIX.nested.absmax.length);
+    FIX.nested.absmax.forEach((a, i) => view.setFloat32(36 * i, a, true));
+    const want = dequantize("nf4", plain);
+    assert.deepEqual(dequantize("nf4_dq", quantize("nf4_dq", values, w.shape[1]!)), want, "host");
+    const stored = dq.named_parameters().find(([n]) => n === FIX.nested.weight)![1];
+    assert.equal(stored.dtype, "nf4_dq");
+    assert.deepEqual(await stored.toArray(), want, "the loaded model's buffer");
   } finally {
     model.dispose();
+    dq.dispose();
   }
 });
 
@@ -72,7 +82,8 @@ for (const [name, c] of Object.entries(FIX.cases)) {
   test(`${name}: loss and LoRA gradients equal float64 PyTorch with bitsandbytes' dequantized linear weights`, async () => {
     const model = await load(c.quantization_config);
     try {
-      const want = c.quantization_config ? (c.quantization_config.load_in_8bit ? "int8" : name === "fp4" ? "fp4" : "nf4") : "f32";
+      // The cases are named by the linears' format: nf4, fp4, nf4_dq (double quant), int8.
+      const want = c.quantization_config ? name : "f32";
       for (const [n, t] of model.named_parameters()) assert.equal(t.dtype, isLinear(n) ? want : "f32", `${n} is ${t.dtype}`);
       const peft = await PeftModel.from_pretrained(model, adapterDir, { is_trainable: true });
       const out = tidy(() => peft.forward({ input_ids: FIX.input_ids, attention_mask: FIX.attention_mask, labels: FIX.labels }));
@@ -101,18 +112,27 @@ for (const [name, c] of Object.entries(FIX.cases)) {
   });
 }
 
-test("nf4 and int8 linears take 36/256 and 36/128 of their f32 bytes; the rest stays f32 (memoryStats agrees)", async () => {
+test("nf4 and int8 linears take 36/256 and 36/128 of their f32 bytes, double-quantized fp4_dq less than nf4; the rest stays f32 (memoryStats agrees)", async () => {
   const before0 = memoryStats().liveBytes;
   const f = await load(null);
   const floatLive = memoryStats().liveBytes - before0;
   const before1 = memoryStats().liveBytes;
-  const q = await load({ load_in_4bit: true, bnb_4bit_quant_type: "nf4", bnb_4bit_use_double_quant: true });
+  const q = await load({ load_in_4bit: true, bnb_4bit_quant_type: "nf4" });
   const nf4Live = memoryStats().liveBytes - before1;
   const i8 = await load({ load_in_8bit: true });
+  const dq = await load({ load_in_4bit: true, bnb_4bit_quant_type: "fp4", bnb_4bit_use_double_quant: true });
   try {
     const lin = weightBytes(f, isLinear);
     assert.equal(weightBytes(q, isLinear), (lin * 36) / 256, "nf4: 4.5 bits a weight (≈ 1/7.1 of f32)");
     assert.equal(weightBytes(i8, isLinear), (lin * 36) / 128, "int8: 9 bits a weight");
+    // Double quantization: 33 bytes a 64-block plus 8 per group of 256 blocks. Each linear here is one partial group
+    // (q, o [64, 64]: 64 blocks; k, v [32, 64]: 32; gate, up [128, 64], down [64, 128]: 128), so per layer
+    // 576 blocks in 7 groups: (576·33 + 7·8) / (576·36) = 19064 / 20736 of nf4's bytes.
+    const linears = dq.named_parameters().filter(([n]) => isLinear(n));
+    assert.ok(linears.every(([, t]) => t.dtype === "fp4_dq"));
+    assert.equal(weightBytes(dq, isLinear), linears.reduce((s, [, t]) => s + formatBytes("fp4_dq", t.size), 0));
+    assert.equal(weightBytes(dq, isLinear) * 20736, weightBytes(q, isLinear) * 19064, "fp4_dq: 19064/20736 of nf4 on this model");
+    assert.equal(weightBytes(dq, (n) => !isLinear(n)), weightBytes(f, (n) => !isLinear(n)));
     const rest = (m: LlamaForCausalLM) => weightBytes(m, (n) => !isLinear(n));
     assert.equal(rest(q), rest(f));
     // The pool rounds buffers up to size classes: the saving shows within a few percent.
@@ -122,6 +142,7 @@ test("nf4 and int8 linears take 36/256 and 36/128 of their f32 bytes; the rest s
     f.dispose();
     q.dispose();
     i8.dispose();
+    dq.dispose();
   }
 });
 

@@ -3,7 +3,8 @@
 // kernel (and the embedding gather from a packed table, which must equal the dequantized rows exactly), equal float64 products with the host's dequantized W (the kernel's f32 accumulation, and a multiply
 // and add a compiler may fuse, are the only differences). Odd M; rows of several blocks, so rows of the
 // byte-packed GGUF layouts start off word boundaries; every kernel of shaders/matmul.wgsl (register tile,
-// workgroup tile, both small-M kernels) on some format.
+// workgroup tile, both small-M kernels) on some format. The double-quantized nf4_dq / fp4_dq (blocks in groups of
+// 256 behind a header) also on a weight of two groups, the last partial, whose rows straddle the group boundary.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import {
@@ -28,7 +29,7 @@ after(() => {
 });
 
 const TOL = { atol: 2e-5, rtol: 2e-5 };
-const PACKED: PackedFormat[] = ["bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "nf4", "fp4", "int8"];
+const PACKED: PackedFormat[] = ["bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "nf4", "fp4", "nf4_dq", "fp4_dq", "int8"];
 
 /** Rows of several blocks: 3 blocks of 32 (q4_0's 54-byte rows start at 2 mod 4), 2 super-blocks of 256, 2 of 64. */
 const rowLength = (f: PackedFormat) => ({ 1: 36, 32: 96, 64: 128, 256: 512 })[WEIGHT_FORMATS[f].blockSize]!;
@@ -62,8 +63,7 @@ function weightValues(N: number, K: number, seed: number): Float32Array {
 }
 
 /** linear(x, W) and dx with W in `format`, against float64 with the host's dequantized W. */
-async function checkLinear(format: PackedFormat, M: number, N: number, label: string): Promise<void> {
-  const K = rowLength(format);
+async function checkLinear(format: PackedFormat, M: number, N: number, label: string, K = rowLength(format)): Promise<void> {
   const wVals = weightValues(N, K, 7);
   const bytes = quantize(format, wVals, K);
   const wd = WEIGHT_FORMATS[format].toFloat32(bytes.buffer as ArrayBuffer);
@@ -117,17 +117,37 @@ test("the workgroup-tile and both small-M kernels read packed weights too", asyn
   }
 });
 
-test("lora_linear on a q4_k base: y and dx equal float64 with the dequantized base", async () => {
-  const [M, N, K, R] = [5, 3, 256, 2];
+test("nf4_dq / fp4_dq weights of two nested groups (325 blocks: 256 and a partial 69, rows of 5 across the boundary): y and dx", async () => {
+  const reg = MATMUL_CONFIGS.cpu[0]!;
+  try {
+    for (const format of ["nf4_dq", "fp4_dq"] as const) {
+      forceMatmulConfig(reg);
+      await checkLinear(format, 17, 65, configName(reg), 320);
+      forceMatmulConfig(null);
+      await checkLinear(format, 3, 65, "default small-M kernel", 320);
+    }
+  } finally {
+    forceMatmulConfig(null);
+  }
+});
+
+for (const [f, N, K] of [["q4_k", 3, 256], ["nf4_dq", 65, 320]] as const) {
+  test(`lora_linear on a ${f} base [${N}, ${K}]: y and dx equal float64 with the dequantized base`, async () => {
+    await checkLora(f, N, K);
+  });
+}
+
+async function checkLora(f: PackedFormat, N: number, K: number): Promise<void> {
+  const [M, R] = [5, 2];
   const wVals = weightValues(N, K, 11);
-  const wd = WEIGHT_FORMATS.q4_k.toFloat32(quantize("q4_k", wVals, K).buffer as ArrayBuffer);
+  const wd = WEIGHT_FORMATS[f].toFloat32(quantize(f, wVals, K).buffer as ArrayBuffer);
   const xVals = Float32Array.from(rand(M * K, 12));
   const aVals = Float32Array.from(rand(R * K, 13));
   const bVals = Float32Array.from(rand(N * R, 14));
   const dyVals = Float32Array.from(rand(M * N, 15));
   const scaling = 2;
   const x = Tensor.fromArray(xVals, [M, K], { requires_grad: true });
-  const w = Tensor.fromArray(wVals, [N, K], { dtype: "q4_k" });
+  const w = Tensor.fromArray(wVals, [N, K], { dtype: f });
   const A = Tensor.fromArray(aVals, [R, K], { requires_grad: true });
   const B = Tensor.fromArray(bVals, [N, R], { requires_grad: true });
   const y = lora_linear(x, w, null, A, B, { scaling });
@@ -137,12 +157,14 @@ test("lora_linear on a q4_k base: y and dx equal float64 with the dequantized ba
   const wantY = mmT(xVals, wd, M, N, K).map((v, i) => v + scaling * mmT(u, bVals, M, N, R)[i]!);
   const g = mm(dyVals, bVals, M, N, R);
   const wantDx = mm(dyVals, wd, M, N, K).map((v, i) => v + scaling * mm(g, aVals, M, R, K)[i]!);
-  expectAllClose(await y.toArray(), wantY, TOL, "y");
-  expectAllClose(await x.grad!.toArray(), wantDx, TOL, "dx");
+  expectAllClose(await y.toArray(), wantY, TOL, `${f} y`);
+  expectAllClose(await x.grad!.toArray(), wantDx, TOL, `${f} dx`);
   assert.equal(w.grad, null);
-});
+  for (const t of [x, w, A, B, y]) t.dispose();
+}
 
-const TWO_ROUNDINGS = new Set<PackedFormat>(["q4_1", "q5_1", "q4_k", "q5_k", "q6_k", "int8"]);
+// nf4_dq / fp4_dq: absmax' = map[q]·absmax2 + offset, then times the code value.
+const TWO_ROUNDINGS = new Set<PackedFormat>(["q4_1", "q5_1", "q4_k", "q5_k", "q6_k", "nf4_dq", "fp4_dq", "int8"]);
 
 test("embedding from a packed table equals the host's dequantized rows (bit for bit where no multiply-add fuses)", async () => {
   const V = 5;
@@ -152,11 +174,18 @@ test("embedding from a packed table equals the host's dequantized rows (bit for 
     const vals = weightValues(V, C, 21);
     const wd = WEIGHT_FORMATS[format].toFloat32(quantize(format, vals, C).buffer as ArrayBuffer);
     const w = Tensor.fromArray(vals, [V, C], { dtype: format });
-    // The table whole, and as row blocks (a vocabulary larger than one binding: rows 0-1 and 2-4).
-    const blocks = [Tensor.fromArray(vals.subarray(0, 2 * C), [2, C], { dtype: format }), Tensor.fromArray(vals.subarray(2 * C), [V - 2, C], { dtype: format })];
-    const want = new Float32Array(ids.length * C);
-    ids.forEach((id, n) => want.set(wd.subarray(id * C, (id + 1) * C), n * C));
-    for (const [how, y] of [["whole", embedding(w, ids, [1, ids.length])], ["row blocks", embedding(blocks, ids, [1, ids.length])]] as const) {
+    // The table whole, and as row blocks (a vocabulary larger than one binding: rows 0-1 and 2-4), each block
+    // quantized on its own (nf4_dq / fp4_dq: with its own nested statistics).
+    const parts = [vals.subarray(0, 2 * C), vals.subarray(2 * C)];
+    const blocks = parts.map((v) => Tensor.fromArray(v, [v.length / C, C], { dtype: format }));
+    const wdBlocks = Float32Array.from(parts.flatMap((v) => [...WEIGHT_FORMATS[format].toFloat32(quantize(format, v, C).buffer as ArrayBuffer)]));
+    const gather = (table: Float32Array) => {
+      const out = new Float32Array(ids.length * C);
+      ids.forEach((id, n) => out.set(table.subarray(id * C, (id + 1) * C), n * C));
+      return out;
+    };
+    const cases = [["whole", embedding(w, ids, [1, ids.length]), gather(wd)], ["row blocks", embedding(blocks, ids, [1, ids.length]), gather(wdBlocks)]] as const;
+    for (const [how, y, want] of cases) {
       assert.deepEqual(y.shape, [1, ids.length, C]);
       // Two roundings ((d·sc)·q, d·q + m, (q·absmax)·(1/127)): a GPU compiler may fuse or reassociate them
       // (llvmpipe reassociates int8's product; SwiftShader keeps every order): an ulp or so apart. One rounding
@@ -219,12 +248,11 @@ test("packed weights: rows must be whole blocks, the weight frozen, and in the b
 const _typed: WeightFormat = "q4_k";
 void _typed;
 
-test("the fused cross-entropy's LM head packed (q8_0, q4_k; row blocks too): loss, metrics and dh equal those of the dequantized f32 head", async () => {
+test("the fused cross-entropy's LM head packed (q8_0, q4_k, nf4_dq; row blocks too): loss, metrics and dh equal those of the dequantized f32 head", async () => {
   const [R, V, C] = [7, 33, 256];
   const labels = Int32Array.from({ length: R }, (_, i) => (i === 3 ? -100 : (i * 11) % V));
-  for (const f of ["q8_0", "q4_k"] as const) {
+  for (const f of ["q8_0", "q4_k", "nf4_dq"] as const) {
     const wVals = weightValues(V, C, 31);
-    const wd = WEIGHT_FORMATS[f].toFloat32(quantize(f, wVals, C).buffer as ArrayBuffer);
     const hVals = Float32Array.from(rand(R * C, 32));
     const run = async (w: Tensor | Tensor[]) => {
       const h = Tensor.fromArray(hVals, [R, C], { requires_grad: true });
@@ -232,9 +260,12 @@ test("the fused cross-entropy's LM head packed (q8_0, q4_k; row blocks too): los
       out.loss.backward();
       return { loss: await out.loss.item(), dh: (await h.grad!.toArray()) as Float32Array, correct: await out.metrics.correct.item() };
     };
-    const want = await run(Tensor.fromArray(wd, [V, C]));
-    for (const w of [Tensor.fromArray(wVals, [V, C], { dtype: f }), [Tensor.fromArray(wVals.subarray(0, 17 * C), [17, C], { dtype: f }), Tensor.fromArray(wVals.subarray(17 * C), [V - 17, C], { dtype: f })]]) {
-      const got = await run(w);
+    // The head whole and as row blocks, each block quantized on its own (nf4_dq: with its own nested statistics).
+    for (const parts of [[wVals], [wVals.subarray(0, 17 * C), wVals.subarray(17 * C)]]) {
+      const wd = Float32Array.from(parts.flatMap((p) => [...WEIGHT_FORMATS[f].toFloat32(quantize(f, p, C).buffer as ArrayBuffer)]));
+      const want = await run(Tensor.fromArray(wd, [V, C]));
+      const blocks = parts.map((p) => Tensor.fromArray(p, [p.length / C, C], { dtype: f }));
+      const got = await run(blocks.length === 1 ? blocks[0]! : blocks);
       expectAllClose([got.loss], [want.loss], TOL, `${f} loss`);
       expectAllClose(got.dh, want.dh, TOL, `${f} dh`);
       assert.equal(got.correct, want.correct, `${f} accuracy`);
