@@ -10,10 +10,12 @@
 //
 // The bases, all from the same weights (tools/make-model.ts, seed 1, the preset's published config.json):
 //   f32   from_pretrained(dir): the safetensors model as it is.
-//   f16   from_pretrained(dir, { dtype: "float16" }): decoder linears in f16 (embedding and norms f32); skipped,
-//         with a note, where the adapter lacks shader-f16.
-//   nf4   from_pretrained(dir, { quantization_config: { load_in_4bit: true, bnb_4bit_quant_type: "nf4" } }):
-//         bitsandbytes NF4 (blocks of 64, f32 absmax) quantized on the host while loading.
+//   f16   from_pretrained(dir, { dtype: "float16" }): decoder linears, embedding and head in f16 (norms f32);
+//         skipped, with a note, where the adapter lacks shader-f16.
+//   nf4   from_pretrained(dir, { dtype: "bfloat16", quantization_config: { load_in_4bit: true,
+//         bnb_4bit_quant_type: "nf4" } }): QLoRA as `trl sft --dtype bfloat16 --load_in_4bit` loads it: the
+//         linears bitsandbytes NF4 (blocks of 64, f32 absmax) quantized on the host while loading, the embedding
+//         and head in bf16 (norms f32).
 //   q4_k  from_pretrained("<preset>-q4_k.gguf"): a GGUF file written here in TS (src/models/gguf_writer.ts, no
 //         Python), loaded through the real GGUF path, which keeps block-format linears packed on the GPU. Every
 //         2-D weight whose rows are whole blocks of 256 is Q4_K; the others (Qwen2.5-0.5B's 896-wide rows)
@@ -188,7 +190,7 @@ async function load(preset: ModelPreset, base: Base, dir: string): Promise<{ mod
   if (base === "f32") return { model: await AutoModelForCausalLM.from_pretrained(dir) };
   if (base === "f16") return { model: await AutoModelForCausalLM.from_pretrained(dir, { dtype: "float16" }) };
   if (base === "nf4") {
-    return { model: await AutoModelForCausalLM.from_pretrained(dir, { quantization_config: { load_in_4bit: true, bnb_4bit_quant_type: "nf4" } }) };
+    return { model: await AutoModelForCausalLM.from_pretrained(dir, { dtype: "bfloat16", quantization_config: { load_in_4bit: true, bnb_4bit_quant_type: "nf4" } }) };
   }
   const { path, types } = q4kGGUF(preset);
   return { model: await AutoModelForCausalLM.from_pretrained(path), types };

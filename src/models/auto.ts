@@ -12,7 +12,7 @@ import type { SourceOptions } from "../io/http.ts";
 import { openGGUFLocation, openSource, type ModelLocation } from "../io/open.ts";
 import type { ByteFile, ModelSource } from "../io/source.ts";
 import { GGUFFile, GGUFWeights, ggufConfig } from "./gguf.ts";
-import { rowBytes, type PackedFormat } from "../tensor/quant.ts";
+import { quantize, rowBytes, type PackedFormat } from "../tensor/quant.ts";
 import { splitRows } from "../ops/row_blocks.ts";
 import { checkQuantizable, parseQuantizationConfig, quantizedFormat, quantizeWeight, type BitsAndBytesConfig } from "./quantization.ts";
 import { LlamaForCausalLM, type VocabWeight } from "./llama.ts";
@@ -22,12 +22,16 @@ export interface PretrainedOptions extends SourceOptions {
   /** The GPUDevice to use (default: webtune's shared device, requested on first use), or "webgpu". */
   device?: GPUDevice | "webgpu";
   /**
-   * How weights are stored on the GPU; compute is always f32. "auto" and "float32": f32 (F16/BF16 files are
-   * widened as they load). "float16": the decoder's linear weights (the bulk of a model) are stored as f16,
-   * halving their memory, which suits LoRA (they stay frozen); norms, biases, the embedding and the LM head
-   * stay f32. Needs the adapter's shader-f16 feature.
+   * How the frozen weights are stored on the GPU; compute is always f32. "auto" and "float32": f32 (F16/BF16
+   * files are widened as they load). "float16": the decoder's linear weights (the bulk of a model), the
+   * embedding and the LM head are stored as f16, halving their memory, which suits LoRA (they stay frozen);
+   * needs the adapter's shader-f16 feature. "bfloat16": the same weights as bf16 (read by bit operations, so on
+   * every adapter), as transformers' dtype=torch.bfloat16 holds them. Norms and biases stay f32. Under
+   * quantization_config the linears are quantized and the dtype stores the embedding and the LM head, as
+   * transformers holds the weights bitsandbytes leaves unquantized in the model's dtype (QLoRA: bfloat16).
+   * Full fine-tuning needs "float32" (or "auto").
    */
-  dtype?: "auto" | "float32" | "float16";
+  dtype?: "auto" | "float32" | "float16" | "bfloat16";
   /**
    * Store a weight larger than this many bytes as row blocks (vocabulary-sized weights) or refuse it
    * (others); default and maximum: the adapter's maxStorageBufferBindingSize.
@@ -41,8 +45,10 @@ export interface PretrainedOptions extends SourceOptions {
   /**
    * Quantize on load, as transformers + bitsandbytes (BitsAndBytesConfig keys): `{ load_in_4bit: true,
    * bnb_4bit_quant_type: "nf4", bnb_4bit_use_double_quant: true }` stores each decoder linear weight as nf4 (or
-   * fp4), `{ load_in_8bit: true }` as LLM.int8's int8, quantized as it streams in; embeddings, norms and the LM
-   * head stay float. The model is then frozen (LoRA on top trains in f32). See models/quantization.ts.
+   * fp4; nf4_dq / fp4_dq with bnb_4bit_use_double_quant: the absmax double-quantized, stored packed as
+   * bitsandbytes does), `{ load_in_8bit: true }` as LLM.int8's int8, quantized as it streams in; embeddings, norms
+   * and the LM head stay float (in the dtype's format: see dtype). The model is then frozen (LoRA on top trains
+   * in f32). See models/quantization.ts.
    */
   quantization_config?: BitsAndBytesConfig | null;
 }
@@ -102,7 +108,7 @@ async function loadWeights(
   configName: string,
   options: { max_tensor_bytes?: number; dtype?: PretrainedOptions["dtype"]; quantization_config?: BitsAndBytesConfig | null },
 ): Promise<LlamaForCausalLM> {
-  const half = options.dtype === "float16";
+  const store = storeFormat(options.dtype);
   const quant = parseQuantizationConfig(options.quantization_config);
   if (!cfg.tie_word_embeddings && !weights.has(LM_HEAD) && weights.has(EMBED_TOKENS)) {
     throw new Error(`${where}: ${configName} has tie_word_embeddings false but the weights have no ${LM_HEAD}`);
@@ -156,23 +162,23 @@ async function loadWeights(
         continue;
       }
       const data = fromStored(arch, w, await weights.readF32(name));
-      if (isVocabSized(w) && 4 * data.length > limit) {
+      // Frozen float weights (the linears and the vocabulary-sized ones; not norms and biases) in the dtype's
+      // storage format; a quantized linear in its block format.
+      const q = w.role === "linear" ? quantizedFormat(quant, w) : null;
+      const format: StoreFormat = w.role === "linear" || isVocabSized(w) ? store : "f32";
+      const [V, C] = shape as [number, number];
+      if (isVocabSized(w) && storedBytes(format, data.length) > limit) {
         // Larger than one binding: row blocks, each its own buffer (embedding and cross-entropy take them).
-        const [, C] = shape as [number, number];
         const blocks: Tensor[] = [];
         let row = 0;
-        for (const rows of splitRows(shape[0]!, C, limit)) {
-          blocks.push(keep(Tensor.fromArray(data.subarray(row * C, (row + rows) * C), [rows, C])));
+        for (const rows of splitRows(V, Math.ceil(storedBytes(format, C) / 4), limit)) {
+          blocks.push(keep(storeTensor(data.subarray(row * C, (row + rows) * C), [rows, C], format, name)));
           row += rows;
         }
         all.push(...blocks);
         vocab.set(name, blocks);
       } else {
-        const q = quantizedFormat(quant, w);
-        const t = keep(
-          q ? quantizeWeight(quant!, q, data, shape, name)
-            : half && w.role === "linear" ? Tensor.fromArray(data, shape, { dtype: "f16" }) : Tensor.fromArray(data, shape),
-        );
+        const t = keep(q ? quantizeWeight(quant!, q, data, shape, name) : storeTensor(data, shape, format, name));
         all.push(t);
         if (isVocabSized(w)) vocab.set(name, t);
         else params.set(name, t);
@@ -196,6 +202,22 @@ async function loadWeights(
 /** The first few names of a list, for a message. */
 function few(names: string[]): string {
   return `${names.slice(0, 5).join(", ")}${names.length > 5 ? ", …" : ""}`;
+}
+
+/** How a dtype stores the frozen float weights: f32, f16 (shader-f16) or bf16 (a packed format: every adapter). */
+type StoreFormat = "f32" | "f16" | "bf16";
+
+function storeFormat(dtype: PretrainedOptions["dtype"]): StoreFormat {
+  return dtype === "float16" ? "f16" : dtype === "bfloat16" ? "bf16" : "f32";
+}
+
+function storedBytes(format: StoreFormat, n: number): number {
+  return format === "f32" ? 4 * n : format === "f16" ? 2 * n : rowBytes("bf16", n);
+}
+
+function storeTensor(data: Float32Array, shape: number[], format: StoreFormat, name: string): Tensor {
+  if (format === "bf16") return Tensor.fromQuantized(quantize("bf16", data, shape[shape.length - 1], name), shape, "bf16", name);
+  return Tensor.fromArray(data, shape, format === "f16" ? { dtype: "f16" } : {});
 }
 
 /** The [V, C] weights, stored as row blocks when one buffer binding cannot hold them. */
@@ -248,8 +270,8 @@ export const AutoModelForCausalLM = {
   async from_pretrained(location: ModelLocation | URL | Blob, options: PretrainedOptions = {}): Promise<LlamaForCausalLM> {
     const dtype = options.dtype ?? "auto";
     parseQuantizationConfig(options.quantization_config); // bad keys fail before the device or any download
-    if (dtype !== "auto" && dtype !== "float32" && dtype !== "float16") {
-      throw new Error(`from_pretrained: dtype "${String(dtype)}" is not supported; use "float32", "float16" (f16 storage of the frozen linear weights) or "auto"`);
+    if (dtype !== "auto" && dtype !== "float32" && dtype !== "float16" && dtype !== "bfloat16") {
+      throw new Error(`from_pretrained: dtype "${String(dtype)}" is not supported; use "float32", "float16" or "bfloat16" (f16 / bf16 storage of the frozen weights) or "auto"`);
     }
     await getDevice(options.device && options.device !== "webgpu" ? { device: options.device } : {});
     const missing = dtype === "float16" ? missingFeature("f16", deviceInfo()) : null;

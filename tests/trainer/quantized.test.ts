@@ -50,6 +50,35 @@ test("SFTTrainer: quantization_config both as an argument and in model_init_kwar
   await assert.rejects(full.setup(), /pass peft_config to train LoRA adapters/);
 });
 
+test("model_init_kwargs: dtype bfloat16 with a 4-bit quantization_config holds the embedding in bf16 (QLoRA); other keys are named as ignored", async () => {
+  const warnings: string[] = [];
+  const trainer = new SFTTrainer({
+    model: modelDir,
+    args: {
+      output_dir: join(root, `o${n++}`), report_to: "none",
+      model_init_kwargs: { dtype: "bfloat16", quantization_config: { load_in_4bit: true, bnb_4bit_quant_type: "nf4" }, attn_implementation: "sdpa" },
+    },
+    train_dataset: [...FACTS.slice(0, 2)] as Record<string, unknown>[],
+    peft_config: { r: 4 },
+    warn: (m) => warnings.push(m),
+  });
+  await trainer.setup();
+  try {
+    const formats = Object.fromEntries(trainer.model.named_parameters().map(([name, t]) => [name.replace(/^model\.layers\.\d+\./, ""), t.dtype]));
+    assert.equal(formats["model.embed_tokens.weight"], "bf16");
+    assert.equal(formats["self_attn.q_proj.weight"], "nf4");
+    assert.equal(formats["input_layernorm.weight"], "f32");
+    assert.ok(warnings.some((w) => /model_init_kwargs: attn_implementation ignored/.test(w)), warnings.join("; "));
+  } finally {
+    trainer.model.dispose();
+  }
+  const bad = new SFTTrainer({
+    model: modelDir, args: { output_dir: join(root, `o${n++}`), report_to: "none", model_init_kwargs: { dtype: "int4" } },
+    train_dataset: [...FACTS.slice(0, 2)] as Record<string, unknown>[], peft_config: { r: 4 }, warn: () => {},
+  });
+  await assert.rejects(bad.setup(), /model_init_kwargs.dtype "int4" is not one of/);
+});
+
 /** LoRA r 16 on 8 facts from the model id, `steps` steps; the per-step losses and the base's linear formats. */
 async function run(steps: number, over: { quantization_config?: BitsAndBytesConfig; args?: Partial<SFTConfig> }) {
   const trainer = new SFTTrainer({
@@ -71,24 +100,30 @@ async function run(steps: number, over: { quantization_config?: BitsAndBytesConf
   return { losses, formats };
 }
 
-test("memorisation on an nf4 base (double quant, via model_init_kwargs): 25 LoRA steps learn the 8 facts like the float base", async (t) => {
-  const STEPS = 25;
-  const float = await run(STEPS, {});
-  const nf4 = await run(STEPS, { args: { model_init_kwargs: { quantization_config: { load_in_4bit: true, bnb_4bit_quant_type: "nf4", bnb_4bit_use_double_quant: true } } } });
+test("memorisation on an nf4 base (double quant, via model_init_kwargs): 200 LoRA steps learn the 8 facts like the float base", async (t) => {
+  // 2 × 200 steps: about a minute on Deno's llvmpipe, several on Node's SwiftShader (its per-dispatch cost is
+  // higher); so this one runs in the Deno set (tools/run-tests.ts), which CI runs too.
+  if (!("Deno" in globalThis)) return t.skip("runs in the Deno set (llvmpipe), where 400 tiny steps are affordable");
+  const STEPS = 200;
+  const LOG = 20;
+  const float = await run(STEPS, { args: { logging_steps: LOG } });
+  const nf4 = await run(STEPS, {
+    args: { logging_steps: LOG, model_init_kwargs: { quantization_config: { load_in_4bit: true, bnb_4bit_quant_type: "nf4", bnb_4bit_use_double_quant: true } } },
+  });
   assert.deepEqual([...float.formats], ["f32"]);
-  assert.deepEqual([...nf4.formats], ["nf4"]);
+  assert.equal(nf4.formats.size, 1);
+  assert.match([...nf4.formats][0]!, /^nf4/);
+  assert.equal(nf4.losses.length, STEPS / LOG);
   const [f0, f1] = [float.losses[0]!, float.losses.at(-1)!];
   const [q0, q1] = [nf4.losses[0]!, nf4.losses.at(-1)!];
-  t.diagnostic(`float ${f0} → ${f1}; nf4 ${q0} → ${q1}`);
-  assert.equal(nf4.losses.length, STEPS);
-  // Bounds (measured on SwiftShader: float 20.29 → 1.2e-3, nf4 19.86 → 1.4e-3 in 25 steps; 8.1e-5 and 7.5e-5 in 60,
-  // which CI cannot afford): the first loss is within 10% of
-  // the float base's (the quantization error of the start), the loss ends below 0.01 (memorised: ≥ 99.9% down),
-  // and within 0.01 of where the float base ends.
+  console.log(`memorisation, ${STEPS} steps: float ${f0} → ${f1}; nf4 ${q0} → ${q1}`);
+  // Bounds (measured: see the closing note): the mean loss of the first 20 steps is within 10% of the float
+  // base's (the quantization error of the start), the loss ends below 1e-3 (memorised: ≥ 99.99% down), and
+  // within 1e-3 of where the float base ends.
   assert.ok(Math.abs(q0 - f0) < 0.1 * f0, `first loss ${q0} (nf4) vs ${f0} (float)`);
-  assert.ok(f1 < 0.01, `float: loss ${f0} → ${f1}`);
-  assert.ok(q1 < 0.01, `nf4: loss ${q0} → ${q1}: the 8 facts are not memorised`);
-  assert.ok(Math.abs(q1 - f1) < 0.01, `final loss ${q1} (nf4) vs ${f1} (float)`);
+  assert.ok(f1 < 1e-3, `float: loss ${f0} → ${f1}`);
+  assert.ok(q1 < 1e-3, `nf4: loss ${q0} → ${q1}: the 8 facts are not memorised`);
+  assert.ok(Math.abs(q1 - f1) < 1e-3, `final loss ${q1} (nf4) vs ${f1} (float)`);
 });
 
 test("int8 base through SFTTrainer's quantization_config: LoRA trains (loss falls by half in 15 steps)", async () => {
