@@ -1,6 +1,7 @@
 // Where training rows come from, streamed one at a time so a dataset larger than memory works: arrays, any
-// (async) iterable, JSON Lines / JSON / Parquet files given as a local path (Deno/Node), a URL, or a browser
-// File / Blob, and lists of those (shards, e.g. a Hub dataset's refs/convert/parquet files).
+// (async) iterable, JSON Lines / JSON / Parquet / CSV / text files given as a local path (Deno/Node), a URL, a
+// browser File / Blob, or an opened file (a ByteFile and its name: hub_datasets.ts hands Hub files over so), and
+// lists of those (shards, e.g. a Hub dataset's refs/convert/parquet files). Hub datasets by name: hub_datasets.ts.
 //
 // loadDataset(source) returns a Dataset: async-iterable, re-iterable (one pass per epoch reads the source
 // again), with skip(n) for resuming (Parquet skips whole row groups; JSON Lines skips lines without parsing them).
@@ -11,9 +12,11 @@
 // decompressed on the fly (DecompressionStream). A JSON file must hold an array of rows (or, with
 // options.field, an object whose `field` is one); a ".json" file that is really JSON Lines is read as such.
 // Parquet goes through hyparquet one row group at a time, with ranged reads (HTTP Range for URLs); int64 values
-// become numbers. The bytes come through src/io (openFile: a local file, a Blob, or HTTP with the Hub's hints).
+// become numbers. CSV (.csv, .tsv) and text (.txt) files are read as datasets' csv and text builders read them
+// (csv_text.ts). The bytes come through src/io (openFile: a local file, a Blob, or HTTP with the Hub's hints).
 import type { FetchLike } from "../io/http.ts";
 import { isFileLocation, openFile, type FileLocation, type OpenedFile } from "../io/open.ts";
+import { csvRows, textRows, type CsvOptions, type TextOptions } from "./csv_text.ts";
 
 /** One row of a dataset: a JSON object. */
 export type Row = Record<string, unknown>;
@@ -31,8 +34,17 @@ function tagRow(row: Row, where: string): Row {
   return row;
 }
 
-/** A file format a source can be read as. */
-export type DataFormat = "jsonl" | "json" | "parquet";
+/** A file format a source can be read as (datasets' builder names, "jsonl" aside: "json" reads both). */
+export type DataFormat = "jsonl" | "json" | "parquet" | "csv" | "text";
+
+/** An opened file: its bytes (ranged reads, a stream) and its name for messages and format detection. */
+export type DataFile = OpenedFile;
+
+/** Whether `x` is an opened file ({name, bytes: ByteFile}). */
+export function isDataFile(x: unknown): x is DataFile {
+  const f = x as Partial<DataFile> | null;
+  return typeof f === "object" && f !== null && typeof f.name === "string" && typeof f.bytes?.read === "function" && typeof f.bytes?.stream === "function";
+}
 
 /** Everything loadDataset takes. */
 export type DatasetSource =
@@ -42,10 +54,14 @@ export type DatasetSource =
   | AsyncIterable<Row>
   | (() => Iterable<Row> | AsyncIterable<Row>)
   | FileLocation
-  | readonly FileLocation[];
+  | DataFile
+  | readonly (FileLocation | DataFile)[];
 
-export interface LoadDatasetOptions {
-  /** How to read files: default from the name's extension (.jsonl/.ndjson, .json, .parquet, each optionally .gz), else by sniffing the first bytes. */
+export interface LoadDatasetOptions extends CsvOptions, TextOptions {
+  /**
+   * How to read files: default from the name's extension (.jsonl/.ndjson, .json, .parquet, .csv, .tsv, .txt, each
+   * optionally .gz), else by sniffing the first bytes (Parquet, JSON or JSON Lines; CSV and text are never guessed).
+   */
   format?: DataFormat;
   /** Bytes read at a time from a file, a Blob or a response body (default 1 MiB). */
   chunk_size?: number;
@@ -80,7 +96,16 @@ export class Dataset implements AsyncIterable<Row> {
     private readonly offset = 0,
     private readonly total: number | null = null,
     private readonly counter: (() => Promise<number | null>) | null = null,
+    private readonly held: readonly unknown[] | null = null,
   ) {}
+
+  /**
+   * Whether the rows are held in memory (a dataset made from an array, as `datasets` holds a non-streaming
+   * Dataset): the trainer then shuffles it each epoch as it does an array, rather than streaming it in order.
+   */
+  get inMemory(): boolean {
+    return this.held !== null;
+  }
 
   /** The row count (after skip) when it costs no pass over the rows (arrays, Parquet footers); else null. */
   async countIfCheap(): Promise<number | null> {
@@ -100,7 +125,7 @@ export class Dataset implements AsyncIterable<Row> {
   /** The rows after the first `n` (for resuming); files skip without parsing where they can. */
   skip(n: number): Dataset {
     if (!Number.isSafeInteger(n) || n < 0) throw new Error(`Dataset.skip: n must be a non-negative integer, got ${n}`);
-    return new Dataset(this.opener, this.name, this.offset + n, this.total, this.counter);
+    return new Dataset(this.opener, this.name, this.offset + n, this.total, this.counter, this.held);
   }
 
   /** The first row, or undefined for an empty dataset. */
@@ -137,9 +162,9 @@ export function describe(value: unknown): string {
 /** Rows from anything loadDataset takes, as a re-iterable Dataset. */
 export function loadDataset(source: DatasetSource, options: LoadDatasetOptions = {}): Dataset {
   if (source instanceof Dataset) return source;
-  if (isFileLocation(source)) return fileDataset(source, options);
+  if (isFileLocation(source) || isDataFile(source)) return fileDataset(source, options);
   if (Array.isArray(source)) {
-    if (source.length > 0 && source.every(isFileLocation)) return shardsDataset(source as FileLocation[], options);
+    if (source.length > 0 && source.every((f) => isFileLocation(f) || isDataFile(f))) return shardsDataset(source as (FileLocation | DataFile)[], options);
     const rows = source as readonly Row[];
     const name = options.name ?? `an array of ${rows.length} rows`;
     return new Dataset(
@@ -150,6 +175,8 @@ export function loadDataset(source: DatasetSource, options: LoadDatasetOptions =
       name,
       0,
       rows.length,
+      null,
+      rows,
     );
   }
   if (typeof source === "function") {
@@ -176,7 +203,7 @@ export function loadDataset(source: DatasetSource, options: LoadDatasetOptions =
   }
   throw new Error(
     `loadDataset: cannot read ${describe(source)} as a dataset. Give an array of row objects, an (async) iterable of them, ` +
-      `a function returning one, a path or URL of a .jsonl / .json / .parquet file, a File or Blob, or a list of files`,
+      `a function returning one, a path or URL of a .jsonl / .json / .parquet / .csv / .txt file, a File or Blob, or a list of files`,
   );
 }
 
@@ -189,7 +216,7 @@ async function* iterate(it: Iterable<Row> | AsyncIterable<Row>, skip: number, na
 }
 
 /** Several files read one after the other; skip passes over whole Parquet files by their footers' row counts. */
-function shardsDataset(files: FileLocation[], options: LoadDatasetOptions): Dataset {
+function shardsDataset(files: (FileLocation | DataFile)[], options: LoadDatasetOptions): Dataset {
   const parts = files.map((f) => fileDataset(f, { ...options, name: undefined }));
   const name = options.name ?? `${files.length} files (${parts[0].name}, …)`;
   return new Dataset(
@@ -283,6 +310,8 @@ function formatOf(name: string): DataFormat | null {
   if (n.endsWith(".jsonl") || n.endsWith(".ndjson")) return "jsonl";
   if (n.endsWith(".json")) return "json";
   if (n.endsWith(".parquet")) return "parquet";
+  if (n.endsWith(".csv") || n.endsWith(".tsv")) return "csv";
+  if (n.endsWith(".txt")) return "text";
   return null;
 }
 
@@ -294,14 +323,16 @@ function sniff(head: Uint8Array): DataFormat {
 }
 
 /** The rows of one file. */
-function fileDataset(source: FileLocation, options: LoadDatasetOptions): Dataset {
-  const opened = openFile(source, { token: options.token, headers: options.headers, fetch: options.fetch }, "dataset");
+function fileDataset(source: FileLocation | DataFile, options: LoadDatasetOptions): Dataset {
+  const opened = isDataFile(source) ? source : openFile(source, { token: options.token, headers: options.headers, fetch: options.fetch }, "dataset");
   const name = options.name ?? opened.name;
   // A Blob has no path: its given name (a ".gz" one included) stands for it.
   const file: OpenedFile = typeof Blob !== "undefined" && source instanceof Blob ? { name, bytes: opened.bytes } : opened;
   const chunkSize = options.chunk_size ?? DEFAULT_CHUNK;
   if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) throw new Error(`loadDataset: chunk_size must be a positive integer, got ${chunkSize}`);
-  const rawName = typeof source === "string" ? source : source instanceof URL ? source.href : ((source as File).name ?? "");
+  const rawName = isDataFile(source) ? source.name : typeof source === "string" ? source : source instanceof URL ? source.href : ((source as File).name ?? "");
+  // A .tsv file is CSV separated by tabs (datasets: {".tsv": ("csv", {"sep": "\t"})}).
+  const sep = options.sep ?? (/\.tsv(\.gz)?$/i.test(stripQuery(rawName)) ? "\t" : undefined);
   let format: Promise<DataFormat> | null = null;
   const getFormat = () =>
     (format ??= (async () => {
@@ -327,6 +358,8 @@ function fileDataset(source: FileLocation, options: LoadDatasetOptions): Dataset
         const fmt = await getFormat();
         if (fmt === "parquet") yield* parquetRowsOf(file, name, skip, options);
         else if (fmt === "jsonl") yield* jsonLines(chunks(file, chunkSize), name, skip);
+        else if (fmt === "csv") yield* csvRows(chunks(file, chunkSize), name, skip, { sep });
+        else if (fmt === "text") yield* textRows(chunks(file, chunkSize), name, skip, { keep_linebreaks: options.keep_linebreaks, sample_by: options.sample_by });
         else yield* jsonRows(file, name, skip, chunkSize, options.field);
       })(),
     name,

@@ -56,7 +56,7 @@ export const DEFAULT_HUB_ENDPOINT = "https://huggingface.co";
 export const CACHE_NAME = "webtune-models";
 
 /** An environment variable where the host has one and lets it be read without prompting; else undefined. */
-function env(name: string): string | undefined {
+export function env(name: string): string | undefined {
   const g = globalThis as { Deno?: any; process?: any };
   try {
     if (g.Deno?.env?.get) {
@@ -490,7 +490,7 @@ export class HttpSource extends BaseSource {
 }
 
 /** The Hub's address: the option, else $HF_ENDPOINT, else https://huggingface.co. */
-function hubEndpoint(options: SourceOptions): string {
+export function hubEndpoint(options: { endpoint?: string }): string {
   return (options.endpoint ?? env("HF_ENDPOINT") ?? DEFAULT_HUB_ENDPOINT).replace(/\/+$/, "");
 }
 

@@ -41,6 +41,18 @@ export function splitmix32(x: number): number {
   return (x ^ (x >>> 16)) >>> 0;
 }
 
+/** A seeded permutation of 0..n-1 (Fisher–Yates over a splitmix32 stream): the same seed, the same order. */
+export function permutation(n: number, seed: number): number[] {
+  let s = seed >>> 0;
+  const p = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = splitmix32(s) % (i + 1);
+    s = (s + 0x9e3779b9) >>> 0;
+    [p[i], p[j]] = [p[j]!, p[i]!];
+  }
+  return p;
+}
+
 /** xoshiro128** from the state `s` (four u32 words, taken over); the all-zero state, which it never leaves, becomes [1, 0, 0, 0]. */
 export function xoshiro128(s: Uint32Array): Rng {
   if (s[0]! === 0 && s[1]! === 0 && s[2]! === 0 && s[3]! === 0) s[0] = 1;

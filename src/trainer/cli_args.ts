@@ -4,6 +4,7 @@
 import { bool, int, isDict, isNum, nonEmptyStr, nullable, num, oneOf, str, unitInterval, type Check } from "./config_checks.ts";
 import { NO_DISTRIBUTED } from "./config_keys.ts";
 import type { BitsAndBytesConfig } from "../models/quantization.ts";
+import { DATASET_CONFIG_KEYS } from "../data/hub_datasets.ts";
 
 /** The model to load, from TRL's ModelConfig. */
 export interface ModelArgs {
@@ -28,8 +29,9 @@ export interface DatasetArgs {
   dataset_train_split: string;
   dataset_test_split: string;
   dataset_streaming: boolean;
-  /** TRL's dataset mixture: a list of {path, name, data_dir, data_files, split, columns_to_keep}. */
+  /** TRL's dataset mixture (DatasetMixtureConfig.datasets): a list of {path, name, data_dir, data_files, split, columns, fraction}. */
   datasets: Record<string, unknown>[] | null;
+  /** DatasetMixtureConfig.test_split_size: split the mixture into train and test (a fraction < 1, or a row count). */
   test_split_size: number | null;
 }
 
@@ -75,7 +77,16 @@ export const DATASET_CHECKS: Record<keyof DatasetArgs | "streaming", Check> = {
   dataset_test_split: nonEmptyStr,
   dataset_streaming: bool,
   streaming: bool,
-  datasets: (v) => (v === null || (Array.isArray(v) && v.every(isDict)) ? null : "a list of mappings ({path, name, split, …}) or null"),
+  datasets: (v) => {
+    if (v === null) return null;
+    if (!Array.isArray(v) || !v.every(isDict)) return `a list of mappings ({${DATASET_CONFIG_KEYS.join(", ")}}) or null`;
+    for (const [i, e] of v.entries()) {
+      const bad = Object.keys(e).filter((k) => !DATASET_CONFIG_KEYS.includes(k));
+      if (bad.length) return `a list of TRL DatasetConfig mappings; entry ${i} has ${bad.map((k) => `"${k}"`).join(", ")}, not one of ${DATASET_CONFIG_KEYS.join(", ")}${bad.includes("columns_to_keep") ? ' (TRL spells it "columns")' : ""}`;
+      if (typeof e.path !== "string" || !e.path) return `a list of TRL DatasetConfig mappings; entry ${i} has no path (a Hub dataset id, a builder json/csv/parquet/text, or a local path)`;
+    }
+    return null;
+  },
   test_split_size: nullable((v) => (isNum(v) && v > 0 ? null : "a positive number (a fraction < 1 or a row count)")),
 };
 
