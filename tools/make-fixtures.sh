@@ -9,7 +9,8 @@ venv="${WEBTUNE_VENV_PYTHON:-../../.venv/bin/python}"
 # Scripts that need the virtual environment (transformers, peft, trl, gguf). peft_interop.py records that
 # Python PEFT loads webtune's adapters (tests/fixtures/peft_interop.json).
 VENV=(tokenizer.py models.py trl_sft.py sft_data.py parquet.py collator.py peft_interop.py trl_templates.py
-  cross_entropy_softcap.py swiglu_geglu.py rope_phi3.py quant.py lora_gguf.py gguf_models.py quantized.py)
+  cross_entropy_softcap.py swiglu_geglu.py rope_phi3.py quant.py lora_gguf.py gguf_models.py quantized.py
+  trl_config.py tensorboard_events.py hub_datasets.py)
 for f in *.py; do
   case " common.py ${VENV[*]} " in *" $f "*) continue ;; esac
   /usr/bin/python3 "$f"

@@ -126,10 +126,17 @@ export interface SFTConfig {
   /** Drop the last incomplete batch of each epoch (default false). */
   dataloader_drop_last: boolean;
   /**
-   * Logging integrations. webtune has none: "none" (default) or anything else, which notes that logs go to
-   * the trainer's callbacks and the console.
+   * Logging integrations, as transformers names them: "none" (default), "tensorboard" (event files under
+   * logging_dir), "all" (every one webtune implements: REPORT_TO_INTEGRATIONS), or a list of names. A name
+   * webtune does not implement ("wandb", …) is an error listing the ones it does.
    */
-  report_to: string | string[];
+  report_to: string | string[] | null;
+  /**
+   * Where "tensorboard" writes its event files: transformers 4's TrainingArguments.logging_dir (transformers 5
+   * removed it, so exported configs leave it out). Default (absent or null): $TENSORBOARD_LOGGING_DIR, else
+   * output_dir/runs/<Mon DD_HH-MM-SS>_<host>, as transformers 5's TensorBoardCallback names it.
+   */
+  logging_dir?: string | null;
   /** bf16 mixed precision in PyTorch; true here means f16 storage of the frozen base weights (see notes). */
   bf16: boolean | null;
   /** As bf16. */
@@ -271,7 +278,15 @@ const CHECKS: { [K in keyof SFTConfig]: Check } = {
   run_name: nullable(str),
   resume_from_checkpoint: (v) => (v === null || typeof v === "boolean" || (typeof v === "string" && v.length > 0) ? null : "a checkpoint directory, true (the last checkpoint in output_dir), false or null"),
   dataloader_drop_last: bool,
-  report_to: (v) => (typeof v === "string" || (Array.isArray(v) && v.every((x) => typeof x === "string")) ? null : 'a name or a list of names ("none" for no integration)'),
+  report_to: (v) => {
+    const names = v === null ? [] : typeof v === "string" ? [v] : Array.isArray(v) && v.every((x) => typeof x === "string") ? (v as string[]) : null;
+    if (!names) return `a name or a list of names: ${quoted(["none", "all", ...REPORT_TO_INTEGRATIONS])}`;
+    const missing = names.filter((n) => n !== "none" && n !== "all" && !(REPORT_TO_INTEGRATIONS as readonly string[]).includes(n));
+    return missing.length
+      ? `one of ${quoted(REPORT_TO_INTEGRATIONS)} (the integrations webtune implements), "all" (all of them) or "none": webtune does not implement ${quoted(missing)}`
+      : null;
+  },
+  logging_dir: nullable(nonEmptyStr),
   bf16: nullable(bool),
   fp16: bool,
   optim: (v) => (typeof v === "string" && optimizerNames().includes(v) ? null : `one of ${quoted(optimizerNames())} (the optimizers webtune implements)`),
@@ -418,8 +433,9 @@ export function sftConfig(input: Partial<SFTConfig> | Record<string, unknown> = 
   if (c.bf16 === true || c.fp16 === true) {
     note(`${c.bf16 === true ? "bf16" : "fp16"}=true: f16 storage of the frozen base weights where the adapter has shader-f16 (dtype float16); compute stays f32`);
   }
-  const reports = (Array.isArray(c.report_to) ? c.report_to : [c.report_to]).filter((r) => r !== "none");
-  if (reports.length) note(`report_to=${show(c.report_to)}: webtune has no logging integrations; logs go to the trainer's callbacks and the console`);
+  if (c.logging_dir != null && !reportIntegrations(c.report_to).includes("tensorboard")) {
+    note(`logging_dir=${show(c.logging_dir)}: unused: it is where report_to "tensorboard" writes, and report_to is ${show(c.report_to)}`);
+  }
   if (c.gradient_checkpointing_kwargs !== null && Object.keys(c.gradient_checkpointing_kwargs).length) {
     note(`gradient_checkpointing_kwargs=${show(c.gradient_checkpointing_kwargs)}: accepted; webtune recomputes whole decoder layers and needs no options`);
   }
@@ -431,6 +447,17 @@ export function sftConfig(input: Partial<SFTConfig> | Record<string, unknown> = 
 
 // ---------------------------------------------------------------------------------------------------------
 // Helpers for the trainer.
+
+/** The report_to integrations webtune implements ("all" means these). */
+export const REPORT_TO_INTEGRATIONS = ["tensorboard"] as const;
+export type ReportToIntegration = (typeof REPORT_TO_INTEGRATIONS)[number];
+
+/** report_to as transformers resolves it: "none"/null → [], "all" → every implemented one, a name → [name]. */
+export function reportIntegrations(report_to: SFTConfig["report_to"]): ReportToIntegration[] {
+  const names = report_to === null ? [] : Array.isArray(report_to) ? report_to : [report_to];
+  if (names.includes("all")) return [...REPORT_TO_INTEGRATIONS];
+  return REPORT_TO_INTEGRATIONS.filter((n) => names.includes(n));
+}
 
 /**
  * logging/eval/save steps as transformers reads them: an integer is steps, a fraction in (0, 1) is

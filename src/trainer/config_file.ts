@@ -208,9 +208,11 @@ export function splitConfig(data: Record<string, unknown>, name = "<config>", op
     delete dataset.streaming;
   }
   if (model.dtype === "bfloat16" || model.dtype === "float16") {
-    notes.push(`dtype=${show(model.dtype)}: f16 storage of the frozen base weights where the adapter has shader-f16 (dtype float16); compute stays f32`);
+    notes.push(
+      `dtype=${show(model.dtype)}: ${model.dtype === "bfloat16" ? "bf16" : "f16 (shader-f16)"} storage of the frozen base weights (linears, embedding, LM head) under LoRA; compute stays f32`,
+    );
   }
-  if (model.trust_remote_code === true) notes.push("trust_remote_code=true: ignored: webtune runs no model code from the Hub; it loads the Llama family (Llama, Mistral, Qwen2, Qwen3)");
+  if (model.trust_remote_code === true) notes.push("trust_remote_code=true: ignored: webtune runs no model code from the Hub; it loads the architectures it implements (Llama, Mistral, Qwen2/3, Gemma 2/3, SmolLM3, Phi-3)");
   if (model.attn_implementation !== null) notes.push(`attn_implementation=${show(model.attn_implementation)}: ignored: webtune's own flash attention over packed sequences is always used`);
 
   let peft: LoraConfig | null = null;
@@ -228,7 +230,10 @@ export function splitConfig(data: Record<string, unknown>, name = "<config>", op
       task_type: "CAUSAL_LM",
     };
   } else {
-    const set = Object.keys(data).filter((k) => k.startsWith("lora_") || k === "use_rslora" || k === "use_dora");
+    // Set to something but ModelConfig's default (a config dumped from Python holds them all, at their defaults).
+    const set = Object.keys(data).filter(
+      (k) => (k.startsWith("lora_") || k === "use_rslora" || k === "use_dora") && JSON.stringify(data[k]) !== JSON.stringify((PEFT_DEFAULTS as Record<string, unknown>)[k] ?? null),
+    );
     if (set.length) notes.push(`${set.join(", ")}: ignored without use_peft: true (full fine-tuning)`);
   }
   for (const n of notes) options.warn?.(n);

@@ -10,7 +10,7 @@ const NO_EVAL_EXTRAS = "ignored: evaluation computes loss, mean_token_accuracy a
 const NO_COMPILE = "ignored: there is no torch.compile on WebGPU; webtune's WGSL kernels are compiled once per shape";
 const ON_DEVICE = "ignored: webtune runs on the WebGPU adapter getDevice() picks (a CPU adapter such as SwiftShader or llvmpipe where there is no GPU)";
 const ONE_THREAD = "ignored: dataset preparation and batching run in this one thread, ahead of the GPU";
-const LOGS = "ignored: logs go to the trainer's callbacks and the console (no logging integrations)";
+const LOGS = 'ignored: logs go to the trainer\'s callbacks, the console and the report_to integrations webtune implements ("tensorboard")';
 
 /** The same note for each of `keys`. */
 export const each = (keys: string[], note: string): Record<string, string> => Object.fromEntries(keys.map((k) => [k, note]));
@@ -32,10 +32,14 @@ export const IGNORED: Record<string, string> = {
   do_predict: "ignored: SFTTrainer has no predict step",
   remove_unused_columns: "ignored: dataset preparation keeps only the columns of the detected format",
   save_safetensors: "ignored: webtune always saves safetensors",
-  ...each(["dataset_num_proc", "dataloader_num_workers", "dataloader_prefetch_factor", "dataloader_pin_memory", "dataloader_persistent_workers"], ONE_THREAD),
+  use_cache: "ignored: training never uses a KV cache (generate() keeps one of its own)",
+  router_aux_loss_coef: "ignored: the load-balancing loss of Mixture-of-Experts models; webtune trains dense models",
+  enable_jit_checkpoint: "ignored: there is no SIGTERM checkpoint; checkpoints follow save_strategy and resume exactly",
+  ...each(["dataset_num_proc", "dataloader_num_workers", "dataloader_prefetch_factor", "dataloader_pin_memory", "dataloader_persistent_workers",
+    "dataloader_multiprocessing_context", "dataloader_in_order"], ONE_THREAD),
   ...each(["torch_compile", "torch_compile_backend", "torch_compile_mode", "torchdynamo"], NO_COMPILE),
   ...each(["use_cpu", "no_cuda", "use_mps_device", "use_ipex", "jit_mode_eval"], ON_DEVICE),
-  ...each(["ddp_backend", "ddp_find_unused_parameters", "ddp_bucket_cap_mb", "ddp_broadcast_buffers", "ddp_timeout", "local_rank", "deepspeed",
+  ...each(["ddp_backend", "ddp_find_unused_parameters", "ddp_bucket_cap_mb", "ddp_broadcast_buffers", "ddp_timeout", "ddp_static_graph", "local_rank", "deepspeed",
     "fsdp", "fsdp_config", "fsdp_min_num_params", "fsdp_transformer_layer_cls_to_wrap", "accelerator_config", "parallelism_config",
     "average_tokens_across_devices", "save_on_each_node", "log_on_each_node", "log_level_replica", "eval_use_gather_object", "tpu_num_cores",
     "tpu_metrics_debug", "mp_parameters", "ray_scope"], NO_DISTRIBUTED),
@@ -43,17 +47,18 @@ export const IGNORED: Record<string, string> = {
     "push_to_hub_model_id", "push_to_hub_organization", "push_to_hub_token"], NO_HUB),
   ...each(["fp16_opt_level", "half_precision_backend", "fp16_backend", "bf16_full_eval", "fp16_full_eval", "full_determinism", "debug",
     "skip_memory_metrics", "use_legacy_prediction_loop", "past_index", "overwrite_output_dir", "restore_callback_states_from_checkpoint"], NO_TORCH),
-  ...each(["disable_tqdm", "log_level", "logging_dir", "project", "trackio_space_id"], LOGS),
+  ...each(["disable_tqdm", "log_level", "project", "trackio_space_id", "trackio_bucket_id", "trackio_static_space_id"], LOGS),
   ...each(["prediction_loss_only", "eval_accumulation_steps", "eval_delay", "include_inputs_for_metrics", "include_for_metrics",
     "eval_do_concat_batches", "batch_eval_metrics", "label_names"], NO_EVAL_EXTRAS),
 };
 
 /** transformers' defaults of ignored keys that are neither null, false, 0, "", [] nor {}: a dumped config sets them. */
 export const INACTIVE: Record<string, unknown> = {
-  ddp_timeout: 1800, average_tokens_across_devices: true, log_on_each_node: true, log_level_replica: "warning", ray_scope: "last",
+  ddp_timeout: 1800, local_rank: -1, average_tokens_across_devices: true, log_on_each_node: true, log_level_replica: "warning", ray_scope: "last",
   hub_strategy: "every_save", fp16_opt_level: "O1", half_precision_backend: "auto", fp16_backend: "auto", skip_memory_metrics: true,
   past_index: -1, logging_nan_inf_filter: true, include_num_input_tokens_seen: "no", log_level: "passive", remove_unused_columns: true,
   project: "huggingface", trackio_space_id: "trackio", eval_do_concat_batches: true, save_safetensors: true, dataloader_pin_memory: true,
+  dataloader_in_order: true, router_aux_loss_coef: 0.001,
 };
 
 /** Keys accepted only at their default (or null): anything else changes training in a way webtune does not implement. */
@@ -61,6 +66,7 @@ export const UNSUPPORTED: Record<string, { inactive: unknown; why: string }> = {
   neftune_noise_alpha: { inactive: null, why: "NEFTune embedding noise is not implemented" },
   label_smoothing_factor: { inactive: 0, why: "label smoothing is not implemented (TRL's SFT loss has none either)" },
   group_by_length: { inactive: false, why: "length-grouped sampling is not implemented; packing or padding_free avoids the padding it saves" },
+  train_sampling_strategy: { inactive: "random", why: "webtune samples at random (a seeded shuffle each epoch), transformers' \"random\"; other samplers are not implemented" },
   length_column_name: { inactive: "length", why: "length-grouped sampling is not implemented" },
   auto_find_batch_size: { inactive: false, why: "the batch size is not searched; lower per_device_train_batch_size and raise gradient_accumulation_steps" },
   load_best_model_at_end: { inactive: false, why: "webtune does not track a best checkpoint" },

@@ -6,7 +6,7 @@ import { deviceInfo, getDevice } from "../gpu/device.ts";
 import { DataCollatorForLanguageModeling, type CollatedBatch, type CollatorExample } from "../data/collator.ts";
 import { pack_dataset, packStream, type PackedRow, type PackInputRow } from "../data/packing.ts";
 import { prepareDataset, type PreparedExample } from "../data/prepare.ts";
-import type { DatasetSource } from "../data/sources.ts";
+import { Dataset, type DatasetSource } from "../data/sources.ts";
 import { AutoTokenizer, type PreTrainedTokenizer } from "../data/tokenizer.ts";
 import { AutoModelForCausalLM } from "../models/auto.ts";
 import { openFile } from "../io/open.ts";
@@ -16,7 +16,7 @@ import type { CausalLM } from "../models/causal_lm.ts";
 import { architectureOf } from "../models/config.ts";
 import { get_peft_model, PeftModel, type LoraConfig } from "../models/peft.ts";
 import { parseQuantizationConfig, type BitsAndBytesConfig } from "../models/quantization.ts";
-import { splitmix32 } from "../models/sampling.ts";
+import { permutation } from "../models/sampling.ts";
 import { SafetensorsFile, writeSafetensors, type SafetensorsEntry } from "../models/safetensors.ts";
 import { clip_grad_norm_ } from "../nn/grad_norm.ts";
 import { createOptimizer } from "../nn/optim.ts";
@@ -28,11 +28,15 @@ import { keep, tidy } from "../tensor/scope.ts";
 import { missingFeature } from "../tensor/format.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { gpu } from "../gpu/device.ts";
-import { baseWeightsDtype, intervalSteps, sftConfig, type ResolvedSFTConfig, type SFTConfig } from "./config.ts";
+import { baseWeightsDtype, intervalSteps, reportIntegrations, sftConfig, type ResolvedSFTConfig, type SFTConfig } from "./config.ts";
 import { lrLambda, warmupSteps } from "./schedule.ts";
 import { openStorage, rotateCheckpoints, type CheckpointStorage, type StorageLocation } from "./storage.ts";
+import { TensorBoardCallback, type TensorBoardFile } from "./tensorboard.ts";
 
-/** What the trainer keeps about its progress (transformers' TrainerState, the keys it shares). */
+/**
+ * What the trainer keeps about its progress: transformers' TrainerState, every key of it, so that a checkpoint's
+ * trainer_state.json reads with TrainerState.load_from_json.
+ */
 export interface TrainerState {
   global_step: number;
   /** Fractional epochs done (a stream of unknown length counts whole passes). */
@@ -47,7 +51,17 @@ export interface TrainerState {
   log_history: Record<string, number>[];
   /** Input tokens processed so far (non-padding, prompts included): TRL's num_tokens. */
   num_input_tokens_seen: number;
+  /** transformers' estimate of the training FLOPs: 6 · non-embedding parameters · input tokens (padding included). */
+  total_flos: number;
+  /** webtune tracks no best checkpoint (metric_for_best_model is not supported): these stay null. */
+  best_metric: number | null;
+  best_global_step: number | null;
+  best_model_checkpoint: string | null;
+  is_local_process_zero: true;
   is_world_process_zero: true;
+  is_hyper_param_search: false;
+  trial_name: null;
+  trial_params: null;
 }
 
 /** Callbacks set these to steer the loop (transformers' TrainerControl). */
@@ -108,32 +122,43 @@ interface DataPosition {
 }
 
 const TRAINER_STATE = "trainer_state.json";
+/** What resume needs beyond transformers' TrainerState (trainer_state.json holds only its keys). */
+const WEBTUNE_STATE = "webtune_state.json";
 const OPTIMIZER = "optimizer.safetensors";
 const OPTIMIZER_STATE = "optimizer.json";
 const SCHEDULER = "scheduler.json";
 const TRAINING_ARGS = "training_args.json";
 const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "chat_template.json"];
 
-/** A seeded permutation of 0..n-1 (Fisher–Yates over a splitmix32 stream): the same seed, the same order. */
-export function permutation(n: number, seed: number): number[] {
-  let s = seed >>> 0;
-  const next = () => {
-    const z = splitmix32(s);
-    s = (s + 0x9e3779b9) >>> 0;
-    return z;
-  };
-  const p = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = next() % (i + 1);
-    [p[i], p[j]] = [p[j]!, p[i]!];
-  }
-  return p;
-}
-
-
 function checkpointStep(id: string): number {
   const m = /^checkpoint-(\d+)$/.exec(id);
   return m ? Number(m[1]) : -1;
+}
+
+/** The model_init_kwargs keys the trainer passes to from_pretrained (as TRL's SFTTrainer does). */
+const MODEL_INIT_KEYS = ["dtype", "torch_dtype", "quantization_config", "revision"];
+
+/**
+ * The dtype to load a model id with: model_init_kwargs' dtype (TRL's SFTTrainer passes it to from_pretrained) for
+ * LoRA, "float16" / "bfloat16" storing the frozen base at half size; else bf16/fp16 (baseWeightsDtype). Full
+ * fine-tuning trains f32 weights.
+ */
+function modelInitDtype(
+  kw: Record<string, unknown>,
+  a: ResolvedSFTConfig,
+  lora: boolean,
+  shaderF16: boolean,
+  warn: (m: string) => void,
+): "auto" | "float32" | "float16" | "bfloat16" {
+  const asked = kw.dtype ?? kw.torch_dtype ?? null;
+  if (asked !== null && !["auto", "float32", "float16", "bfloat16"].includes(asked as string)) {
+    throw new Error(`SFTTrainer: model_init_kwargs.dtype ${JSON.stringify(asked)} is not one of "auto", "float32", "float16", "bfloat16"`);
+  }
+  if (!lora) {
+    if (asked === "float16" || asked === "bfloat16") warn(`model_init_kwargs.dtype "${asked}": full fine-tuning trains f32 weights, so the model loads in float32`);
+    return "float32";
+  }
+  return (asked as "auto" | "float32" | "float16" | "bfloat16" | null) ?? baseWeightsDtype(a, shaderF16);
 }
 
 /** TRL's SFTTrainer. `await new SFTTrainer({model, args, train_dataset}).train()`. */
@@ -169,14 +194,32 @@ export class SFTTrainer {
   private tokenizerCache: Record<string, Uint8Array> | null = null;
   /** The template chat_template_path gave, as saved with the checkpoints. */
   private chatTemplateFile: Uint8Array | null = null;
+  /** report_to "tensorboard"'s callback. */
+  private tensorboard: TensorBoardCallback | null = null;
+  /** Non-embedding parameters, for total_flos (transformers' floating_point_ops). */
+  private flopParams = 0;
 
   constructor(init: SFTTrainerInit) {
     this.init = init;
     this.warn = init.warn ?? ((m) => console.warn(m));
     this.args = "notes" in (init.args ?? {}) ? (init.args as ResolvedSFTConfig) : sftConfig(init.args ?? {});
     for (const note of this.args.notes) this.warn(note);
-    this.callbacks = [...(init.callbacks ?? [])];
+    // The report_to integrations come first, as transformers adds them before the user's callbacks.
+    const integrations: TrainerCallback[] = [];
+    for (const name of reportIntegrations(this.args.report_to)) {
+      if (name === "tensorboard") integrations.push((this.tensorboard = new TensorBoardCallback({ model_config: () => this.model?.config.raw })));
+    }
+    this.callbacks = [...integrations, ...(init.callbacks ?? [])];
     this.state = this.freshState();
+  }
+
+  /**
+   * The TensorBoard event files of report_to "tensorboard" (one per train() call), with their bytes: in a
+   * browser the only copy (offer them as downloads; TensorBoard reads them from any directory); under Deno and
+   * Node they are on disk in logging_dir too. Empty without report_to "tensorboard".
+   */
+  tensorboardFiles(): TensorBoardFile[] {
+    return this.tensorboard?.files() ?? [];
   }
 
   private freshState(): TrainerState {
@@ -192,7 +235,15 @@ export class SFTTrainer {
       train_batch_size: a.per_device_train_batch_size,
       log_history: [],
       num_input_tokens_seen: 0,
+      total_flos: 0,
+      best_metric: null,
+      best_global_step: null,
+      best_model_checkpoint: null,
+      is_local_process_zero: true,
       is_world_process_zero: true,
+      is_hyper_param_search: false,
+      trial_name: null,
+      trial_params: null,
     };
   }
 
@@ -206,8 +257,12 @@ export class SFTTrainer {
     await getDevice();
     const m = this.init.model;
     if (typeof m === "string") {
-      const dtype = this.init.peft_config ? baseWeightsDtype(a, missingFeature("f16", deviceInfo()) === null) : "float32";
-      const kwarg = a.model_init_kwargs?.quantization_config ?? null;
+      const kw = a.model_init_kwargs ?? {};
+      const dtype = modelInitDtype(kw, a, !!this.init.peft_config, missingFeature("f16", deviceInfo()) === null, this.warn);
+      const revision = kw.revision === undefined || kw.revision === null ? undefined : String(kw.revision);
+      const unread = Object.keys(kw).filter((k) => !MODEL_INIT_KEYS.includes(k));
+      if (unread.length) this.warn(`model_init_kwargs: ${unread.join(", ")} ignored: webtune reads ${MODEL_INIT_KEYS.join(", ")}`);
+      const kwarg = kw.quantization_config ?? null;
       if (this.init.quantization_config && kwarg) {
         throw new Error("SFTTrainer: quantization_config is set both as a trainer argument and in args.model_init_kwargs; set it in one place, preferably as a trainer argument");
       }
@@ -215,7 +270,7 @@ export class SFTTrainer {
       if (parseQuantizationConfig(quantization_config) && !this.init.peft_config) {
         throw new Error("SFTTrainer: quantization_config quantizes the base model, which is then frozen: pass peft_config to train LoRA adapters on it (full fine-tuning needs the float model)");
       }
-      this.model = await AutoModelForCausalLM.from_pretrained(m, { dtype, quantization_config });
+      this.model = await AutoModelForCausalLM.from_pretrained(m, { dtype, quantization_config, ...(revision ? { revision } : {}) });
     } else if (m instanceof PeftModel) {
       this.peft = m;
       this.model = m.model;
@@ -230,6 +285,9 @@ export class SFTTrainer {
     }
     if (!this.peft) this.model.requires_grad_(true);
     if (a.gradient_checkpointing) this.model.gradient_checkpointing_enable();
+    // transformers' num_parameters(exclude_embeddings=True) of the model LoRA is injected into (adapters included;
+    // a tied lm_head is listed once, as the embedding).
+    for (const [name, t] of (this.peft ?? this.model).named_parameters()) if (!/(^|\.)embed_tokens\.weight(:\d+)?$/.test(name)) this.flopParams += t.size;
     this.processing_class = this.init.processing_class ?? (await this.loadTokenizer(m));
     const tok = this.processing_class;
     if (a.chat_template_path !== null) await this.applyChatTemplatePath(a.chat_template_path);
@@ -315,11 +373,13 @@ export class SFTTrainer {
 
   /**
    * Tokenises (and packs) the datasets. Held in memory (and shuffled each epoch) unless max_steps bounds the
-   * run and the dataset is not an array: then it streams, and a dataset larger than memory trains.
+   * run and the dataset is not in memory (an array, or a Dataset of one): then it streams, and a dataset larger
+   * than memory trains.
    */
   private async prepareData(): Promise<void> {
     const a = this.args;
-    const stream = a.max_steps > 0 && !Array.isArray(this.init.train_dataset);
+    const ds = this.init.train_dataset;
+    const stream = a.max_steps > 0 && !Array.isArray(ds) && !(ds instanceof Dataset && ds.inMemory);
     if (!stream) {
       const prepared = this.prepare(this.init.train_dataset, a.packing);
       const rows: CollatorExample[] = [];
@@ -401,6 +461,7 @@ export class SFTTrainer {
     const params = this.optimizer.param_groups.flatMap((g) => g.params);
     const warmup = warmupSteps(a.warmup_ratio ?? a.warmup_steps, this.totalSteps);
     await this.emit("on_train_begin");
+    const trainStart = performance.now();
 
     let window = { loss: 0, steps: 0, acc: [] as number[], entropy: [] as number[], tokens: 0, start: performance.now() };
     let lossSum = 0;
@@ -477,6 +538,7 @@ export class SFTTrainer {
       this.model.step = this.state.global_step;
       const tokens = micro.reduce((s, m) => s + m.num_tokens, 0);
       this.state.num_input_tokens_seen += tokens;
+      this.state.total_flos += 6 * this.flopParams * micro.reduce((s, m) => s + m.input_ids.length * (m.input_ids[0]?.length ?? 0), 0);
       this.state.epoch = this.batchesPerEpoch ? this.position.epoch + this.position.batches / this.batchesPerEpoch : this.position.epoch;
       window.loss += stepLoss;
       window.steps++;
@@ -529,7 +591,19 @@ export class SFTTrainer {
       await this.saveCheckpoint();
     }
     const training_loss = lossSteps ? lossSum / lossSteps : 0;
-    const metrics = { train_loss: training_loss, epoch: this.state.epoch, train_steps: this.state.global_step };
+    // transformers' speed_metrics("train", …) and total_flos, then train_loss and epoch (its end-of-training log).
+    const runtime = Math.max((performance.now() - trainStart) / 1000, 1e-6);
+    const bs = a.per_device_train_batch_size * a.gradient_accumulation_steps;
+    const samples = a.max_steps > 0 || !this.trainRows ? this.totalSteps * bs : this.trainRows.length * a.num_train_epochs;
+    const metrics = {
+      train_runtime: Math.round(runtime * 1e4) / 1e4,
+      train_samples_per_second: Math.round((samples / runtime) * 1e3) / 1e3,
+      train_steps_per_second: Math.round((this.totalSteps / runtime) * 1e3) / 1e3,
+      total_flos: this.state.total_flos,
+      train_loss: training_loss,
+      epoch: this.state.epoch,
+      train_steps: this.state.global_step,
+    };
     this.state.log_history.push({ ...metrics, step: this.state.global_step });
     await this.emit("on_train_end");
     return { global_step: this.state.global_step, training_loss, metrics };
@@ -703,13 +777,36 @@ export class SFTTrainer {
       [OPTIMIZER]: writeSafetensors(entries, { format: "pt" }),
       [OPTIMIZER_STATE]: json(optimizerState),
       [SCHEDULER]: json({ lr_scheduler_type: this.args.lr_scheduler_type, last_epoch: this.state.global_step, total_steps: this.totalSteps }),
-      [TRAINER_STATE]: json({ ...this.state, data_position: this.position, dropped_examples: this.dropped_examples, seed: this.args.seed }),
+      [TRAINER_STATE]: `${JSON.stringify(this.trainerStateJSON(), null, 2)}\n`,
+      [WEBTUNE_STATE]: json({ data_position: this.position, dropped_examples: this.dropped_examples, seed: this.args.seed }),
       [TRAINING_ARGS]: json({ ...this.args, notes: undefined }),
     };
     await this.storage.writeCheckpoint(id, files);
     await rotateCheckpoints(this.storage, this.args.save_total_limit, id);
     for (const cb of this.callbacks) await cb.on_save?.(this.args, this.state, this.control, id);
     return id;
+  }
+
+  /**
+   * trainer_state.json as transformers' TrainerState.save_to_json writes it: every TrainerState key, sorted, with
+   * stateful_callbacks holding the TrainerControl's flags.
+   */
+  private trainerStateJSON(): Record<string, unknown> {
+    const c = this.control;
+    const state: Record<string, unknown> = {
+      ...this.state,
+      stateful_callbacks: {
+        TrainerControl: {
+          // As the Trainer's control reads while it saves: should_save set, and should_training_stop at max_steps.
+          args: {
+            should_epoch_stop: false, should_evaluate: c.should_evaluate, should_log: c.should_log, should_save: true,
+            should_training_stop: c.should_training_stop || this.state.global_step >= this.state.max_steps,
+          },
+          attributes: {},
+        },
+      },
+    };
+    return Object.fromEntries(Object.keys(state).sort().map((k) => [k, state[k]]));
   }
 
   /** A checkpoint id, or a path ending in one ("out/checkpoint-500", as the Trainer takes it). */
@@ -755,8 +852,12 @@ export class SFTTrainer {
     for (const name of stored.names) tensors[name] = keep(Tensor.fromArray(await stored.readF32(name), stored.info(name).shape));
     this.optimizer.load_state_dict(joinStateDict(tensors, optimizerState));
     for (const t of Object.values(tensors)) t.dispose();
-    const saved = JSON.parse(await this.storage.readText(id, TRAINER_STATE)) as TrainerState & { data_position: DataPosition; dropped_examples: number };
-    const { data_position, dropped_examples: _, ...state2 } = saved;
+    // webtune 0.1 kept the data position inside trainer_state.json; now it is in webtune_state.json.
+    const saved = JSON.parse(await this.storage.readText(id, TRAINER_STATE)) as TrainerState & { data_position?: DataPosition; dropped_examples?: number; seed?: number; stateful_callbacks?: unknown };
+    const { data_position: legacyPosition, dropped_examples: _, seed: _seed, stateful_callbacks: _callbacks, ...state2 } = saved;
+    const extra = (await this.storage.files(id)).includes(WEBTUNE_STATE) ? (JSON.parse(await this.storage.readText(id, WEBTUNE_STATE)) as { data_position: DataPosition }) : null;
+    const data_position = extra?.data_position ?? legacyPosition;
+    if (!data_position) throw new Error(`resume_from_checkpoint: checkpoint ${id} in ${this.storage.name} has no data position (${WEBTUNE_STATE} is missing)`);
     this.state = { ...this.freshState(), ...state2 };
     this.position = { ...data_position };
     this.model.step = this.state.global_step;

@@ -12,6 +12,7 @@ import {
   AutoModelForCausalLM, FACTS, no_grad, PeftModel, SafetensorsFile, SFTTrainer, tidy,
   type LlamaForCausalLM, type LoraConfig, type SFTConfig, type TrainerCallback,
 } from "../../src/index.ts";
+import { loadDataset, type DatasetSource } from "../../src/data/sources.ts";
 import { openSource } from "../../src/io/open.ts";
 import { gpu } from "../../src/gpu/device.ts";
 import { makeModel } from "../../tools/make-model.ts";
@@ -59,6 +60,8 @@ interface Run {
 async function train(o: {
   args: Partial<SFTConfig>;
   rows?: readonly Record<string, unknown>[];
+  /** The train_dataset as given (default: `rows` as an array). */
+  dataset?: DatasetSource;
   peft?: LoraConfig | null;
   callbacks?: TrainerCallback[];
   resume?: boolean | string;
@@ -71,7 +74,7 @@ async function train(o: {
   const trainer = new SFTTrainer({
     model,
     args: o.args,
-    train_dataset: [...(o.rows ?? FACTS.slice(0, 8))] as Record<string, unknown>[],
+    train_dataset: o.dataset ?? ([...(o.rows ?? FACTS.slice(0, 8))] as Record<string, unknown>[]),
     ...(o.eval_rows ? { eval_dataset: [...o.eval_rows] as Record<string, unknown>[] } : {}),
     ...(o.peft === null ? {} : { peft_config: o.peft ?? LORA }),
     callbacks: o.callbacks ?? [],
@@ -184,10 +187,13 @@ test("the same seed twice: identical loss and grad_norm sequences; what is logge
   const r2 = await train({ args: args(a), rows, peft });
   // The same run logged every other step.
   const r3 = await train({ args: args({ ...a, logging_steps: 2 }), rows, peft });
+  // A Dataset of rows in memory (what a non-streaming Hub dataset is) is held and shuffled as the array is.
+  const r4 = await train({ args: args(a), dataset: loadDataset([...rows]), peft });
   try {
     const loss = (r: Run) => r.logs.map((l) => l.loss);
     assert.equal(r1.logs.length, 4);
     assert.deepEqual(loss(r1), loss(r2));
+    assert.deepEqual(loss(r4), loss(r1), "an in-memory Dataset trains as its array does (held, shuffled each epoch)");
     r1.logs.forEach((l, i) => {
       assert.ok(l.loss === r2.logs[i]!.loss && l.grad_norm === r2.logs[i]!.grad_norm, `step ${i + 1}: ${l.loss}/${l.grad_norm} vs ${r2.logs[i]!.loss}/${r2.logs[i]!.grad_norm}`);
     });
@@ -211,7 +217,7 @@ test("the same seed twice: identical loss and grad_norm sequences; what is logge
     assert.ok(r1.logs.some((l) => l.grad_norm! > 0.5), `grad norms ${r1.logs.map((l) => l.grad_norm)} are all ≤ max_grad_norm`);
     for (const l of r1.logs) for (const k of ["entropy", "mean_token_accuracy"]) assert.ok(Number.isFinite(l[k]), `${k} logged`);
   } finally {
-    for (const r of [r1, r2, r3]) r.model.dispose();
+    for (const r of [r1, r2, r3, r4]) r.model.dispose();
   }
 });
 
