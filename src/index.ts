@@ -1,4 +1,6 @@
 // webtune: fine-tune language models with WebGPU. The public API.
+// The API's types name WebGPU's (GPUDevice, GPUBuffer…): the built lib/index.d.ts brings them to users' TypeScript.
+/// <reference types="@webgpu/types" preserve="true" />
 export { getDevice, deviceInfo, type DeviceInfo, type DeviceOptions } from "./gpu/device.ts";
 export { Tensor, type DType, type TensorOptions } from "./tensor/tensor.ts";
 export { no_grad, is_grad_enabled } from "./tensor/autograd.ts";
@@ -42,7 +44,7 @@ export { Gemma2 } from "./models/architectures/gemma2.ts";
 export { Gemma3 } from "./models/architectures/gemma3.ts";
 export { SmolLM3 } from "./models/architectures/smollm3.ts";
 export { Phi3 } from "./models/architectures/phi3.ts";
-export { weightBytes, weightMemory, ggufWeightBytes, ggufWeightMemory } from "./models/memory.ts";
+export { weightBytes, weightMemory, ggufWeightBytes, ggufWeightMemory, loadFormats, linearsLabel, type LinearFormat, type VocabFormat, type WeightMemory } from "./models/memory.ts";
 export { MODEL_PRESETS, presetConfig, presetSize, parameterCount, type ModelPreset, type ModelSize } from "./models/presets.ts";
 export { parseQuantizationConfig, type BitsAndBytesConfig, type Quantization, type QuantFormat } from "./models/quantization.ts";
 export { GGUFFile, GGUFWeights, ggufConfig, ggufTokenizer, GGUF_LIMITS, type GGUFValue, type GGUFTensorInfo } from "./models/gguf.ts";
@@ -61,11 +63,19 @@ export { pack_dataset, packStream, DEFAULT_PACKING_WINDOW, type PackedRow, type 
 export { DataCollatorForLanguageModeling, type CollatedBatch, type CollatorExample, type DataCollatorForLanguageModelingOptions } from "./data/collator.ts";
 export { openStorage, rotateCheckpoints, FileSystemStorage, IndexedDBStorage, type CheckpointStorage, type StorageLocation } from "./trainer/storage.ts";
 export { SFTTrainer, type SFTTrainerInit, type TrainerCallback, type TrainerState, type TrainerControl, type TrainOutput } from "./trainer/trainer.ts";
-export { sftConfig, baseWeightsDtype, SFT_DEFAULTS, SFTConfigError, type SFTConfig, type ResolvedSFTConfig } from "./trainer/config.ts";
+export { sftConfig, baseWeightsDtype, reportIntegrations, REPORT_TO_INTEGRATIONS, SFT_DEFAULTS, SFTConfigError, type SFTConfig, type ResolvedSFTConfig } from "./trainer/config.ts";
 export { loadSFTConfig, splitConfig, type LoadedSFTConfig } from "./trainer/config_file.ts";
-export { loadDataset, Dataset, type DatasetSource, type Row } from "./data/sources.ts";
+export { exportTRLConfig, type ExportTRLConfigOptions } from "./trainer/export_config.ts";
+export { TensorBoardCallback, SummaryWriter, type TensorBoardFile, type TensorBoardCallbackOptions, type SummaryWriterOptions } from "./trainer/tensorboard.ts";
+export { loadDataset, Dataset, isDataFile, type DatasetSource, type DataFile, type DataFormat, type LoadDatasetOptions, type Row } from "./data/sources.ts";
+export {
+  loadSFTDatasets, loadDatasetByName, loadDatasetDict, getDataset, trainTestSplit, concatenate, selectColumns, BUILDERS, DATASET_CONFIG_KEYS,
+  type DataFilesArg, type DatasetDict, type HubDatasetOptions, type LoadDatasetArgs, type SFTDatasetArgs, type SFTDatasetsOptions,
+} from "./data/hub_datasets.ts";
+export { csvRows, textRows, NA_VALUES, type CsvOptions, type TextOptions } from "./data/csv_text.ts";
 export { prepareDataset, truncate_dataset, PreparedDataset, type PreparedExample, type PrepareOptions } from "./data/prepare.ts";
 export { is_conversational, maybe_convert_to_chatml } from "./data/formats.ts";
 export { FACTS } from "./data/facts.ts";
 export { DEFAULT_TINY_CONFIG, type TinyModelOptions } from "./models/tiny.ts";
 export { tinyModelFiles, tinyModelSource } from "./data/tiny.ts";
+export { sftMain, webtuneMain, defaultHost, type CliHost, type CliProgram } from "./trainer/cli.ts";

@@ -137,6 +137,10 @@ export function deviceInfo(): DeviceInfo {
 
 async function create(options: DeviceOptions): Promise<Gpu> {
   const host = hostName();
+  return withRuntimeDir(host, () => createOn(host, options));
+}
+
+async function createOn(host: Host, options: DeviceOptions): Promise<Gpu> {
   const tried: string[] = [];
   let adapter: GPUAdapter | null = null;
   let swiftshader = false;
@@ -181,6 +185,71 @@ async function wrap(own: GPUDevice | null, adapter: GPUAdapter | null, swiftshad
     validate: options.validate ?? false,
   };
   return new Gpu(device, info);
+}
+
+type DenoEnvHost = {
+  build: { os: string };
+  env: { get(k: string): string | undefined; set(k: string, v: string): void; delete(k: string): void };
+  permissions: { querySync(d: { name: string; variable?: string }): { state: string } };
+  makeTempDirSync(o: { prefix: string }): string;
+  removeSync(path: string): void;
+};
+
+/**
+ * Runs `f` (the adapter and device requests) with XDG_RUNTIME_DIR set where it is unset or not absolute, on
+ * Linux and the BSDs under Deno and Node. Why: Mesa's Vulkan device-select layer (VK_LAYER_MESA_device_select,
+ * an implicit layer from mesa-vulkan-drivers that the Vulkan loader puts under Deno's wgpu and Node's Dawn)
+ * asks the Wayland compositor for the default GPU at every vkEnumeratePhysicalDevices, and libwayland's
+ * wl_display_connect prints "error: XDG_RUNTIME_DIR is invalid or not set in the environment." on stderr
+ * (twice per adapter request) wherever no login session set it: ssh, containers, CI. With it set, Wayland finds
+ * no compositor there and says nothing, and the layer moves on (to X11, then the loader's order), as it did.
+ * The directory is what a login session would give: a fresh private one (mode 0700, so nobody else can put a
+ * socket in it), removed and the variable restored once the device exists. Nothing is filtered from stderr: any
+ * other message of the drivers still shows. Skipped where Deno lacks the env or write permission.
+ */
+async function withRuntimeDir<T>(host: Host, f: () => Promise<T>): Promise<T> {
+  const KEY = "XDG_RUNTIME_DIR";
+  let env: { get(): string | undefined; set(v: string | undefined): void } | null = null;
+  let makeDir: (() => string) | null = null;
+  let removeDir: ((d: string) => void) | null = null;
+  if (host === "deno") {
+    const d = (globalThis as unknown as { Deno: DenoEnvHost }).Deno;
+    const granted = (desc: { name: string; variable?: string }) => d.permissions.querySync(desc).state === "granted";
+    if (/^(linux|freebsd|netbsd|openbsd|android)$/.test(d.build.os) && granted({ name: "env", variable: KEY }) && granted({ name: "write" })) {
+      env = { get: () => d.env.get(KEY), set: (v) => (v === undefined ? d.env.delete(KEY) : d.env.set(KEY, v)) };
+      makeDir = () => d.makeTempDirSync({ prefix: "webtune-xdg-" });
+      removeDir = (dir) => d.removeSync(dir);
+    }
+  } else if (host === "node") {
+    const proc = (globalThis as unknown as { process: NodeProcess & { platform: string } }).process;
+    if (/^(linux|freebsd|netbsd|openbsd|android)$/.test(proc.platform)) {
+      const [fsSpec, osSpec] = ["node:fs", "node:os"]; // variables, so that bundlers never follow them
+      const nodeFs = await import(/* @vite-ignore */ fsSpec);
+      const { tmpdir } = await import(/* @vite-ignore */ osSpec);
+      env = { get: () => proc.env[KEY], set: (v) => (v === undefined ? delete proc.env[KEY] : (proc.env[KEY] = v)) };
+      makeDir = () => nodeFs.mkdtempSync(`${tmpdir()}/webtune-xdg-`);
+      removeDir = (dir) => nodeFs.rmdirSync(dir);
+    }
+  }
+  const before = env?.get();
+  if (!env || before?.startsWith("/")) return f();
+  let dir: string;
+  try {
+    dir = makeDir!();
+  } catch {
+    return f(); // no temporary directory to be had: the message stays, nothing else changes
+  }
+  env.set(dir);
+  try {
+    return await f();
+  } finally {
+    env.set(before);
+    try {
+      removeDir!(dir);
+    } catch {
+      // something was put in it after all: leave it (it is private and in the temporary directory)
+    }
+  }
 }
 
 function adapterInfo(adapter: GPUAdapter | null, device: GPUDevice): DeviceInfo["adapter"] {

@@ -42,7 +42,7 @@ test("--help prints the usage and exits 0", async () => {
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^webtune train\.ts/);
   assert.match(r.stdout, /usage:/);
-  assert.match(r.stdout, /--dataset FILE/);
+  assert.match(r.stdout, /--dataset HUB_ID\|FILE\|URL/);
 });
 
 test("a misspelt flag exits 1 and suggests the name", async () => {
