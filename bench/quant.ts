@@ -6,7 +6,8 @@
 // ones dequantized inside the kernel as they are read; also Q5_0, the Q4_K file's fallback), GFLOP/s side by side.
 // Runs under Deno (`deno run -A bench/quant.ts`: wgpu; llvmpipe without a GPU) and Node
 // (`node --import tsx bench/quant.ts`: Dawn; SwiftShader without a GPU). Prints the tables and writes
-// bench/results/quant-<preset>-<host>-<adapter>-<date>.json, one file per preset.
+// bench/results/quant-<preset>-<host>-<adapter>-<date>.json, one file per preset (a run of some bases keeps the
+// other bases' results, and the matmul rows when it skips them, of the same day's file).
 //
 // The bases, all from the same weights (tools/make-model.ts, seed 1, the preset's published config.json):
 //   f32   from_pretrained(dir): the safetensors model as it is.
@@ -350,8 +351,13 @@ for (const preset of PRESETS) {
   const results: BaseResult[] = [];
   let matmulRows: MatmulRow[] = [];
   const name = `quant-${preset.name}-${info.host}-${info.slug}-${new Date().toISOString().slice(0, 10)}${T === 512 ? "" : `-t${T}`}.json`;
+  const url = new URL(`./results/${name}`, import.meta.url);
+  // The same day's file of this preset and adapter: its bases (and matmul rows) this run does not measure stay.
+  const earlier = existsSync(url) ? (JSON.parse(readFileSync(url, "utf8")) as { bases?: BaseResult[]; matmul?: MatmulRow[] }) : null;
   /** The results so far (written after each part, so a run stopped midway keeps what it measured). */
   const save = () => {
+    const kept = (earlier?.bases ?? []).filter((b) => !bases.includes(b.base) && !results.some((r) => r.base === b.base));
+    const all = [...kept, ...results].sort((a, b) => BASES.indexOf(a.base) - BASES.indexOf(b.base));
     const record = {
       date: new Date().toISOString(),
       host: info.host,
@@ -360,11 +366,11 @@ for (const preset of PRESETS) {
       preset: preset.name,
       parameters: size.parameters,
       lora: { r: 16, lora_alpha: 32, target_modules: "all-linear", tokens: T, gradient_checkpointing: true, timed_steps: STEPS },
-      bases: results,
-      matmul: matmulRows,
+      bases: all,
+      matmul: matmulRows.length ? matmulRows : (earlier?.matmul ?? []),
     };
     mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
-    writeFileSync(new URL(`./results/${name}`, import.meta.url), JSON.stringify(record, null, 2) + "\n");
+    writeFileSync(url, JSON.stringify(record, null, 2) + "\n");
   };
   for (const base of bases) {
     try {
