@@ -1,10 +1,11 @@
 // The fine-tuning page: model, dataset, settings, a training worker with live charts, checkpoints that
 // survive a reload, saved adapters, and side-by-side generation. Uses webtune's public API only.
-import { stringify } from "yaml";
-import { FACTS, IndexedDBStorage, openSource, splitConfig, SUPPORTED_ARCHITECTURES, tinyModelSource } from "../src/index.ts";
+import { parse as parseYaml } from "yaml";
+import { FACTS, IndexedDBStorage, openSource, splitConfig, SUPPORTED_ARCHITECTURES, tinyModelFiles, tinyModelSource } from "../src/index.ts";
+import { exportTRLConfig } from "../src/trainer/export_config.ts";
 import { openGGUFLocation } from "../src/io/open.ts";
 import { GGUFFile } from "../src/models/gguf.ts";
-import { ggufWeightMemory, linearsLabel, weightMemory, type LinearFormat, type WeightMemory } from "../src/models/memory.ts";
+import { ggufWeightMemory, linearsLabel, loadFormats, weightMemory, type LinearFormat, type VocabFormat, type WeightMemory } from "../src/models/memory.ts";
 import { formatBytes, MODEL_PRESETS, parameterCount, presetLabel, type ModelPreset } from "../src/models/presets.ts";
 import { drawChart, type Point } from "./chart.ts";
 import {
@@ -20,6 +21,8 @@ import {
   type ErrorKind,
   type FromWorker,
   type ModelSpec,
+  type SampleGeneration,
+  type TensorBoardLog,
   type StoredModelSpec,
   type ToWorker,
 } from "./protocol.ts";
@@ -80,6 +83,7 @@ const el = {
   yamlCopy: $<HTMLButtonElement>("yaml-copy"),
   yamlDownload: $<HTMLButtonElement>("yaml-download"),
   sampleDownload: $<HTMLButtonElement>("sample-download"),
+  tinyDownload: $<HTMLButtonElement>("tiny-download"),
   yamlCheck: $("yaml-check"),
   start: $<HTMLButtonElement>("start"),
   pause: $<HTMLButtonElement>("pause"),
@@ -94,6 +98,9 @@ const el = {
   stMem: $("st-mem"),
   chart: $<HTMLCanvasElement>("chart"),
   notes: $("train-notes"),
+  tbRow: $("tb-row"),
+  tbDownload: $<HTMLButtonElement>("tb-download"),
+  tbHint: $("tb-hint"),
   tryAdapter: $<HTMLSelectElement>("try-adapter"),
   tryPrompt: $<HTMLTextAreaElement>("try-prompt"),
   tryChat: $<HTMLInputElement>("try-chat"),
@@ -101,6 +108,12 @@ const el = {
   generate: $<HTMLButtonElement>("generate"),
   outBase: $("out-base"),
   outAdapter: $("out-adapter"),
+  samples: $("samples"),
+  samplesSummary: $("samples-summary"),
+  samplesRows: $<HTMLTableSectionElement>("samples-rows"),
+  samplesMore: $<HTMLDetailsElement>("samples-more"),
+  samplesMoreLabel: $("samples-more-label"),
+  samplesAll: $<HTMLTableSectionElement>("samples-all"),
   adapters: $<HTMLTableSectionElement>("adapters"),
   storageUse: $("storage-use"),
 };
@@ -113,8 +126,9 @@ type Phase = "starting" | "idle" | "loading" | "training" | "paused" | "stopping
 const demo = {
   /** Every log the trainer sent this session ({loss, grad_norm, mean_token_accuracy, …, step}). */
   logs: [] as Record<string, number>[],
-  /** Optimizer steps reported this session, in order. */
+  /** Optimizer steps reported this session, in order, and the milliseconds each took. */
   steps: [] as number[],
+  stepMs: [] as number[],
   /** The global step a resumed run started from (null: not resumed this session). */
   resumedFrom: null as number | null,
   phase: "starting" as Phase,
@@ -126,7 +140,11 @@ const demo = {
   /** Whether the worker's adapter has shader-f16 (bf16 then stores the frozen linears as f16). */
   f16: false,
   generations: { base: "", adapter: "", done: false },
+  /** The dataset's prompts generated after the last run (greedy), and how many came out exactly (null: none yet). */
+  samples: null as null | { rows: SampleGeneration[]; shown: number[]; exact: number; of: number; dataset_rows: number },
   lastAdapter: null as string | null,
+  /** The last run's TensorBoard event files (report_to "tensorboard"), as the download offers them. */
+  tensorboard: [] as { dir: string; name: string; size: number }[],
   checkpoints: [] as string[],
 };
 (globalThis as unknown as { __webtune_demo: typeof demo }).__webtune_demo = demo;
@@ -140,6 +158,8 @@ let maxSteps = 0;
 let stepTimes: number[] = [];
 let previewSeq = 0;
 let peakBytes = 0;
+/** The last run's TensorBoard event files, kept in memory until the next run (or a reload). */
+let tensorboardLogs: TensorBoardLog[] = [];
 
 const adaptersStore = new IndexedDBStorage(ADAPTERS_DB);
 const checkpointsStore = new IndexedDBStorage(CHECKPOINTS_DB);
@@ -355,10 +375,14 @@ function scheduleMemory(delay = 150): void {
   memoryTimer = window.setTimeout(() => void updateMemory(), delay);
 }
 
-/** How the decoder linears load with the page's choices, as the worker loads them. */
-function linearFormat(spec: ModelSpec): LinearFormat {
-  if ("load_in_4bit" in spec && spec.load_in_4bit) return "nf4";
-  return readSettings().bf16 && demo.f16 ? "f16" : "f32";
+/** How the decoder linears and the embedding / LM head load with the page's choices, as the worker loads them. */
+function loadFormat(spec: ModelSpec): { linears: LinearFormat; vocab: VocabFormat } {
+  const f16 = readSettings().bf16 && demo.f16;
+  if ("load_in_4bit" in spec && spec.load_in_4bit) {
+    // NF4_CONFIG double-quantizes; the worker holds the embedding and head in bf16 (f16 under bf16 with shader-f16).
+    return loadFormats({ dtype: f16 ? "float16" : "bfloat16", quantized: "nf4", double_quant: NF4_CONFIG.bnb_4bit_use_double_quant });
+  }
+  return loadFormats({ dtype: f16 ? "float16" : "float32" });
 }
 
 /** One promise per key, forgotten when it fails (so a retry reads again). */
@@ -416,11 +440,11 @@ async function updateMemory(): Promise<void> {
   if (spec.kind === "hub-gguf" && !/\.gguf$/i.test(spec.file)) return show("Give the name of a .gguf file in the repository.");
   show("weights on the GPU: reading the sizes…");
   try {
-    const linears = linearFormat(spec);
+    const formats = loadFormat(spec);
     const weights: WeightMemory[] =
       spec.kind === "gguf" || spec.kind === "hub-gguf"
-        ? ggufWeightMemory(await ggufHeader(spec), { dtype: linears === "f16" ? "float16" : "float32" })
-        : weightMemory(await modelConfig(spec), { linears }, spec.kind === "hub" ? `config.json of ${spec.id}` : "config.json");
+        ? ggufWeightMemory(await ggufHeader(spec), { dtype: formats.linears === "f16" ? "float16" : "float32" })
+        : weightMemory(await modelConfig(spec), formats, spec.kind === "hub" ? `config.json of ${spec.id}` : "config.json");
     const total = weights.reduce((sum, w) => sum + w.bytes, 0);
     const label = linearsLabel(weights);
     const text = `weights on the GPU: ${formatBytes(total)} (${label})`;
@@ -570,6 +594,7 @@ function onWorker(m: FromWorker): void {
       break;
     case "step":
       demo.steps.push(m.step);
+      demo.stepMs.push(m.step_ms);
       stepTimes.push(m.step_ms);
       if (stepTimes.length > 20) stepTimes.shift();
       showStep(m.step);
@@ -593,12 +618,16 @@ function onWorker(m: FromWorker): void {
     case "note":
       el.notes.textContent = `${el.notes.textContent ? `${el.notes.textContent} ` : ""}Note: ${m.text}`;
       break;
+    case "samples":
+      showSamples(m);
+      break;
     case "done":
       markRun(m.stopped ? "stopped" : "done");
       el.status.textContent = m.stopped
         ? `Stopped at step ${m.step}. The adapter so far is saved below; the banner above resumes from the last checkpoint.`
-        : `Done: ${m.step} steps. The adapter is saved below; try it.`;
+        : `Done: ${m.step} steps${demo.samples ? `; ${demo.samples.exact}/${demo.samples.of} of the dataset's prompts${demo.samples.of < demo.samples.dataset_rows ? " shown" : ""} reproduced exactly (under Try it)` : ""}. The adapter is saved below; try it.`;
       setPhase("idle");
+      showTensorBoard(m.tensorboard);
       demo.lastAdapter = m.adapter;
       void refreshAdapters(m.adapter ?? undefined).then(() => {
         if (m.stopped) void offerResume();
@@ -810,6 +839,9 @@ async function startTraining(resume: boolean, model: ModelSpec, dataset: Dataset
   peakBytes = 0;
   for (const e of [el.stLoss, el.stAcc, el.stTps, el.stEta, el.stMem]) e.textContent = "–";
   el.notes.textContent = "";
+  el.samples.hidden = true;
+  demo.samples = null;
+  showTensorBoard([]);
   maxSteps = settings.max_steps > 0 ? settings.max_steps : 0;
   setPhase("loading");
   el.status.textContent = resume ? "Loading the model to resume…" : "Loading…";
@@ -1055,44 +1087,146 @@ async function onGenerate(): Promise<void> {
   send({ type: "generate", prompt: el.tryPrompt.value, adapter: id, model, chat: el.tryChat.checked, max_new_tokens: Math.max(1, Number(el.tryMax.value) || 24) });
 }
 
+/** The run's event files: one downloads as itself (TensorBoard reads any folder holding it), several as a zip. */
+function showTensorBoard(logs: TensorBoardLog[]): void {
+  tensorboardLogs = logs;
+  demo.tensorboard = logs.map((l) => ({ dir: l.dir, name: l.name, size: l.bytes.length }));
+  el.tbRow.hidden = logs.length === 0;
+  if (!logs.length) return;
+  const size = bytes(logs.reduce((n, l) => n + l.bytes.length, 0));
+  el.tbDownload.textContent = logs.length === 1 ? `Download TensorBoard logs (${size})` : `Download TensorBoard logs (${logs.length} files, ${size})`;
+  el.tbHint.textContent = "Put the file in a folder, then: tensorboard --logdir that-folder";
+}
+
+function downloadTensorBoard(): void {
+  if (tensorboardLogs.length === 1) {
+    const [log] = tensorboardLogs;
+    return saveBlob(new Blob([log!.bytes as BlobPart], { type: "application/octet-stream" }), log!.name);
+  }
+  saveBlob(zip(Object.fromEntries(tensorboardLogs.map((l) => [`${l.dir.split("/").pop()}/${l.name}`, l.bytes]))), "tensorboard-logs.zip");
+}
+
+/** The rows of the sample the panel shows first: every 9th (as train.ts shows them), or all of a few. */
+function shownSamples(n: number, whole: boolean): number[] {
+  return Array.from({ length: n }, (_, i) => i).filter((i) => !whole || i % 9 === 0);
+}
+
+function sampleRow(tbody: HTMLTableSectionElement, g: SampleGeneration): void {
+  const tr = tbody.insertRow();
+  const prompt = tr.insertCell();
+  prompt.className = "prompt";
+  const use = button(g.prompt, `Use “${g.prompt}” as the prompt below`, () => {
+    el.tryPrompt.value = g.prompt;
+    el.tryPrompt.focus();
+  });
+  use.className = "link";
+  prompt.append(use);
+  tr.insertCell().textContent = g.generated;
+  const mark = tr.insertCell();
+  mark.className = `mark ${g.exact ? "ok" : "bad"}`;
+  mark.textContent = g.exact ? "✓" : `✗ expected ${JSON.stringify(g.expected)}`;
+  mark.setAttribute("aria-label", g.exact ? "reproduced exactly" : `not exact; expected ${g.expected}`);
+}
+
+/** The panel above Try it: a few prompts of the dataset beside their generations, and the exact count. */
+function showSamples(m: Extract<FromWorker, { type: "samples" }>): void {
+  const whole = m.of === m.dataset_rows;
+  const shown = shownSamples(m.of, whole && m.of > 9);
+  demo.samples = { rows: m.rows, shown, exact: m.exact, of: m.of, dataset_rows: m.dataset_rows };
+  el.samplesSummary.textContent = whole
+    ? `${m.exact}/${m.of} reproduced exactly`
+    : `${m.exact}/${m.of} of the shown prompts reproduced exactly (${m.of} of the dataset's ${m.dataset_rows.toLocaleString("en-US")} rows)`;
+  el.samplesRows.replaceChildren();
+  for (const i of shown) sampleRow(el.samplesRows, m.rows[i]!);
+  el.samplesAll.replaceChildren();
+  el.samplesMore.hidden = shown.length === m.rows.length;
+  if (!el.samplesMore.hidden) {
+    el.samplesMoreLabel.textContent = `All ${m.of}`;
+    for (const g of m.rows) sampleRow(el.samplesAll, g);
+  }
+  el.samples.hidden = false;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // SFTConfig YAML
 
-/** The model and dataset keys of the page's choices, then the settings' keys: what train.ts reruns. */
+/** The folder name the tiny model's files download under (the YAML's model_name_or_path for it). */
+const TINY_FOLDER = "webtune-tiny-model";
+
+/** The data file the YAML names for the page's dataset: the sample and pasted rows download under these names. */
+function dataFileName(data: DatasetSpec | null): string | null {
+  if (!data) return null;
+  return data.kind === "sample" ? "facts.jsonl" : data.kind === "paste" ? "pasted.jsonl" : data.file.name;
+}
+
+/**
+ * The page's choices as a flat `trl sft` mapping: the model (a Hub id; a local folder or file by its name, the
+ * tiny model as TINY_FOLDER), the 4-bit base's keys, the dataset as its file's name, then the settings' keys.
+ */
 function configObject(): Record<string, unknown> {
   const model = modelSpec();
-  const data = datasetSpec();
   const cfg: Record<string, unknown> = {};
   if (model?.kind === "hub") cfg.model_name_or_path = model.id;
   else if (model?.kind === "hub-gguf") cfg.model_name_or_path = ggufLocation(model);
-  else if (model && model.kind !== "tiny") cfg.model_name_or_path = `path/to/${model.label}`;
+  else if (model?.kind === "tiny") cfg.model_name_or_path = TINY_FOLDER;
+  else if (model) cfg.model_name_or_path = model.label;
   if (model && "load_in_4bit" in model && model.load_in_4bit) {
     // TRL's model keys of the 4-bit base (get_quantization_config turns them into the BitsAndBytesConfig).
     Object.assign(cfg, { load_in_4bit: true, bnb_4bit_quant_type: NF4_CONFIG.bnb_4bit_quant_type, use_bnb_nested_quant: NF4_CONFIG.bnb_4bit_use_double_quant });
   }
-  if (data && data.kind !== "sample") cfg.dataset_name = data.kind === "paste" ? "pasted.jsonl" : data.file.name;
-  else if (model?.kind !== "tiny") cfg.dataset_name = "facts.jsonl";
+  const file = dataFileName(datasetSpec());
+  if (file) cfg.dataset_name = file;
   return { ...cfg, ...trlConfig(readSettings(), "webtune-output") };
 }
 
+/** The YAML `trl sft --config sft.yaml` runs unchanged (exportTRLConfig), read back by webtune's parser as a check. */
 function exportYaml(): void {
-  const cfg = configObject();
   const model = modelSpec();
+  const data = datasetSpec();
+  const file = dataFileName(data);
+  const notes: string[] = [];
+  // What the config names by a relative path: the files to put beside sft.yaml.
+  const beside: string[] = [];
+  if (model?.kind === "tiny") beside.push(`the folder ${TINY_FOLDER} (the tiny model: download it below)`);
+  else if (model && isLocal(model)) beside.push(`${model.kind === "gguf" ? "the file" : "the folder"} ${model.label}`);
+  if (file) beside.push(data?.kind === "file" ? file : `${file} (download it below)`);
   const head = [
-    "# SFTConfig from the webtune demo: the keys `trl sft --config sft.yaml` takes.",
-    "#   Python TRL:  trl sft --config sft.yaml",
-    "#   webtune:     deno run -A train.ts --config sft.yaml   (or: npx tsx train.ts --config sft.yaml)",
+    "SFTConfig from the webtune demo: Python TRL runs it unchanged (transformers 5).",
+    "  trl sft --config sft.yaml",
+    "  webtune sft --config sft.yaml     (or from the repository: deno run -A train.ts --config sft.yaml)",
+    ...(beside.length ? [`Run it in a folder holding ${beside.join(" and ")}.`] : []),
   ];
-  if (model?.kind === "tiny") head.push("# No model_name_or_path: train.ts then uses its embedded tiny model (and the sample facts when dataset_name is absent).");
-  el.yaml.textContent = `${head.join("\n")}\n${stringify(cfg)}`;
-  el.sampleDownload.hidden = !("dataset_name" in cfg && cfg.dataset_name === "facts.jsonl");
+  el.sampleDownload.hidden = data?.kind !== "sample" && data?.kind !== "paste";
+  el.sampleDownload.textContent = data?.kind === "paste" ? "Download the pasted rows as pasted.jsonl" : "Download the sample as facts.jsonl";
+  el.tinyDownload.hidden = model?.kind !== "tiny";
+  el.yamlBox.hidden = false;
+  let yaml: string;
   try {
-    const checked = splitConfig(cfg, "sft.yaml", { warn: () => {} });
-    el.yamlCheck.textContent = `✓ valid (checked with webtune's config parser${checked.notes.length ? `; ${checked.notes.length} note(s): ${checked.notes.join("; ")}` : ""})`;
+    yaml = exportTRLConfig(configObject(), { header: head, warn: (n) => notes.push(n) });
+  } catch (e) {
+    el.yaml.textContent = "";
+    el.yamlCheck.textContent = `✗ ${(e as Error).message}`;
+    return;
+  }
+  el.yaml.textContent = yaml;
+  try {
+    const checked = splitConfig(parseYaml(yaml) as Record<string, unknown>, "sft.yaml", { warn: () => {} });
+    const all = [...notes, ...checked.notes];
+    el.yamlCheck.textContent = `✓ valid (read back by webtune's config parser${all.length ? `; ${all.length} note(s): ${all.join("; ")}` : ""})`;
   } catch (e) {
     el.yamlCheck.textContent = `✗ ${(e as Error).message}`;
   }
-  el.yamlBox.hidden = false;
+}
+
+/** The files exportYaml's config names, for `trl sft` on another machine: the sample or pasted rows, the tiny model. */
+function downloadData(): void {
+  const data = datasetSpec();
+  if (data?.kind === "paste") return saveBlob(new Blob([data.text.endsWith("\n") ? data.text : `${data.text}\n`], { type: "application/jsonl" }), "pasted.jsonl");
+  saveBlob(new Blob([FACTS.map((r) => JSON.stringify(r)).join("\n") + "\n"], { type: "application/jsonl" }), "facts.jsonl");
+}
+
+function downloadTiny(): void {
+  saveBlob(zip(Object.fromEntries(Object.entries(tinyModelFiles()).map(([name, b]) => [`${TINY_FOLDER}/${name}`, b]))), `${TINY_FOLDER}.zip`);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1161,11 +1295,11 @@ function wire(): void {
     if (!el.yamlBox.hidden) exportYaml();
   });
   el.exportYaml.addEventListener("click", exportYaml);
+  el.tbDownload.addEventListener("click", downloadTensorBoard);
   el.yamlCopy.addEventListener("click", () => void navigator.clipboard?.writeText(el.yaml.textContent ?? "").then(() => (el.yamlCheck.textContent = "Copied."), () => {}));
   el.yamlDownload.addEventListener("click", () => saveBlob(new Blob([el.yaml.textContent ?? ""], { type: "text/yaml" }), "sft.yaml"));
-  el.sampleDownload.addEventListener("click", () =>
-    saveBlob(new Blob([FACTS.map((r) => JSON.stringify(r)).join("\n") + "\n"], { type: "application/jsonl" }), "facts.jsonl"),
-  );
+  el.sampleDownload.addEventListener("click", downloadData);
+  el.tinyDownload.addEventListener("click", downloadTiny);
   el.start.addEventListener("click", onStart);
   el.pause.addEventListener("click", () => {
     if (demo.phase === "paused") send({ type: "resume" });

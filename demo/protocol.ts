@@ -46,6 +46,22 @@ export interface TokenPiece {
   trained: boolean;
 }
 
+/** One prompt of the dataset after training: the greedy generation beside the expected completion. */
+export interface SampleGeneration {
+  prompt: string;
+  expected: string;
+  generated: string;
+  /** The generation (its first line, for a one-line completion) is the completion, spaces trimmed. */
+  exact: boolean;
+}
+
+/** A TensorBoard event file of the run (report_to "tensorboard"): its logging_dir, name and bytes. */
+export interface TensorBoardLog {
+  dir: string;
+  name: string;
+  bytes: Uint8Array;
+}
+
 export type FromWorker =
   | { type: "ready"; adapter: string; f16: boolean; maxBinding: number }
   | { type: "status"; text: string }
@@ -58,7 +74,8 @@ export type FromWorker =
   | { type: "paused" }
   | { type: "resumed" }
   | { type: "note"; text: string }
-  | { type: "done"; adapter: string | null; step: number; stopped: boolean }
+  | { type: "samples"; rows: SampleGeneration[]; exact: number; of: number; dataset_rows: number }
+  | { type: "done"; adapter: string | null; step: number; stopped: boolean; tensorboard: TensorBoardLog[] }
   | { type: "gen-token"; which: "base" | "adapter"; text: string }
   | { type: "gen-done" }
   | { type: "error"; kind: ErrorKind; message: string; phase: string };

@@ -22,6 +22,8 @@ export interface Settings {
   gradient_checkpointing: boolean;
   bf16: boolean;
   seed: number;
+  /** "tensorboard": event files of the run's logs (the page offers them for download when it ends); or "none". */
+  report_to: "tensorboard" | "none";
   lora_r: number;
   lora_alpha: number;
   lora_dropout: number;
@@ -29,11 +31,18 @@ export interface Settings {
   lora_target_modules: string;
 }
 
+/**
+ * The tiny model's recipe on the sample: train.ts's default run (LoRA r 16, alpha 32 on every linear, learning
+ * rate 1e-2, 24 epochs of the 64 facts in batches of 16: 96 steps, linear decay after 5 warmup steps), which
+ * memorises the facts (≥ 95% token accuracy, most completions exact). The page logs every step for its chart
+ * and checkpoints every 24 steps, and writes TensorBoard event files (train.ts logs every 8th step, saves none and
+ * reports to none; none of it changes what is learnt).
+ */
 export const TINY_DEFAULTS: Settings = {
   learning_rate: 1e-2,
-  max_steps: 60,
-  num_train_epochs: SFT_DEFAULTS.num_train_epochs,
-  per_device_train_batch_size: SFT_DEFAULTS.per_device_train_batch_size,
+  max_steps: SFT_DEFAULTS.max_steps,
+  num_train_epochs: 24,
+  per_device_train_batch_size: 16,
   gradient_accumulation_steps: SFT_DEFAULTS.gradient_accumulation_steps,
   max_length: 64,
   packing: SFT_DEFAULTS.packing,
@@ -42,10 +51,11 @@ export const TINY_DEFAULTS: Settings = {
   lr_scheduler_type: "linear",
   warmup_steps: 5,
   logging_steps: 1,
-  save_steps: 10,
+  save_steps: 24,
   gradient_checkpointing: false,
   bf16: false,
   seed: SFT_DEFAULTS.seed,
+  report_to: "tensorboard",
   lora_r: 16,
   lora_alpha: 32,
   lora_dropout: 0,
@@ -57,6 +67,7 @@ export const MODEL_DEFAULTS: Settings = {
   ...TINY_DEFAULTS,
   learning_rate: 2e-4,
   max_steps: 100,
+  num_train_epochs: SFT_DEFAULTS.num_train_epochs,
   per_device_train_batch_size: 4,
   gradient_accumulation_steps: 2,
   max_length: 512,
@@ -108,6 +119,6 @@ export function trlConfig(s: Settings, output_dir: string) {
     gradient_checkpointing: s.gradient_checkpointing,
     bf16: s.bf16,
     seed: s.seed,
-    report_to: "none",
+    report_to: s.report_to === "tensorboard" ? "tensorboard" : "none",
   } satisfies LoraKeys & Partial<SFTConfig>;
 }

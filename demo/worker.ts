@@ -36,12 +36,13 @@ import {
   type DatasetSpec,
   type FromWorker,
   type ModelSpec,
+  type SampleGeneration,
   type TokenPiece,
   type ToWorker,
 } from "./protocol.ts";
 import { trlConfig } from "./settings.ts";
 
-const scope = self as unknown as { postMessage(m: unknown): void; onmessage: ((ev: MessageEvent) => void) | null };
+const scope = self as unknown as { postMessage(m: unknown, transfer?: Transferable[]): void; onmessage: ((ev: MessageEvent) => void) | null };
 const post = (m: FromWorker) => scope.postMessage(m);
 
 let phase = "init";
@@ -136,9 +137,11 @@ async function getModel(spec: ModelSpec, dtype: "float16" | "float32"): Promise<
     const gguf = ggufOf(spec);
     const quantization_config = is4bit(spec) ? { ...NF4_CONFIG } : null;
     if (quantization_config) post({ type: "status", text: "Loading the model, quantizing its linear weights to 4-bit (nf4)…" });
+    // QLoRA as trl sft --dtype bfloat16 --load_in_4bit runs it: the embedding and LM head in bf16 (f16 under bf16
+    // on an adapter with shader-f16), halving what stays unquantized.
     const model = gguf
       ? await AutoModelForCausalLM.from_pretrained(gguf, { ...downloadOptions, dtype })
-      : await AutoModelForCausalLM.from_pretrained(await openModel(spec), { dtype, quantization_config });
+      : await AutoModelForCausalLM.from_pretrained(await openModel(spec), { dtype: quantization_config && dtype === "float32" ? "bfloat16" : dtype, quantization_config });
     loaded = { key, model, dtype };
     return model;
   } catch (e) {
@@ -270,10 +273,57 @@ async function train(msg: Extract<ToWorker, { type: "train" }>): Promise<void> {
       loss: lastLoss,
     };
     await openStorage(`indexeddb:${ADAPTERS_DB}`).writeCheckpoint(id, { ...files, [ADAPTER_META]: JSON.stringify(meta, null, 2) });
-    post({ type: "done", adapter: id, step: out.global_step, stopped });
+    phase = "generate";
+    try {
+      const samples = await sampleGenerations(trainer.peft!, tok, rows, msg.dataset.kind === "sample");
+      if (samples) post({ type: "samples", ...samples, dataset_rows: rows.length });
+    } catch (e) {
+      // The adapter is saved: a failure here only costs the panel.
+      post({ type: "note", text: `no generations for the dataset's prompts: ${(e as Error).message}` });
+    }
+    const tensorboard = trainer.tensorboardFiles().map((f) => ({ dir: f.dir, name: f.name, bytes: f.bytes.slice() }));
+    scope.postMessage({ type: "done", adapter: id, step: out.global_step, stopped, tensorboard } satisfies FromWorker, tensorboard.map((f) => f.bytes.buffer));
   } finally {
     trainer.peft?.unload();
   }
+}
+
+/** Rows the page generates for after training: every row of the sample (64 short facts), else this many. */
+const SAMPLE_ROWS = 8;
+
+/**
+ * Greedy completions of the dataset's prompts after training, beside the expected ones, as train.ts shows them:
+ * every row of the sample, else SAMPLE_ROWS rows spread over the dataset. Only for string prompt-completion
+ * rows (null otherwise). A one-line completion is compared with the generation's first line, spaces trimmed.
+ */
+async function sampleGenerations(
+  peft: PeftModel,
+  tok: PreTrainedTokenizer,
+  rows: Row[],
+  whole: boolean,
+): Promise<{ rows: SampleGeneration[]; exact: number; of: number } | null> {
+  const pc = rows.filter((r) => typeof r.prompt === "string" && typeof r.completion === "string") as { prompt: string; completion: string }[];
+  if (!pc.length || pc.length !== rows.length) return null;
+  const n = whole ? pc.length : Math.min(SAMPLE_ROWS, pc.length);
+  const picked = Array.from({ length: n }, (_, i) => pc[Math.floor((i * pc.length) / n)]!);
+  post({ type: "status", text: `Generating for ${n} prompt${n === 1 ? "" : "s"} of the dataset…` });
+  const prompts = picked.map((r) => tok.encode(r.prompt));
+  const T = Math.max(...prompts.map((p) => p.length));
+  const pad = tok.pad_token_id ?? 0;
+  const ids = prompts.map((p) => [...new Array<number>(T - p.length).fill(pad), ...p]);
+  const mask = prompts.map((p) => [...new Array<number>(T - p.length).fill(0), ...p.map(() => 1)]);
+  // As many new tokens as the longest expected completion has, and a few more (train.ts's 20 for the facts).
+  const longest = Math.max(...picked.map((r) => tok.encode(r.completion, { add_special_tokens: false }).length));
+  const max_new_tokens = whole ? 20 : Math.min(128, longest + 4);
+  const out = await peft.generate(ids, { attention_mask: mask, max_new_tokens, do_sample: false, eos_token_id: tok.eos_token_id ?? null });
+  const gens = picked.map((r, i) => {
+    // The model's vocabulary may be padded past the tokenizer's: such ids have no text.
+    const text = tok.decode(out[i]!.slice(T).filter((t) => t < tok.length), { skip_special_tokens: true });
+    const expected = r.completion.trim();
+    const got = expected.includes("\n") ? text.trim() : text.split("\n")[0]!.trim();
+    return { prompt: r.prompt, expected: r.completion, generated: text, exact: got === expected };
+  });
+  return { rows: gens, exact: gens.filter((g) => g.exact).length, of: gens.length };
 }
 
 /** The spec a saved adapter keeps of its base: tiny, hub (and its 4-bit flag), hub-gguf; null for local files. */

@@ -1,8 +1,12 @@
-// The demo page (demo/, built by Vite) in headless Chromium with WebGPU on SwiftShader: the full flow on the
-// embedded tiny model and the sample dataset (training with a falling loss, base vs adapter generation, the
-// adapter download as PEFT files), a reload mid-training that resumes from the IndexedDB checkpoint, a
-// malformed dataset's row-numbered error, the known Hub models with their sizes (and a preset's tokenizer, served
-// in place of the Hub, previewing assistant-only tokens), and the no-WebGPU message. Screenshots go to tests/browser/artifacts/.
+// The demo page (demo/, built by Vite) in headless Chromium with WebGPU on SwiftShader: the page's default recipe
+// for the tiny model is train.ts's; the first run on the defaults (the embedded tiny model and the sample facts)
+// memorises the sample (≥ 95% token accuracy, the panel of the sample's prompts beside their generations, mostly ✓;
+// run to the end when this machine gets through it within FULL_RUN_BUDGET_S), base vs adapter generation, the
+// adapter download as PEFT files, the export for `trl sft` (a `datasets:` mixture, no token) with the files it
+// names, the TensorBoard event file download (CRC-checked TFRecords); a reload mid-training that resumes from the
+// IndexedDB checkpoint, a malformed dataset's row-numbered error, the known Hub models with their sizes (and a
+// preset's tokenizer, served in place of the Hub, previewing assistant-only tokens), and the no-WebGPU message.
+// Screenshots go to tests/browser/artifacts/.
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -12,9 +16,12 @@ import { extname, join, normalize } from "node:path";
 import { after, before, test } from "node:test";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { build } from "vite";
+import { parse as parseYaml } from "yaml";
 import { parseSafetensorsHeader } from "../../src/models/safetensors.ts";
-import { FACTS, tinyModelFiles } from "../../src/index.ts";
+import { FACTS, splitConfig, tinyModelFiles } from "../../src/index.ts";
+import { TINY_DEFAULTS, trlConfig } from "../../demo/settings.ts";
 import { GGUFFile } from "../../src/models/gguf.ts";
+import { DEFAULT_RUN } from "../../src/trainer/cli.ts";
 import { ggufWeightBytes, weightBytes } from "../../src/models/memory.ts";
 import { formatBytes, presetConfig } from "../../src/models/presets.ts";
 
@@ -43,14 +50,17 @@ let browser: Browser;
 interface DemoState {
   logs: Record<string, number>[];
   steps: number[];
+  stepMs: number[];
   resumedFrom: number | null;
   phase: string;
   ready: boolean;
   errors: { kind: string; message: string }[];
   preview: { format: string; rows: number } | null;
   generations: { base: string; adapter: string; done: boolean };
+  samples: null | { rows: { prompt: string; expected: string; generated: string; exact: boolean }[]; shown: number[]; exact: number; of: number; dataset_rows: number };
   lastAdapter: string | null;
   checkpoints: string[];
+  tensorboard: { dir: string; name: string; size: number }[];
 }
 
 before(async () => {
@@ -87,6 +97,37 @@ after(async () => {
   if (outDir) await rm(outDir, { recursive: true, force: true });
 });
 
+/**
+ * train.ts's default run (its DEFAULT_RUN: the recipe that memorises the 64 facts on the tiny model), as the
+ * page's form shows it. The page logs every step and checkpoints every 24 (train.ts: every 8th, none), which
+ * changes nothing that is learnt.
+ */
+const TRAIN_TS_DEFAULT_RUN: Record<string, string | boolean> = {
+  lora_r: "16",
+  lora_alpha: "32",
+  lora_dropout: "0",
+  lora_target_modules: "all-linear",
+  learning_rate: "0.01",
+  num_train_epochs: "24",
+  max_steps: "-1",
+  per_device_train_batch_size: "16",
+  gradient_accumulation_steps: "1",
+  lr_scheduler_type: "linear",
+  warmup_steps: "5",
+  max_length: "64",
+  gradient_checkpointing: false,
+  packing: false,
+  completion_only_loss: "auto",
+  assistant_only_loss: false,
+  seed: "42",
+};
+
+/**
+ * Seconds the page's default first run (96 steps) may take in the first browser test: 150, about the two minutes
+ * the page promises on a CPU adapter (WEBTUNE_DEMO_FULL_RUN_S changes it).
+ */
+const FULL_RUN_BUDGET_S = Number(process.env.WEBTUNE_DEMO_FULL_RUN_S ?? 150);
+
 /** A fresh page (its own IndexedDB and localStorage) that records console errors. */
 async function openPage(b: Browser = browser): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
   const context = await b.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
@@ -104,14 +145,46 @@ async function waitFor(page: Page, fn: string, timeout = 120_000): Promise<void>
   await page.waitForFunction(`(() => { const d = globalThis.__webtune_demo; return d && (${fn}); })()`, null, { timeout, polling: 100 });
 }
 
-/** Sets the step count (30, checkpoints every 10) and starts training with the keyboard. */
+/** Sets the step count (checkpoints every 10, batches of 8: half the default's) and starts training with the keyboard. */
 async function startTraining(page: Page, steps: number): Promise<void> {
   await page.fill("#s-max_steps", String(steps));
   await page.fill("#s-save_steps", "10");
+  await page.fill("#s-per_device_train_batch_size", "8");
   await waitFor(page, "d.ready && d.phase === 'idle'", 60_000);
   await page.focus("#start");
   await page.keyboard.press("Enter");
   await waitFor(page, "d.phase === 'training' || d.phase === 'loading'", 10_000);
+}
+
+/** CRC-32C (Castagnoli), as TFRecord files checksum their lengths and data. */
+const CRC32C = Uint32Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+function maskedCrc32c(b: Uint8Array): number {
+  let c = 0xffffffff;
+  for (const x of b) c = CRC32C[(c ^ x) & 0xff]! ^ (c >>> 8);
+  c = (c ^ 0xffffffff) >>> 0;
+  return (((c >>> 15) | (c << 17)) + 0xa282ead8) >>> 0;
+}
+
+/** A TFRecord file's records (u64 length, masked CRC of it, data, masked CRC of the data), every CRC checked. */
+function tfRecords(buf: Uint8Array): Uint8Array[] {
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const out: Uint8Array[] = [];
+  let at = 0;
+  while (at < buf.length) {
+    assert.ok(at + 12 <= buf.length, `a record header at byte ${at}`);
+    const len = Number(v.getBigUint64(at, true));
+    assert.equal(v.getUint32(at + 8, true), maskedCrc32c(buf.subarray(at, at + 8)), `the length CRC of the record at byte ${at}`);
+    assert.ok(at + 16 + len <= buf.length, `the record at byte ${at} is whole`);
+    const data = buf.subarray(at + 12, at + 12 + len);
+    assert.equal(v.getUint32(at + 12 + len, true), maskedCrc32c(data), `the data CRC of the record at byte ${at}`);
+    out.push(data);
+    at += 16 + len;
+  }
+  return out;
 }
 
 /** The files of a store-only ZIP (what the page writes). */
@@ -132,7 +205,19 @@ function unzip(buf: Uint8Array): Record<string, Uint8Array> {
   return out;
 }
 
-test("demo: train the tiny model on the sample, loss falls, base and adapter differ, adapter downloads as PEFT files", { timeout: 240_000 }, async () => {
+test("demo: the page's default recipe for the tiny model is train.ts's default run: the same SFTConfig and LoRA config", async () => {
+  const cliRun = splitConfig({ ...DEFAULT_RUN }, "train.ts");
+  const page = splitConfig(trlConfig(TINY_DEFAULTS, "webtune-output"), "the page");
+  assert.deepEqual(page.peft, cliRun.peft);
+  // What the page does apart: a log every step (the chart), checkpoints to IndexedDB, TensorBoard event files;
+  // none of it changes a step.
+  const apart = new Set(["logging_steps", "save_strategy", "save_steps", "save_total_limit", "output_dir", "report_to", "notes", "bf16"]);
+  const strip = (a: Record<string, unknown>) => Object.fromEntries(Object.entries(a).filter(([k]) => !apart.has(k) && !k.startsWith("eval_")));
+  assert.deepEqual(strip(page.args as unknown as Record<string, unknown>), strip(cliRun.args as unknown as Record<string, unknown>));
+  assert.ok(page.args.bf16 !== true && cliRun.args.bf16 !== true, "f32 frozen weights in both");
+});
+
+test("demo: the first run on the page's defaults (train.ts's recipe) memorises the sample: ≥ 95% token accuracy, most facts reproduced, base and adapter differ, adapter downloads as PEFT files", { timeout: 300_000 }, async () => {
   const { context, page, errors } = await openPage();
   try {
     // The dataset preview: the sample's format and the trained (completion) tokens highlighted.
@@ -151,38 +236,132 @@ test("demo: train the tiny model on the sample, loss falls, base and adapter dif
     );
     assert.deepEqual(unlabeled, [], "unlabeled controls");
 
-    // SFTConfig YAML export.
-    await page.fill("#s-max_steps", "30");
-    await page.click("#export-yaml");
-    const yaml = await page.textContent("#yaml");
-    assert.match(yaml!, /^max_steps: 30$/m);
-    assert.match(yaml!, /^learning_rate: 0\.01$/m);
-    assert.match(yaml!, /^lora_target_modules: all-linear$/m);
-    assert.match((await page.textContent("#yaml-check"))!, /✓/);
+    // The form's defaults are train.ts's default run (its DEFAULT_RUN), which memorises the 64 facts.
+    const form = await page.evaluate(() =>
+      Object.fromEntries(
+        Array.from(document.querySelectorAll<HTMLInputElement>("#settings [id^='s-']")).map((e) => [e.id.slice(2), e.type === "checkbox" ? e.checked : e.value]),
+      ),
+    );
+    for (const [k, v] of Object.entries(TRAIN_TS_DEFAULT_RUN)) assert.equal(form[k], v, `the page's default ${k} is train.ts's`);
 
+    // The export of the defaults, for `trl sft --config`: the sample as a local `datasets:` mixture entry (its
+    // file downloads beside it), the tiny model as a folder (its files download as a zip), no token.
+    await page.click("#export-yaml");
+    const yaml = (await page.textContent("#yaml"))!;
+    const exported = parseYaml(yaml) as Record<string, unknown>;
+    assert.deepEqual(exported.datasets, [{ path: "json", data_files: "facts.jsonl", split: "train" }]);
+    assert.ok(!("dataset_name" in exported), "no dataset_name (trl sft would look it up on the Hub)");
+    assert.equal(exported.model_name_or_path, "webtune-tiny-model");
+    assert.doesNotMatch(yaml, /token/i);
+    assert.match(yaml, /^num_train_epochs: 24\.0$/m);
+    assert.match(yaml, /^per_device_train_batch_size: 16$/m);
+    assert.match(yaml, /^max_steps: -1$/m);
+    assert.match(yaml, /^learning_rate: 0\.01$/m);
+    assert.match(yaml, /^lora_target_modules: all-linear$/m);
+    assert.match(yaml, /^report_to: tensorboard$/m);
+    assert.match((await page.textContent("#yaml-check"))!, /^✓ valid/);
+    const [facts] = await Promise.all([page.waitForEvent("download"), page.click("#sample-download")]);
+    assert.equal(facts.suggestedFilename(), "facts.jsonl");
+    assert.deepEqual(readFileSync((await facts.path())!, "utf8").trim().split("\n").map((l) => JSON.parse(l)), FACTS);
+    const [tiny] = await Promise.all([page.waitForEvent("download"), page.click("#tiny-download")]);
+    const tinyFiles = unzip(readFileSync((await tiny.path())!));
+    assert.deepEqual(
+      Object.fromEntries(Object.entries(tinyFiles).map(([k, v]) => [k, Buffer.from(v).toString("base64")])),
+      Object.fromEntries(Object.entries(tinyModelFiles()).map(([k, v]) => [`webtune-tiny-model/${k}`, Buffer.from(v).toString("base64")])),
+      "the tiny model's files, in the folder the YAML names",
+    );
+
+    // The first run, as a visitor starts it: the defaults untouched. It runs to the end when this machine's
+    // adapter gets through it within FULL_RUN_BUDGET_S (projected from the first 8 steps), or always with
+    // WEBTUNE_DEMO_FULL_RUN=1; else it is stopped there (and says so), and only what a stopped run shows is checked.
+    await waitFor(page, "d.ready && d.phase === 'idle'", 60_000);
     const t0 = performance.now();
-    await startTraining(page, 30);
-    await waitFor(page, "d.phase === 'idle' && d.lastAdapter !== null", 150_000);
+    await page.focus("#start");
+    await page.keyboard.press("Enter");
+    await waitFor(page, "d.phase === 'training' || d.phase === 'loading'", 10_000);
+    await waitFor(page, "d.steps.length >= 8", 120_000);
+    const early = await state(page);
+    // The median step after the first (which compiles the pipelines: most of its time on a CPU adapter).
+    const later = early.stepMs.slice(1).sort((a, b) => a - b);
+    const projected = (performance.now() - t0) / 1000 + ((96 - early.steps.length) * later[later.length >> 1]!) / 1000;
+    const full = process.env.WEBTUNE_DEMO_FULL_RUN === "1" || projected <= FULL_RUN_BUDGET_S;
+    if (!full) {
+      await page.click("#stop");
+      console.log(`# the default run would take ~${projected.toFixed(0)} s here (over the ${FULL_RUN_BUDGET_S} s budget): stopped after step ${early.steps.length}; the end-of-run assertions (≥ 95% token accuracy, ≥ half ✓) are not made (WEBTUNE_DEMO_FULL_RUN=1 makes them)`);
+    }
+    await waitFor(page, "d.phase === 'idle' && d.lastAdapter !== null", 280_000);
     const trainSecs = (performance.now() - t0) / 1000;
     const s = await state(page);
+    assert.deepEqual(s.errors, []);
     const losses = s.logs.filter((l) => "loss" in l && "grad_norm" in l);
-    assert.equal(losses.length, 30, "a log per step (logging_steps 1)");
-    assert.equal(losses.at(-1)!.step, 30);
+    const steps = full ? 96 : losses.length;
+    assert.equal(losses.length, steps, "a log per step");
+    if (full) assert.equal(losses.length, 96, "24 epochs of 64 rows in batches of 16");
+    else assert.ok(steps >= 8 && steps < 96, `stopped at step ${steps}`);
+    assert.equal(losses.at(-1)!.step, steps);
     const first = losses[0]!.loss!;
-    const last = losses.at(-1)!.loss!;
-    console.log(`# 30 steps in ${trainSecs.toFixed(1)} s; loss ${first.toFixed(3)} -> ${last.toFixed(3)}`);
-    assert.ok(last < first - 1.0, `the loss falls by more than 1.0: ${first} -> ${last}`);
-    assert.equal(await page.getAttribute("#st-step", "data-step"), "30");
+    const last = losses.at(-1)!;
+    console.log(`# step ms: ${s.stepMs.map((x) => Math.round(x)).join(" ")}`);
+    console.log(`# the default run: ${steps} steps in ${trainSecs.toFixed(1)} s (generations included); loss ${first.toFixed(3)} -> ${last.loss!.toFixed(4)}, token accuracy ${(100 * last.mean_token_accuracy!).toFixed(1)}%; ${s.samples?.exact}/${s.samples?.of} facts exact`);
+    assert.ok(last.loss! < first - 5, `the loss falls: ${first} -> ${last.loss}`);
+    if (full) {
+      assert.ok(last.mean_token_accuracy! >= 0.95, `final token accuracy ${last.mean_token_accuracy} ≥ 0.95`);
+      assert.ok(last.loss! < 0.2, `final loss ${last.loss}`);
+      assert.match((await page.textContent("#st-acc"))!, /^(9[5-9]|100)\.\d%$/);
+    }
+    assert.equal(await page.getAttribute("#st-step", "data-step"), String(steps));
     assert.ok(s.logs.some((l) => (l.peak_gpu_bytes ?? 0) > 0), "peak GPU bytes logged");
 
-    // Base vs adapter generation.
+    // The generations panel: the sample's prompts beside their greedy generations, ✓ where exact.
+    const samples = s.samples!;
+    assert.ok(samples, "the page generated for the sample's prompts");
+    assert.equal(samples.of, 64);
+    assert.deepEqual(samples.rows.map((r) => r.prompt), FACTS.map((f) => f.prompt));
+    if (full) assert.ok(samples.exact >= 48, `most facts reproduced exactly: ${samples.exact}/64`);
+    assert.equal(samples.exact, samples.rows.filter((r) => r.exact).length);
+    for (const r of samples.rows) assert.equal(r.exact, r.generated.split("\n")[0]!.trim() === r.expected.trim(), `✓ means exact: ${JSON.stringify(r)}`);
+    assert.ok(await page.isVisible("#samples"));
+    assert.equal(await page.textContent("#samples-summary"), `${samples.exact}/64 reproduced exactly`);
+    if (full) assert.match((await page.textContent("#train-status"))!, new RegExp(`^Done: 96 steps; ${samples.exact}/64 of the dataset's prompts reproduced exactly`));
+    const shown = await page.$$eval("#samples-rows tr", (trs) => trs.map((tr) => Array.from((tr as HTMLTableRowElement).cells, (c) => c.textContent ?? "")));
+    assert.equal(shown.length, 8, "8 of the 64 shown, as train.ts shows them (every 9th)");
+    shown.forEach(([prompt, generated, mark], i) => {
+      const f = FACTS[9 * i]!;
+      assert.equal(prompt, f.prompt);
+      assert.equal(generated, samples.rows[9 * i]!.generated);
+      assert.equal(mark, samples.rows[9 * i]!.exact ? "✓" : `✗ expected ${JSON.stringify(f.completion)}`);
+    });
+    const ticks = shown.filter((r) => r[2] === "✓").length;
+    if (full) assert.ok(ticks >= shown.length / 2, `at least half of the shown prompts ✓: ${ticks}/${shown.length}`);
+    assert.equal(await page.locator("#samples-all tr").count(), 64, "all 64 behind “All 64”");
+    // A prompt of the panel goes into Try it.
+    await page.click(`#samples-rows tr:nth-child(2) button`);
+    assert.equal(await page.inputValue("#try-prompt"), FACTS[9]!.prompt);
+
+    // The run's TensorBoard event file (report_to tensorboard), downloaded: TFRecords whose length and data CRCs
+    // check, the first one the file_version event, then the logged scalars under transformers' tags.
+    assert.equal(s.tensorboard.length, 1, "one event file");
+    assert.match(s.tensorboard[0]!.name, /^events\.out\.tfevents\.\d+\./);
+    assert.match(s.tensorboard[0]!.dir, /^webtune-demo\/runs\/[A-Z][a-z]{2}\d\d_\d\d-\d\d-\d\d_/);
+    const [tb] = await Promise.all([page.waitForEvent("download"), page.click("#tb-download")]);
+    assert.equal(tb.suggestedFilename(), s.tensorboard[0]!.name);
+    const events = readFileSync((await tb.path())!);
+    assert.equal(events.length, s.tensorboard[0]!.size);
+    const records = tfRecords(new Uint8Array(events));
+    assert.match(Buffer.from(records[0]!).toString("latin1"), /brain\.Event:2/);
+    const text = Buffer.from(events).toString("latin1");
+    for (const tag of ["train/loss", "train/mean_token_accuracy", "train/learning_rate", "train/grad_norm"]) assert.ok(text.includes(tag), `the file has ${tag}`);
+    assert.ok(records.length > steps, `a record per logged scalar: ${records.length}`);
+
+    // Base vs adapter generation in Try it: the adapter says the fact.
     await page.fill("#try-prompt", "The capital of Vorland is");
     await page.click("#generate");
     await waitFor(page, "d.generations.done", 60_000);
     const g = (await state(page)).generations;
     console.log(`# base: ${JSON.stringify(g.base)}  adapter: ${JSON.stringify(g.adapter)}`);
     assert.notEqual(g.base, g.adapter, "the adapter changes what the model generates");
-    assert.ok(g.adapter.length > 0);
+    // Greedy both (24 new tokens here, 20 in the panel; the panel's batch is left-padded).
+    if (full) assert.ok(g.adapter.startsWith(samples.rows[0]!.generated), `Try it generates what the panel showed: ${JSON.stringify(g.adapter)} vs ${JSON.stringify(samples.rows[0]!.generated)}`);
 
     await page.screenshot({ path: join(ARTIFACTS, "demo.png"), fullPage: true });
 
@@ -285,9 +464,18 @@ test("demo: a model from a local folder (webkitdirectory input) tokenizes the pr
     await waitFor(page, "d.preview !== null", 30_000);
     assert.equal((await state(page)).preview!.format, "prompt-completion");
     await page.click("#export-yaml");
-    assert.match((await page.textContent("#yaml"))!, /^model_name_or_path: path\/to\/my-tiny-model$/m);
-    assert.match((await page.textContent("#yaml"))!, /^dataset_name: facts\.jsonl$/m);
+    assert.match((await page.textContent("#yaml"))!, /^model_name_or_path: my-tiny-model$/m);
+    assert.match((await page.textContent("#yaml"))!, /^datasets:\n- path: json\n {2}data_files: facts\.jsonl\n {2}split: train$/m);
     assert.match((await page.textContent("#yaml"))!, /^learning_rate: 0\.0002$/m, "a real model's defaults");
+    assert.ok(await page.isHidden("#tiny-download"), "no tiny model to download for a folder");
+    // A picked data file goes into the mixture by its name (a Parquet file: datasets' parquet builder).
+    await page.check('input[name="data"][value="file"]');
+    await page.setInputFiles("#data-file", { name: "my rows.parquet", mimeType: "application/octet-stream", buffer: readFileSync(join(ROOT, "tests/fixtures/data/chat.parquet")) });
+    await page.click("#export-yaml");
+    const picked = parseYaml((await page.textContent("#yaml"))!) as Record<string, unknown>;
+    assert.deepEqual(picked.datasets, [{ path: "parquet", data_files: "my rows.parquet", split: "train" }]);
+    assert.ok(await page.isHidden("#sample-download"), "the picked file is the user's own: nothing to download");
+    assert.match((await page.textContent("#yaml-check"))!, /^✓ valid/);
     assert.deepEqual(errors, [], "no console errors");
   } finally {
     await context.close();
@@ -422,10 +610,11 @@ test("demo: the 4-bit box shows the nf4 weights' memory; a Hub or local .gguf fi
     const float = f16 ? "f16" : "f32";
     await shows(weightBytes(cfg, { linears: float }), float === "f16" ? "f16 linears" : "f32");
     await page.check("#load-4bit");
-    const nf4 = weightBytes(cfg, { linears: "nf4" });
+    // Double-quantized nf4 (NF4_CONFIG), the embedding and head in bf16 (f16 where the page stores f16), as the worker loads it.
+    const nf4 = weightBytes(cfg, { linears: "nf4_dq", vocab: f16 ? "f16" : "bf16" });
     await shows(nf4, "4-bit linears");
     assert.equal(await page.textContent("#model-memory"), `weights on the GPU: ${formatBytes(nf4)} (4-bit linears)`);
-    assert.ok(nf4 < weightBytes(cfg, { linears: "f16" }), "4-bit linears take less than f16 ones (the f32 embedding stays)");
+    assert.ok(nf4 < 0.5 * weightBytes(cfg, { linears: "f16" }), "4-bit linears and a half-size embedding take under half of f16");
     await page.click("#export-yaml");
     assert.match((await page.textContent("#yaml"))!, /load_in_4bit: true\nbnb_4bit_quant_type: nf4\nuse_bnb_nested_quant: true/);
     assert.match((await page.textContent("#yaml-check"))!, /✓ valid/);
