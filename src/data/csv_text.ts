@@ -34,6 +34,19 @@ export interface TextOptions {
   sample_by?: "line" | "paragraph" | "document";
 }
 
+/** The error for a line (a record, a row) past max_line_bytes, naming the file and the line. */
+export function lineTooLong(name: string, line: number, limit: number, what = "line"): Error {
+  return new Error(
+    `${name}:${line}: the ${what} is longer than ${limit} bytes (max_line_bytes); a row that long is not text to train on. ` +
+      `If it is meant to be, raise loadDataset's max_line_bytes option`,
+  );
+}
+
+/** Past this many characters a record or row is an error (loadDataset's max_line_bytes; sources.ts' default). */
+interface LineLimit {
+  max_line_bytes?: number;
+}
+
 /** Rows per batch of type inference: datasets' CsvConfig.chunksize, which pandas infers types over. */
 export const CSV_CHUNK_ROWS = 10_000;
 
@@ -53,27 +66,75 @@ function withTag(row: Row, where: string): Row {
   return row;
 }
 
-/** Text of UTF-8 chunks, decoded as they come (a character split across chunks is joined); errors name the file. */
+/** The index of the first byte of `b` where a UTF-8 sequence is invalid (or truncated at the end), or -1. */
+export function invalidUtf8At(b: Uint8Array): number {
+  for (let i = 0; i < b.length; ) {
+    const c = b[i]!;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    const n = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
+    if (n < 0 || i + n >= b.length) return i;
+    const lo = c === 0xe0 ? 0xa0 : c === 0xf0 ? 0x90 : 0x80;
+    const hi = c === 0xed ? 0x9f : c === 0xf4 ? 0x8f : 0xbf;
+    if (b[i + 1]! < lo || b[i + 1]! > hi) return i;
+    for (let k = 2; k <= n; k++) if ((b[i + k]! & 0xc0) !== 0x80) return i;
+    i += n + 1;
+  }
+  return -1;
+}
+
+/** The first bytes of a character that `c` ends inside of (what a streaming decoder holds over), else empty. */
+export function partialTail(c: Uint8Array): Uint8Array {
+  for (let k = 1; k <= Math.min(3, c.length); k++) {
+    const b = c[c.length - k]!;
+    if ((b & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    const need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    return need > k ? c.subarray(c.length - k) : c.subarray(c.length);
+  }
+  return c.subarray(c.length);
+}
+
+/** Bytes that are not UTF-8: an error naming the file, the line (counted in `bytes` from `line`) and the byte offset. */
+export function notUtf8(name: string, bytes: Uint8Array, line: number, fileOffset: number, cause: unknown): Error {
+  const at = Math.max(0, invalidUtf8At(bytes));
+  let l = line;
+  for (let i = 0; i < at; i++) if (bytes[i] === 0x0a) l++;
+  return new Error(`${name}:${l}: not UTF-8 text (an invalid byte sequence at byte offset ${fileOffset + at} of the file); save the file as UTF-8`, { cause });
+}
+
+/** Text of UTF-8 chunks, decoded as they come (a character split across chunks is joined); errors name file:line. */
 async function* decodeChunks(chunks: AsyncIterable<Uint8Array>, name: string): AsyncGenerator<string> {
   const decoder = new TextDecoder("utf-8", { fatal: true });
   let first = true;
-  const decode = (b: Uint8Array | undefined, stream: boolean) => {
+  let line = 1; // "\n"s decoded so far + 1 (where a bad byte is reported)
+  let offset = 0;
+  let tail: Uint8Array = new Uint8Array(0); // a split character's first bytes, from the chunk before
+  const decode = (c: Uint8Array | undefined, stream: boolean) => {
     try {
-      return decoder.decode(b, { stream });
+      return decoder.decode(c, { stream });
     } catch (e) {
-      throw new Error(`${name}: not UTF-8 text: ${(e as Error).message}`, { cause: e });
+      if (!c) throw new Error(`${name}:${line}: not UTF-8 text (the file ends inside a character, at byte offset ${offset}); save the file as UTF-8`, { cause: e });
+      const bytes = new Uint8Array(tail.length + c.length);
+      bytes.set(tail);
+      bytes.set(c, tail.length);
+      throw notUtf8(name, bytes, line, offset - tail.length, e);
     }
   };
   for await (const c of chunks) {
     let s = decode(c, true);
+    for (let i = s.indexOf("\n"); i >= 0; i = s.indexOf("\n", i + 1)) line++;
+    offset += c.length;
+    tail = partialTail(c);
     if (first && s.length) {
       s = s.replace(/^\uFEFF/, "");
       first = false;
     }
     if (s) yield s;
   }
-  const tail = decode(undefined, false);
-  if (tail) yield tail;
+  const rest = decode(undefined, false);
+  if (rest) yield rest;
 }
 
 /** One CSV record: its fields and the line it starts on. */
@@ -83,7 +144,7 @@ interface CsvRecord {
 }
 
 /** CSV records of a text stream (RFC 4180 quoting; "\n", "\r\n" or "\r" end a record); blank lines skipped. */
-async function* csvRecords(text: AsyncIterable<string>, name: string, sep: string): AsyncGenerator<CsvRecord> {
+async function* csvRecords(text: AsyncIterable<string>, name: string, sep: string, maxLine: number): AsyncGenerator<CsvRecord> {
   let fields: string[] = [];
   let field = "";
   let quoted = false; // inside a quoted field
@@ -92,34 +153,52 @@ async function* csvRecords(text: AsyncIterable<string>, name: string, sep: strin
   let recordBegun = false; // the current record has consumed a character (else the line was blank)
   let line = 1;
   let recordLine = 1;
+  let recordChars = 0; // the characters of the current record so far, against max_line_bytes
   let pendingCR = false;
+  const SEP = sep.charCodeAt(0);
   const endRecord = (): CsvRecord | null => {
     fields.push(field);
     const rec = recordBegun ? { fields, line: recordLine } : null;
     fields = [];
     field = "";
     fieldBegun = recordBegun = false;
+    recordChars = 0;
     return rec;
   };
+  const grow = (n: number) => {
+    recordChars += n;
+    if (recordChars > maxLine) throw lineTooLong(name, recordLine, maxLine, "record");
+  };
+  // Runs of ordinary characters are sliced out whole (never appended one by one): linear in the text.
   for await (const chunk of text) {
-    for (let i = 0; i < chunk.length; i++) {
+    let i = 0;
+    while (i < chunk.length) {
       const ch = chunk[i]!;
       if (pendingCR) {
         pendingCR = false;
-        if (ch === "\n") continue; // "\r\n": one line break
+        if (ch === "\n") {
+          i++; // "\r\n": one line break
+          continue;
+        }
       }
       if (quoted) {
         if (!afterQuote) {
-          if (ch === '"') afterQuote = true;
-          else {
-            if (ch === "\n" || (ch === "\r" && chunk[i + 1] !== "\n")) line++;
-            field += ch;
-          }
+          let q = chunk.indexOf('"', i);
+          if (q < 0) q = chunk.length;
+          const run = chunk.slice(i, q);
+          for (let k = run.indexOf("\n"); k >= 0; k = run.indexOf("\n", k + 1)) line++;
+          for (let k = run.indexOf("\r"); k >= 0; k = run.indexOf("\r", k + 1)) if (chunk[i + k + 1] !== "\n") line++;
+          grow(run.length);
+          field += run;
+          if (q < chunk.length) afterQuote = true;
+          i = q + 1;
           continue;
         }
         afterQuote = false;
         if (ch === '"') {
           field += '"';
+          grow(1);
+          i++;
           continue;
         }
         quoted = false; // that quote closed the field; this character is read as outside quotes
@@ -129,15 +208,29 @@ async function* csvRecords(text: AsyncIterable<string>, name: string, sep: strin
         field = "";
         fieldBegun = false;
         recordBegun = true;
+        grow(1);
+        i++;
       } else if (ch === "\n" || ch === "\r") {
         const rec = endRecord();
         pendingCR = ch === "\r";
         recordLine = ++line;
+        i++;
         if (rec) yield rec;
-      } else {
-        if (ch === '"' && !fieldBegun) quoted = true;
-        else field += ch;
+      } else if (ch === '"' && !fieldBegun) {
+        quoted = true;
         fieldBegun = recordBegun = true;
+        grow(1);
+        i++;
+      } else {
+        let j = i + 1;
+        for (; j < chunk.length; j++) {
+          const c = chunk.charCodeAt(j);
+          if (c === SEP || c === 10 || c === 13) break;
+        }
+        grow(j - i);
+        field += chunk.slice(i, j);
+        fieldBegun = recordBegun = true;
+        i = j;
       }
     }
   }
@@ -207,7 +300,7 @@ function convert(v: string | undefined, type: ColumnType, where: () => string): 
 }
 
 /** Rows of a CSV file's chunks, after the first `skip`; each tagged with its file:line. */
-export async function* csvRows(chunks: AsyncIterable<Uint8Array>, name: string, skip = 0, options: CsvOptions = {}): AsyncGenerator<Row> {
+export async function* csvRows(chunks: AsyncIterable<Uint8Array>, name: string, skip = 0, options: CsvOptions & LineLimit = {}): AsyncGenerator<Row> {
   const sep = options.sep ?? ",";
   if (sep.length !== 1 || sep === '"' || sep === "\n" || sep === "\r") throw new Error(`${name}: the CSV separator must be one character other than a quote or a line break, got ${JSON.stringify(sep)}`);
   let names: string[] | null = null;
@@ -224,7 +317,7 @@ export async function* csvRows(chunks: AsyncIterable<Uint8Array>, name: string, 
     }
     batch = [];
   };
-  for await (const rec of csvRecords(decodeChunks(chunks, name), name, sep)) {
+  for await (const rec of csvRecords(decodeChunks(chunks, name), name, sep, options.max_line_bytes ?? Infinity)) {
     if (!names) {
       names = headerNames(rec.fields);
       continue;
@@ -239,14 +332,14 @@ export async function* csvRows(chunks: AsyncIterable<Uint8Array>, name: string, 
 }
 
 /** Rows {text} of a text file's chunks, after the first `skip`; each tagged with its file:line. */
-export async function* textRows(chunks: AsyncIterable<Uint8Array>, name: string, skip = 0, options: TextOptions = {}): AsyncGenerator<Row> {
+export async function* textRows(chunks: AsyncIterable<Uint8Array>, name: string, skip = 0, options: TextOptions & LineLimit = {}): AsyncGenerator<Row> {
   const sampleBy = options.sample_by ?? "line";
   if (!["line", "paragraph", "document"].includes(sampleBy)) throw new Error(`${name}: sample_by must be "line", "paragraph" or "document", got ${JSON.stringify(sampleBy)}`);
   const keep = options.keep_linebreaks ?? false;
   let index = 0;
   let line = 1;
   const emit = (text: string, at: number): Row | null => (index++ < skip ? null : withTag({ text }, `${name}:${at}`));
-  let carry = "";
+  const maxLine = options.max_line_bytes ?? Infinity;
   let pendingCR = false;
   // Universal newlines across chunk boundaries: a "\r" at a chunk's end waits to see whether "\n" follows.
   const normalise = (s: string): string => {
@@ -260,38 +353,62 @@ export async function* textRows(chunks: AsyncIterable<Uint8Array>, name: string,
     }
     return s.replace(/\r\n?/g, "\n");
   };
+  // The text of a row not yet ended, as the pieces it came in (joined once, when it ends): linear in the text.
+  let pieces: string[] = [];
+  let pendingChars = 0;
+  const what = sampleBy === "line" ? "line" : sampleBy;
+  const hold = (piece: string, at: number) => {
+    if (!piece) return;
+    pieces.push(piece);
+    pendingChars += piece.length;
+    if (pendingChars > maxLine) throw lineTooLong(name, at, maxLine, what);
+  };
+  const release = (last: string): string => {
+    const whole = pieces.length === 0 ? last : pieces.join("") + last;
+    pieces = [];
+    pendingChars = 0;
+    return whole;
+  };
   const text = decodeChunks(chunks, name);
   if (sampleBy === "document") {
-    for await (const s of text) carry += normalise(s);
-    if (carry) {
-      const row = emit(carry, 1);
+    for await (const s of text) hold(normalise(s), 1);
+    const whole = release("");
+    if (whole) {
+      const row = emit(whole, 1);
       if (row) yield row;
     }
     return;
   }
   const sep = sampleBy === "line" ? "\n" : "\n\n";
   let blockLine = 1;
-  for await (const s of text) {
-    carry += normalise(s);
-    let at: number;
-    while ((at = carry.indexOf(sep)) >= 0) {
-      const piece = carry.slice(0, at);
-      carry = carry.slice(at + sep.length);
-      if (sampleBy === "line") {
-        const row = emit(keep ? `${piece}\n` : piece, line++);
-        if (row) yield row;
-      } else {
-        const lines = piece.split("\n").length + 1;
-        if (piece) {
-          const row = emit(piece, blockLine);
-          if (row) yield row;
-        }
-        blockLine += lines;
-      }
+  const rowOf = (piece: string): Row | null => {
+    if (piece.length > maxLine) throw lineTooLong(name, sampleBy === "line" ? line : blockLine, maxLine, what);
+    if (sampleBy === "line") return emit(keep ? `${piece}\n` : piece, line++);
+    const lines = piece.split("\n").length + 1;
+    const row = piece ? emit(piece, blockLine) : null;
+    blockLine += lines;
+    return row;
+  };
+  for await (const raw of text) {
+    const s = normalise(raw);
+    let from = 0;
+    // A paragraph break split across chunks: the held text ends with "\n" and this chunk starts with one.
+    if (sep.length === 2 && pieces.length > 0 && s.startsWith("\n") && pieces[pieces.length - 1]!.endsWith("\n")) {
+      const row = rowOf(release("").slice(0, -1));
+      from = 1;
+      if (row) yield row;
     }
+    let at: number;
+    while ((at = s.indexOf(sep, from)) >= 0) {
+      const row = rowOf(release(s.slice(from, at)));
+      from = at + sep.length;
+      if (row) yield row;
+    }
+    hold(s.slice(from), sampleBy === "line" ? line : blockLine);
   }
-  if (carry) {
-    const row = emit(carry, sampleBy === "line" ? line : blockLine);
+  const rest = release("");
+  if (rest) {
+    const row = emit(rest, sampleBy === "line" ? line : blockLine);
     if (row) yield row;
   }
 }

@@ -29,7 +29,7 @@
 import { fs, hasFilesystem, isNotFound } from "../io/fs.ts";
 import { DEFAULT_HUB_ENDPOINT, env, hubEndpoint, httpFile, type FetchLike, type ProgressCallback } from "../io/http.ts";
 import { permutation } from "../models/sampling.ts";
-import { Dataset, describe, loadDataset, ROW_SOURCE, type DataFile, type DataFormat, type LoadDatasetOptions, type Row } from "./sources.ts";
+import { concatenate, Dataset, describe, loadDataset, ROW_SOURCE, type DataFile, type DataFormat, type LoadDatasetOptions, type Row } from "./sources.ts";
 
 /** How Hub requests are made. */
 export interface HubDatasetOptions {
@@ -659,37 +659,6 @@ function roundHalfEven(x: number): number {
 /** Rows held in memory, as a Dataset (each epoch reads them again from there). */
 function inMemory(rows: Row[], name: string): Dataset {
   return loadDataset(rows, { name });
-}
-
-/** Datasets one after the other (datasets.concatenate_datasets); skip passes over parts that know their length. */
-export function concatenate(parts: Dataset[], name: string): Dataset {
-  return new Dataset(
-    (skip) =>
-      (async function* () {
-        let left = skip;
-        for (const part of parts) {
-          if (left > 0) {
-            const n = await part.countIfCheap();
-            if (n !== null && n <= left) {
-              left -= n;
-              continue;
-            }
-            if (n !== null) {
-              yield* part.skip(left);
-              left = 0;
-              continue;
-            }
-          }
-          for await (const row of part) {
-            if (left > 0) left--;
-            else yield row;
-          }
-        }
-      })(),
-    name,
-    0,
-    parts.every((p) => p.num_rows !== null) ? parts.reduce((t, p) => t + p.num_rows!, 0) : null,
-  );
 }
 
 /** datasets' select_columns: only `columns`, each checked against the first row (a missing one is an error listing those there are). */

@@ -6,7 +6,10 @@
 // loadDataset(source) returns a Dataset: async-iterable, re-iterable (one pass per epoch reads the source
 // again), with skip(n) for resuming (Parquet skips whole row groups; JSON Lines skips lines without parsing them).
 //
-// JSON Lines is read in chunks (options.chunk_size bytes) and split on newlines; the whole file is never held.
+// JSON Lines is read in chunks (options.chunk_size bytes) and split on newlines in linear time; the whole file is
+// never held, and a line longer than options.max_line_bytes (default 128 MiB) is an error naming file:line, raised
+// before more of it is read (through gzip too). Every reader is strict UTF-8: a bad byte is an error naming
+// file:line and its offset.
 // Blank lines are skipped, as Hugging Face datasets' JSON loader skips them; a line that is not valid JSON, or
 // not a JSON object, is an error naming the file and the line, never a silent skip. A ".gz" name is
 // decompressed on the fly (DecompressionStream). A JSON file must hold an array of rows (or, with
@@ -16,7 +19,7 @@
 // (csv_text.ts). The bytes come through src/io (openFile: a local file, a Blob, or HTTP with the Hub's hints).
 import type { FetchLike } from "../io/http.ts";
 import { isFileLocation, openFile, type FileLocation, type OpenedFile } from "../io/open.ts";
-import { csvRows, textRows, type CsvOptions, type TextOptions } from "./csv_text.ts";
+import { csvRows, lineTooLong, notUtf8, partialTail, textRows, type CsvOptions, type TextOptions } from "./csv_text.ts";
 
 /** One row of a dataset: a JSON object. */
 export type Row = Record<string, unknown>;
@@ -65,6 +68,13 @@ export interface LoadDatasetOptions extends CsvOptions, TextOptions {
   format?: DataFormat;
   /** Bytes read at a time from a file, a Blob or a response body (default 1 MiB). */
   chunk_size?: number;
+  /**
+   * The longest line read, in bytes (default DEFAULT_MAX_LINE_BYTES, 128 MiB): a JSON Lines line, a CSV record or a
+   * text row (a paragraph or the whole document with sample_by) past it is an error naming the file and the line,
+   * raised as soon as that many bytes of it are read (a small .gz holding a huge line fails fast). CSV and text count
+   * decoded characters, which are never more than the bytes. A JSON (array) file is read whole and is not limited.
+   */
+  max_line_bytes?: number;
   /** For a JSON file holding an object: the key whose array holds the rows (as datasets' `field`). */
   field?: string;
   /** Parquet: the columns to read (default all). */
@@ -218,24 +228,27 @@ async function* iterate(it: Iterable<Row> | AsyncIterable<Row>, skip: number, na
 /** Several files read one after the other; skip passes over whole Parquet files by their footers' row counts. */
 function shardsDataset(files: (FileLocation | DataFile)[], options: LoadDatasetOptions): Dataset {
   const parts = files.map((f) => fileDataset(f, { ...options, name: undefined }));
-  const name = options.name ?? `${files.length} files (${parts[0].name}, …)`;
+  return concatenate(parts, options.name ?? `${files.length} files (${parts[0]!.name}, …)`);
+}
+
+/** Datasets one after the other (datasets.concatenate_datasets); skip passes over parts that know their length. */
+export function concatenate(parts: Dataset[], name: string): Dataset {
   return new Dataset(
     (skip) =>
       (async function* () {
         let left = skip;
         for (const part of parts) {
-          if (left === 0) {
-            yield* part;
-            continue;
-          }
-          const n = await part.countIfCheap();
-          if (n !== null) {
-            if (n <= left) left -= n;
-            else {
+          if (left > 0) {
+            const n = await part.countIfCheap();
+            if (n !== null && n <= left) {
+              left -= n;
+              continue;
+            }
+            if (n !== null) {
               yield* part.skip(left);
               left = 0;
+              continue;
             }
-            continue;
           }
           for await (const row of part) {
             if (left > 0) left--;
@@ -244,6 +257,8 @@ function shardsDataset(files: (FileLocation | DataFile)[], options: LoadDatasetO
         }
       })(),
     name,
+    0,
+    parts.every((p) => p.num_rows !== null) ? parts.reduce((t, p) => t + p.num_rows!, 0) : null,
   );
 }
 
@@ -267,6 +282,9 @@ async function random(file: OpenedFile): Promise<{ byteLength: number; slice(sta
   };
 }
 
+/** Compressed bytes handed to the decompressor at a time (see maybeGunzip). */
+const GZIP_SLICE = 8192;
+
 /** Decompresses a ".gz" file's chunks (DecompressionStream: browsers, Deno, Node 18+). */
 function maybeGunzip(name: string, chunks: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
   if (!/\.gz$/i.test(stripQuery(name))) return chunks;
@@ -274,26 +292,44 @@ function maybeGunzip(name: string, chunks: AsyncIterable<Uint8Array>): AsyncIter
     async *[Symbol.asyncIterator]() {
       if (typeof DecompressionStream === "undefined") throw new Error(`${name}: this host has no DecompressionStream to read .gz files with`);
       const it = chunks[Symbol.asyncIterator]();
+      // Compressed bytes go in GZIP_SLICE at a time: gzip expands up to ~1000x, and some hosts (Deno) decompress a
+      // whole written chunk at once, so a small slice bounds how far decompression runs ahead of the reader (a
+      // line past max_line_bytes stops it within ~GZIP_SLICE × 1000 bytes).
+      let rest: Uint8Array | null = null;
       const input = new ReadableStream<Uint8Array>({
         async pull(controller) {
-          const { done, value } = await it.next();
-          if (done) controller.close();
-          else controller.enqueue(value);
+          if (!rest) {
+            const { done, value } = await it.next();
+            if (done) return controller.close();
+            rest = value;
+          }
+          controller.enqueue(rest.subarray(0, GZIP_SLICE));
+          rest = rest.length > GZIP_SLICE ? rest.subarray(GZIP_SLICE) : null;
         },
         async cancel() {
           await it.return?.();
         },
       });
       const reader = input.pipeThrough(new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>).getReader();
+      let finished = false;
       try {
         for (;;) {
-          const { done, value } = await reader.read();
-          if (done) return;
-          yield value;
+          let step: ReadableStreamReadResult<Uint8Array>;
+          try {
+            step = await reader.read();
+          } catch (e) {
+            finished = true;
+            throw new Error(`${name}: gzip decompression failed: ${(e as Error).message}`, { cause: e });
+          }
+          if (step.done) {
+            finished = true;
+            return;
+          }
+          yield step.value;
         }
-      } catch (e) {
-        throw new Error(`${name}: gzip decompression failed: ${(e as Error).message}`, { cause: e });
       } finally {
+        // Stopped early (a reader's error, e.g. a line past max_line_bytes): decompress no further, close the file.
+        if (!finished) await reader.cancel().catch(() => {});
         reader.releaseLock();
       }
     },
@@ -330,6 +366,7 @@ function fileDataset(source: FileLocation | DataFile, options: LoadDatasetOption
   const file: OpenedFile = typeof Blob !== "undefined" && source instanceof Blob ? { name, bytes: opened.bytes } : opened;
   const chunkSize = options.chunk_size ?? DEFAULT_CHUNK;
   if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) throw new Error(`loadDataset: chunk_size must be a positive integer, got ${chunkSize}`);
+  const maxLine = maxLineBytes(options.max_line_bytes);
   const rawName = isDataFile(source) ? source.name : typeof source === "string" ? source : source instanceof URL ? source.href : ((source as File).name ?? "");
   // A .tsv file is CSV separated by tabs (datasets: {".tsv": ("csv", {"sep": "\t"})}).
   const sep = options.sep ?? (/\.tsv(\.gz)?$/i.test(stripQuery(rawName)) ? "\t" : undefined);
@@ -357,10 +394,10 @@ function fileDataset(source: FileLocation | DataFile, options: LoadDatasetOption
       (async function* () {
         const fmt = await getFormat();
         if (fmt === "parquet") yield* parquetRowsOf(file, name, skip, options);
-        else if (fmt === "jsonl") yield* jsonLines(chunks(file, chunkSize), name, skip);
-        else if (fmt === "csv") yield* csvRows(chunks(file, chunkSize), name, skip, { sep });
-        else if (fmt === "text") yield* textRows(chunks(file, chunkSize), name, skip, { keep_linebreaks: options.keep_linebreaks, sample_by: options.sample_by });
-        else yield* jsonRows(file, name, skip, chunkSize, options.field);
+        else if (fmt === "jsonl") yield* jsonLines(chunks(file, chunkSize), name, skip, maxLine);
+        else if (fmt === "csv") yield* csvRows(chunks(file, chunkSize), name, skip, { sep, max_line_bytes: maxLine });
+        else if (fmt === "text") yield* textRows(chunks(file, chunkSize), name, skip, { keep_linebreaks: options.keep_linebreaks, sample_by: options.sample_by, max_line_bytes: maxLine });
+        else yield* jsonRows(file, name, skip, chunkSize, options.field, maxLine);
       })(),
     name,
     0,
@@ -372,19 +409,34 @@ function fileDataset(source: FileLocation | DataFile, options: LoadDatasetOption
 // ---------------------------------------------------------------------------------------------------------
 // JSON Lines and JSON.
 
-/** Rows of JSON Lines chunks: split on "\n" (a trailing "\r" dropped), blank lines skipped, errors at file:line. */
-export async function* jsonLines(chunks: AsyncIterable<Uint8Array>, name: string, skip = 0): AsyncGenerator<Row> {
+/**
+ * The longest line loadDataset reads by default (LoadDatasetOptions.max_line_bytes): 128 MiB. A longer line (a JSON
+ * Lines row, a CSV record, a text row) is an error naming the file and the line, read no further than the limit.
+ */
+export const DEFAULT_MAX_LINE_BYTES = 128 * 1024 * 1024;
+
+/** options.max_line_bytes checked (a positive integer), or the default. */
+export function maxLineBytes(value: number | undefined): number {
+  const v = value ?? DEFAULT_MAX_LINE_BYTES;
+  if (!Number.isSafeInteger(v) || v < 1) throw new Error(`loadDataset: max_line_bytes must be a positive integer, got ${JSON.stringify(value)}`);
+  return v;
+}
+
+/**
+ * Rows of JSON Lines chunks: split on "\n" (a trailing "\r" dropped), blank lines skipped, errors at file:line.
+ * Linear in the bytes: each chunk is searched once for newlines, the pieces of a line that spans chunks are joined
+ * once, and a line past `maxLine` bytes fails as soon as that many have been read.
+ */
+export async function* jsonLines(chunks: AsyncIterable<Uint8Array>, name: string, skip = 0, maxLine = DEFAULT_MAX_LINE_BYTES): AsyncGenerator<Row> {
   const decoder = new TextDecoder("utf-8", { fatal: true });
-  let carry = "";
-  let line = 0;
+  let line = 0; // lines read so far
   let index = 0;
-  let first = true;
+  let offset = 0; // the file offset of the first byte of `pending`
+  let pending: Uint8Array[] = []; // the bytes of a line not yet ended
+  let pendingBytes = 0;
   const emit = (text: string): Row | null => {
     line++;
-    if (first) {
-      text = text.replace(/^\uFEFF/, "");
-      first = false;
-    }
+    if (line === 1) text = text.replace(/^\uFEFF/, "");
     if (text.endsWith("\r")) text = text.slice(0, -1);
     if (text.trim() === "") return null;
     if (index++ < skip) return null;
@@ -400,33 +452,68 @@ export async function* jsonLines(chunks: AsyncIterable<Uint8Array>, name: string
     }
     return tagRow(value as Row, `${name}:${line}`);
   };
-  const decode = (bytes: Uint8Array | undefined, stream: boolean) => {
+  /** The text of whole lines: `pending` and then `tail`, which ends just after a "\n" (or the file does). */
+  const decodeLines = (tail: Uint8Array): string => {
+    const bytes = pending.length === 0 ? tail : concatBytes([...pending, tail], pendingBytes + tail.length);
     try {
-      return decoder.decode(bytes, { stream });
+      return decoder.decode(bytes);
     } catch (e) {
-      throw new Error(`${name}: not UTF-8 text after line ${line}: ${(e as Error).message}`, { cause: e });
+      throw notUtf8(name, bytes, line + 1, offset, e);
     }
   };
+  const take = (piece: Uint8Array) => {
+    if (piece.length === 0) return;
+    pending.push(piece);
+    pendingBytes += piece.length;
+    if (pendingBytes > maxLine) throw lineTooLong(name, line + 1, maxLine);
+  };
   for await (const chunk of chunks) {
-    carry += decode(chunk, true);
-    let nl: number;
+    const last = chunk.lastIndexOf(0x0a);
+    if (last < 0) {
+      take(chunk); // no line ends in this chunk
+      continue;
+    }
+    // The first line of this chunk completes `pending`: its length is checked before anything is decoded.
+    const firstNl = chunk.indexOf(0x0a);
+    if (pendingBytes + firstNl > maxLine) throw lineTooLong(name, line + 1, maxLine);
+    const head = chunk.subarray(0, last + 1);
+    const consumed = pendingBytes + head.length;
+    const text = decodeLines(head);
+    pending = [];
+    pendingBytes = 0;
     let from = 0;
-    while ((nl = carry.indexOf("\n", from)) >= 0) {
-      const row = emit(carry.slice(from, nl));
+    let nl: number;
+    while ((nl = text.indexOf("\n", from)) >= 0) {
+      if (nl - from > maxLine) throw lineTooLong(name, line + 1, maxLine);
+      const row = emit(text.slice(from, nl));
       from = nl + 1;
       if (row) yield row;
     }
-    carry = carry.slice(from);
+    offset += consumed;
+    take(chunk.subarray(last + 1));
   }
-  carry += decode(undefined, false);
-  if (carry.length > 0) {
-    const row = emit(carry);
+  if (pendingBytes > 0) {
+    const text = decodeLines(new Uint8Array(0));
+    pending = [];
+    const row = emit(text);
     if (row) yield row;
   }
 }
 
+/** `parts` (of `total` bytes) as one array. */
+function concatBytes(parts: Uint8Array[], total: number): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /** Rows of a JSON file: an array of objects (or `field` of an object); a ".json" holding JSON Lines is read as such. */
-async function* jsonRows(file: OpenedFile, name: string, skip: number, chunkSize: number, field: string | undefined): AsyncGenerator<Row> {
+async function* jsonRows(file: OpenedFile, name: string, skip: number, chunkSize: number, field: string | undefined, maxLine: number): AsyncGenerator<Row> {
   const start = new TextDecoder().decode(await file.bytes.head(1 << 16)).replace(/^\uFEFF/, "").trimStart();
   if (start.startsWith("{") && field === undefined) {
     // JSON Lines under a .json name (datasets reads those too): the first line is a whole object.
@@ -438,18 +525,43 @@ async function* jsonRows(file: OpenedFile, name: string, skip: number, chunkSize
       isLines = false;
     }
     if (isLines) {
-      yield* jsonLines(chunks(file, chunkSize), name, skip);
+      yield* jsonLines(chunks(file, chunkSize), name, skip, maxLine);
       return;
     }
   }
+  // Strict UTF-8, as JSON Lines: bytes that are not UTF-8 are an error naming the line and offset, never U+FFFD.
   const parts: string[] = [];
-  const decoder = new TextDecoder();
-  for await (const c of chunks(file, chunkSize)) parts.push(decoder.decode(c, { stream: true }));
-  parts.push(decoder.decode());
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  let line = 1;
+  let offset = 0;
+  let tail: Uint8Array = new Uint8Array(0); // the bytes of a character split across chunks, for the error's line and offset
+  try {
+    for await (const c of chunks(file, chunkSize)) {
+      let text: string;
+      try {
+        text = decoder.decode(c, { stream: true });
+      } catch (e) {
+        throw notUtf8(name, concatBytes([tail, c], tail.length + c.length), line, offset - tail.length, e);
+      }
+      parts.push(text);
+      for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", i + 1)) line++;
+      offset += c.length;
+      tail = partialTail(c);
+    }
+    try {
+      parts.push(decoder.decode());
+    } catch (e) {
+      throw new Error(`${name}:${line}: not UTF-8 text (the file ends inside a character, at byte offset ${offset}); save the file as UTF-8`, { cause: e });
+    }
+  } catch (e) {
+    if (e instanceof RangeError) throw new Error(`${name}: too large to read as one JSON document (${(e as Error).message}); convert it to JSON Lines, which is read line by line`, { cause: e });
+    throw e;
+  }
   let value: unknown;
   try {
     value = JSON.parse(parts.join("").replace(/^\uFEFF/, ""));
   } catch (e) {
+    if (e instanceof RangeError) throw new Error(`${name}: too large to read as one JSON document (${(e as Error).message}); convert it to JSON Lines, which is read line by line`, { cause: e });
     throw new Error(`${name} is not valid JSON: ${(e as Error).message}`);
   }
   if (field !== undefined) {

@@ -17,6 +17,10 @@
 //   - apply_chat_template renders with messages, tools, documents, add_generation_prompt, the special tokens
 //     (bos_token, eos_token, …) and any extra keyword, then encodes the text with add_special_tokens=false,
 //     so the template's own BOS is the only one.
+//
+// The files are untrusted input: tokenizer.json's and tokenizer_config.json's keys are type-checked (an error
+// names the file and the key), and a chat template, which is code, renders under CHAT_TEMPLATE_LIMITS (steps,
+// time, range() length, string length), a render past them stopping with an error naming the template's file.
 import { Tokenizer } from "@huggingface/tokenizers";
 import { Environment, Interpreter, Template, parse, tokenize } from "@huggingface/jinja";
 import type { SourceOptions } from "../io/http.ts";
@@ -164,6 +168,100 @@ function tokenContent(spec: unknown): string | null {
   return null;
 }
 
+/** JSON's name for a value's type, for messages: "a number (5)", "an array", "null", … */
+function shown(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "an array";
+  if (typeof v === "object") return "an object";
+  const text = JSON.stringify(v) ?? String(v);
+  return `${typeof v === "number" ? "a number" : typeof v === "string" ? "a string" : typeof v === "boolean" ? "a boolean" : typeof v} (${text.length > 40 ? `${text.slice(0, 40)}…` : text})`;
+}
+
+const isId = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/**
+ * tokenizer.json's shapes checked before use, each wrong one an error naming the file and the key (rather than a
+ * TypeError from deep inside): added_tokens a list of {id, content}, the model's vocab a map of ids (or Unigram's
+ * [piece, score] list), merges a list, the pipeline parts objects or null, padding an object or null.
+ */
+function checkTokenizerJson(json: TokenizerJson, file: string): void {
+  const fail = (key: string, want: string, got: unknown): never => {
+    throw new Error(`${file}: "${key}" must be ${want}, got ${shown(got)}`);
+  };
+  const raw = json as unknown as Record<string, unknown>;
+  const added = raw.added_tokens;
+  if (added !== undefined && added !== null) {
+    if (!Array.isArray(added)) fail("added_tokens", "a list of {id, content, …} objects", added);
+    (added as unknown[]).forEach((t, i) => {
+      if (!t || typeof t !== "object" || Array.isArray(t)) fail(`added_tokens[${i}]`, "an {id, content, …} object", t);
+      const { id, content } = t as { id?: unknown; content?: unknown };
+      if (!isId(id)) fail(`added_tokens[${i}].id`, "a non-negative integer", id);
+      if (typeof content !== "string") fail(`added_tokens[${i}].content`, "a string", content);
+    });
+  }
+  for (const key of ["normalizer", "pre_tokenizer", "post_processor", "decoder", "padding", "truncation"]) {
+    const v = raw[key];
+    if (v !== undefined && v !== null && (typeof v !== "object" || Array.isArray(v))) fail(key, "an object or null", v);
+  }
+  const pad = (raw.padding as { pad_token?: unknown } | null | undefined)?.pad_token;
+  if (pad !== undefined && pad !== null && typeof pad !== "string") fail("padding.pad_token", "a string", pad);
+  const model = json.model as unknown as Record<string, unknown>;
+  if (model.type !== undefined && typeof model.type !== "string") fail("model.type", "a string", model.type);
+  const vocab = model.vocab;
+  if (Array.isArray(vocab)) {
+    vocab.forEach((e, i) => {
+      if (!Array.isArray(e) || typeof e[0] !== "string" || typeof e[1] !== "number") fail(`model.vocab[${i}]`, "a [piece, score] pair", e);
+    });
+  } else if (vocab !== undefined && vocab !== null) {
+    if (typeof vocab !== "object") fail("model.vocab", "an object of piece → id (or Unigram's list of [piece, score])", vocab);
+    for (const [piece, id] of Object.entries(vocab)) if (!isId(id)) fail(`model.vocab[${JSON.stringify(piece)}]`, "a non-negative integer id", id);
+  }
+  if (model.merges !== undefined && model.merges !== null && !Array.isArray(model.merges)) fail("model.merges", "a list of merges", model.merges);
+  for (const key of ["unk_token", "continuing_subword_prefix", "end_of_word_suffix"]) {
+    const v = model[key];
+    if (v !== undefined && v !== null && typeof v !== "string") fail(`model.${key}`, "a string or null", v);
+  }
+}
+
+/** A special-token entry of tokenizer_config.json: a string, an {content} object, or null. */
+const isTokenSpec = (v: unknown): boolean =>
+  v === null || typeof v === "string" || (typeof v === "object" && !Array.isArray(v) && typeof (v as { content?: unknown }).content === "string");
+
+/** tokenizer_config.json's keys webtune reads, checked: a wrong type is an error naming the file and the key. */
+function checkTokenizerConfig(config: TokenizerConfig, file: string): void {
+  const fail = (key: string, want: string, got: unknown): never => {
+    throw new Error(`${file}: "${key}" must be ${want}, got ${shown(got)}`);
+  };
+  if (!config || typeof config !== "object" || Array.isArray(config)) throw new Error(`${file} is not a JSON object`);
+  for (const key of SPECIAL_TOKEN_NAMES) {
+    const v = config[key];
+    if (v !== undefined && !isTokenSpec(v)) fail(key, "a string, an {\"content\": …} object or null", v);
+  }
+  const extras = config.additional_special_tokens;
+  if (extras !== undefined && extras !== null && (!Array.isArray(extras) || !extras.every(isTokenSpec))) fail("additional_special_tokens", "a list of tokens", extras);
+  const extra = config.extra_special_tokens;
+  if (extra !== undefined && extra !== null) {
+    const list = Array.isArray(extra) ? extra : typeof extra === "object" ? Object.values(extra) : null;
+    if (!list || !list.every(isTokenSpec)) fail("extra_special_tokens", "a list or an object of tokens", extra);
+  }
+  const decoder = config.added_tokens_decoder;
+  if (decoder !== undefined && decoder !== null) {
+    if (typeof decoder !== "object" || Array.isArray(decoder)) fail("added_tokens_decoder", "an object of id → {content, …}", decoder);
+    for (const [id, t] of Object.entries(decoder)) {
+      if (!/^\d+$/.test(id) || !Number.isSafeInteger(Number(id))) fail(`added_tokens_decoder[${JSON.stringify(id)}]`, "keyed by a token id (a non-negative integer)", id);
+      if (!t || typeof t !== "object" || typeof (t as { content?: unknown }).content !== "string") fail(`added_tokens_decoder["${id}"]`, "a {content, …} object", t);
+    }
+  }
+  const max = config.model_max_length;
+  if (max !== undefined && max !== null && !(typeof max === "number" && max > 0)) fail("model_max_length", "a positive number", max);
+  for (const key of ["padding_side", "truncation_side"] as const) {
+    const v = config[key];
+    if (v !== undefined && v !== null && v !== "left" && v !== "right") fail(key, `"left" or "right"`, v);
+  }
+  const clean = config.clean_up_tokenization_spaces;
+  if (clean !== undefined && clean !== null && typeof clean !== "boolean") fail("clean_up_tokenization_spaces", "true or false", clean);
+}
+
 /** GPT-2's bytes_to_unicode, inverted: the byte of each byte-level symbol. */
 let byteLevelDecoder: Map<string, number> | null = null;
 function unicodeToBytes(): Map<string, number> {
@@ -245,6 +343,101 @@ function patchStringStrip(): void {
 }
 patchStringStrip();
 
+/**
+ * Bounds on rendering one chat template. A template is code from an untrusted file (tokenizer_config.json,
+ * chat_template.jinja, a GGUF file's metadata), so a render that runs past them stops with an error naming the
+ * template's source, rather than looping for minutes or exhausting memory. Real templates need a few hundred steps
+ * per message. Assignable, process-wide.
+ */
+export const CHAT_TEMPLATE_LIMITS = {
+  /**
+   * Interpreter steps per render: each statement or expression evaluated and each loop iteration is one (about
+   * 100 per message for the templates models ship; @huggingface/jinja runs some 10^5 to 10^6 a second).
+   */
+  max_steps: 500_000,
+  /** Milliseconds per render (checked every 256 steps): a bound on time where steps are slow. */
+  max_ms: 5_000,
+  /** Characters of any string the template builds, the rendered text included (32 Mi). */
+  max_output_chars: 1 << 25,
+  /** Items of one range() (a render takes a step per item, too). */
+  max_range: 100_000,
+};
+
+/** The render in progress (renders are synchronous: one at a time), with its step count; null outside renders. */
+let budget: { steps: number; max: number; chars: number; deadline: number } | null = null;
+
+class TemplateLimitError extends Error {}
+
+/**
+ * Counts steps in @huggingface/jinja's Interpreter: its evaluate() (every node) and evaluateBlock() (every loop
+ * iteration, an empty body included) are wrapped once, here, and check the active render's budget and the length
+ * of each string made. Outside webtune's renders (budget null) they run unchanged.
+ */
+function patchInterpreterBudget(): void {
+  const proto = Interpreter.prototype as unknown as Record<string, ((...a: unknown[]) => unknown) & { budgeted?: boolean }>;
+  for (const method of ["evaluate", "evaluateBlock"]) {
+    const original = proto[method];
+    if (typeof original !== "function" || original.budgeted) continue;
+    const wrapped = function (this: unknown, ...args: unknown[]) {
+      const b = budget;
+      if (b !== null) {
+        if (++b.steps > b.max) throw new TemplateLimitError(`it ran past ${b.max} steps (CHAT_TEMPLATE_LIMITS.max_steps): a runaway loop?`);
+        if ((b.steps & 255) === 0 && Date.now() > b.deadline) {
+          throw new TemplateLimitError(`it ran for more than ${CHAT_TEMPLATE_LIMITS.max_ms} ms (CHAT_TEMPLATE_LIMITS.max_ms): a runaway loop?`);
+        }
+      }
+      const out = original.apply(this, args) as { value?: unknown };
+      if (b !== null && typeof out?.value === "string" && out.value.length > b.chars) {
+        throw new TemplateLimitError(`it built a string of ${out.value.length} characters, past ${b.chars} (CHAT_TEMPLATE_LIMITS.max_output_chars)`);
+      }
+      return out;
+    };
+    (wrapped as { budgeted?: boolean }).budgeted = true;
+    proto[method] = wrapped;
+  }
+  // The global range() (Template.render sets it with Environment.set): bounded during webtune's renders.
+  const env = Environment.prototype as unknown as { set: ((name: string, value: unknown) => unknown) & { budgeted?: boolean } };
+  const set = env.set;
+  if (set.budgeted) return;
+  const bounded = function (this: unknown, name: string, value: unknown) {
+    return set.call(this, name, budget !== null && name === "range" ? boundedRange : value);
+  };
+  bounded.budgeted = true;
+  env.set = bounded;
+}
+patchInterpreterBudget();
+
+/** Jinja's range(), refusing more than CHAT_TEMPLATE_LIMITS.max_range items before making any. */
+function boundedRange(start: number, stop?: number, step = 1): number[] {
+  if (stop === undefined) {
+    stop = start;
+    start = 0;
+  }
+  if (![start, stop, step].every((x) => typeof x === "number" && Number.isFinite(x))) throw new Error(`range() needs finite numbers, got (${start}, ${stop}, ${step})`);
+  if (step === 0) throw new Error("range() step must not be zero");
+  const n = Math.max(0, Math.ceil((stop - start) / step));
+  const max = CHAT_TEMPLATE_LIMITS.max_range;
+  if (n > max) throw new TemplateLimitError(`range() of ${n} items, past ${max} (CHAT_TEMPLATE_LIMITS.max_range)`);
+  return Array.from({ length: n }, (_, i) => start + i * step);
+}
+
+/** `template` rendered with `variables` under CHAT_TEMPLATE_LIMITS; a limit's error says which and names `source`. */
+function renderBounded(template: Template, variables: Record<string, unknown>, source: string): string {
+  const outer = budget;
+  const { max_steps, max_output_chars, max_ms } = CHAT_TEMPLATE_LIMITS;
+  budget = { steps: 0, max: max_steps, chars: max_output_chars, deadline: Date.now() + max_ms };
+  try {
+    return template.render(variables);
+  } catch (e) {
+    if (e instanceof TemplateLimitError || e instanceof RangeError) {
+      throw new Error(`Rendering the chat template of ${source} stopped: ${(e as Error).message}. The template is untrusted code; check it, or raise CHAT_TEMPLATE_LIMITS if it is meant to do this much`, { cause: e });
+    }
+    throw new Error(`Rendering the chat template of ${source} failed: ${(e as Error).message}`, { cause: e });
+  } finally {
+    budget = outer;
+  }
+}
+
 /** A tokenizer: encode/decode, special tokens and chat templates, with transformers' names and semantics. */
 export class PreTrainedTokenizer {
   /** The @huggingface/tokenizers tokenizer that runs tokenizer.json. */
@@ -270,6 +463,8 @@ export class PreTrainedTokenizer {
   /** The chat template(s): one string, named templates, or null. */
   /** The chat template(s); assignable, as transformers' tokenizer.chat_template (TRL's chat_template_path sets it). */
   chat_template: ChatTemplates | null;
+  /** Where the tokenizer's own chat_template was read from ("chat_template.jinja in <dir>", …), for messages. */
+  chat_template_source: string;
   /** Base vocabulary size (the model's vocab, without added tokens not in it), as transformers' vocab_size. */
   readonly vocab_size: number;
   /** Vocabulary size with the added tokens: transformers' len(tokenizer). */
@@ -286,7 +481,11 @@ export class PreTrainedTokenizer {
    * Use AutoTokenizer.from_pretrained; this takes the parsed files: tokenizer.json, tokenizer_config.json and,
    * in options, special_tokens_map.json and the chat template (default: the config's chat_template).
    */
-  constructor(tokenizerJson: unknown, config: TokenizerConfig = {}, options: { name?: string; special_tokens_map?: Record<string, unknown>; chat_template?: ChatTemplates | null } = {}) {
+  constructor(
+    tokenizerJson: unknown,
+    config: TokenizerConfig = {},
+    options: { name?: string; special_tokens_map?: Record<string, unknown>; chat_template?: ChatTemplates | null; chat_template_source?: string } = {},
+  ) {
     const name = options.name ?? "(in memory)";
     const file = `tokenizer.json in ${name}`;
     if (!tokenizerJson || typeof tokenizerJson !== "object" || Array.isArray(tokenizerJson)) {
@@ -304,6 +503,8 @@ export class PreTrainedTokenizer {
       throw new Error(`${file}: the model has neither a "type" nor a "vocab", so it is no tokenizer model webtune knows (${SUPPORTED_MODELS.join(", ")})`);
     }
     for (const key of ["normalizer", "pre_tokenizer", "post_processor", "decoder"]) json[key] ??= null;
+    checkTokenizerJson(json, file);
+    checkTokenizerConfig(config, `tokenizer_config.json in ${name}`);
     json.added_tokens = [...(json.added_tokens ?? [])];
 
     this.name_or_path = name;
@@ -372,6 +573,7 @@ export class PreTrainedTokenizer {
     this.model_max_length = typeof config.model_max_length === "number" ? config.model_max_length : VERY_LARGE_INTEGER;
     this.padding_side = config.padding_side ?? "right";
     this.chat_template = options.chat_template !== undefined ? options.chat_template : templatesOf(config.chat_template, `tokenizer_config.json in ${name}`);
+    this.chat_template_source = options.chat_template_source ?? (options.chat_template !== undefined ? `${name} (the chat_template given to the tokenizer)` : `tokenizer_config.json in ${name}`);
     this.byteLevel = hasByteLevel(json.pre_tokenizer) || hasByteLevel(json.decoder);
     const prefix = json.model.continuing_subword_prefix;
     this.continuingPrefix = typeof prefix === "string" && prefix !== "" ? prefix : null;
@@ -508,13 +710,21 @@ export class PreTrainedTokenizer {
     );
   }
 
-  private compile(template: string): Template {
+  /** Where a template came from, for messages: the file it was read from, else how it was given. */
+  templateSource(template: string): string {
+    const own = this.chat_template;
+    const where = this.chat_template_source;
+    if (own === template || (own && typeof own === "object" && Object.values(own).includes(template))) return where;
+    return `${this.name_or_path} (a chat_template given in code or by chat_template_path)`;
+  }
+
+  private compile(template: string, original = template): Template {
     let t = this.templates.get(template);
     if (!t) {
       try {
         t = new Template(template);
       } catch (e) {
-        throw new Error(`The chat template of ${this.name_or_path} does not parse: ${(e as Error).message}`);
+        throw new Error(`The chat template of ${this.templateSource(original)} does not parse: ${(e as Error).message}`);
       }
       this.templates.set(template, t);
     }
@@ -589,12 +799,7 @@ export class PreTrainedTokenizer {
     const marked = template
       .replace(/\{%(-?)\s*generation\s*(-?)%\}/g, (_m, l: string, r: string) => `{%${l} if true %}${open}{% endif ${r}%}`)
       .replace(/\{%(-?)\s*endgeneration\s*(-?)%\}/g, (_m, l: string, r: string) => `{%${l} if true %}${close}{% endif ${r}%}`);
-    let raw: string;
-    try {
-      raw = this.compile(marked).render(variables);
-    } catch (e) {
-      throw new Error(`Rendering the chat template of ${this.name_or_path} failed: ${(e as Error).message}`);
-    }
+    const raw = renderBounded(this.compile(marked, template), variables, this.templateSource(template));
 
     let text = "";
     const spans: [number, number][] = [];
@@ -828,15 +1033,19 @@ async function readTokenizerFiles(source: ModelSource) {
 
   // Chat template: chat_template.jinja, then chat_template.json, then tokenizer_config.json's.
   let chatTemplate: ChatTemplates | null = null;
+  let chatTemplateSource: string;
   if (await source.exists("chat_template.jinja")) {
     chatTemplate = await source.text("chat_template.jinja");
+    chatTemplateSource = `chat_template.jinja in ${source.name}`;
   } else if (await source.exists("chat_template.json")) {
     const file = await source.json<{ chat_template?: unknown }>("chat_template.json");
-    chatTemplate = templatesOf(file?.chat_template, `chat_template.json in ${source.name}`);
+    chatTemplateSource = `chat_template.json in ${source.name}`;
+    chatTemplate = templatesOf(file?.chat_template, chatTemplateSource);
   } else {
-    chatTemplate = templatesOf(config.chat_template, `tokenizer_config.json in ${source.name}`);
+    chatTemplateSource = `tokenizer_config.json in ${source.name}`;
+    chatTemplate = templatesOf(config.chat_template, chatTemplateSource);
   }
-  return { tokenizerJson, config, specialTokensMap, chatTemplate };
+  return { tokenizerJson, config, specialTokensMap, chatTemplate, chatTemplateSource };
 }
 
 /** transformers' AutoTokenizer: the tokenizer of a model directory, URL, Hub id or browser files. */
@@ -858,11 +1067,12 @@ export const AutoTokenizer = {
       const { tokenizer, config } = ggufTokenizer(await GGUFFile.open(gguf.bytes, gguf.name));
       return new PreTrainedTokenizer(tokenizer, { ...(config as TokenizerConfig), ...overrides }, {
         name: gguf.name,
+        chat_template_source: chat_template !== undefined ? `${gguf.name} (from_pretrained's chat_template)` : `the GGUF metadata (tokenizer.chat_template) of ${gguf.name}`,
         ...(chat_template !== undefined ? { chat_template } : {}),
       });
     }
     const source = await openSource(location as ModelLocation, options);
-    const { tokenizerJson, config, specialTokensMap, chatTemplate } = await readTokenizerFiles(source);
+    const { tokenizerJson, config, specialTokensMap, chatTemplate, chatTemplateSource } = await readTokenizerFiles(source);
     const merged: TokenizerConfig = { ...config, ...overrides };
     const special = specialTokensMap ? { ...specialTokensMap } : undefined;
     if (special) for (const k of Object.keys(overrides)) delete special[k];
@@ -870,6 +1080,7 @@ export const AutoTokenizer = {
       name: source.name,
       special_tokens_map: special,
       chat_template: chat_template ?? chatTemplate,
+      chat_template_source: chat_template !== undefined ? `${source.name} (from_pretrained's chat_template)` : chatTemplateSource,
     });
   },
 };

@@ -161,6 +161,31 @@ function contentLength(res: Response): number | null {
   return v !== null && /^\d+$/.test(v) && !res.headers.get("content-encoding") ? Number(v) : null;
 }
 
+/** A body larger than this is never allocated up front from its Content-Length (a lying header must not exhaust memory). */
+const MAX_PREALLOCATE = 1 << 28;
+
+/**
+ * The next chunk of a body: a transfer that breaks off (undici's "terminated", a reset) is an error naming the URL,
+ * the file, and the bytes got of the bytes expected.
+ */
+async function nextChunk(reader: ReadableStreamDefaultReader<Uint8Array>, url: string, file: string, got: number, expected: number | null): Promise<ReadableStreamReadResult<Uint8Array>> {
+  try {
+    return await reader.read();
+  } catch (e) {
+    const cause = (e as Error & { cause?: Error }).cause?.message;
+    throw new Error(
+      `${url}: the download${file !== url ? ` of ${file}` : ""} broke off after ${got} bytes${expected !== null ? ` of the ${expected} its Content-Length announced` : ""}: ` +
+        `${(e as Error).message}${cause ? ` (${cause})` : ""}. Try again; if it recurs, the server or a proxy is cutting the transfer short`,
+      { cause: e },
+    );
+  }
+}
+
+/** The error for a body that ended with fewer or more bytes than its Content-Length. */
+function lengthMismatch(url: string, file: string, got: number, expected: number): Error {
+  return new Error(`${url}: the server announced ${expected} bytes${file !== url ? ` for ${file}` : ""} (Content-Length) but sent ${got}; the transfer was cut short or the header lies. Try again`);
+}
+
 /** The total of a Content-Range header "bytes a-b/total" or "bytes * /total"; null when absent or "*". */
 function rangeTotal(res: Response): number | null {
   const m = /\/(\d+)\s*$/.exec(res.headers.get("content-range") ?? "");
@@ -227,11 +252,11 @@ export class HttpFile implements ByteFile {
       return b;
     }
     const reader = res.body.getReader();
-    let out: Uint8Array | null = expected !== null ? new Uint8Array(expected) : null;
+    let out: Uint8Array | null = expected !== null && expected <= MAX_PREALLOCATE ? new Uint8Array(expected) : null;
     const chunks: Uint8Array[] = [];
     let n = 0;
     for (;;) {
-      const { done, value } = await reader.read();
+      const { done, value } = await nextChunk(reader, this.url, this.file, n, expected);
       if (done) break;
       if (out && n + value.length <= out.length) out.set(value, n);
       else {
@@ -242,6 +267,7 @@ export class HttpFile implements ByteFile {
       this.progress(start + n, value.length);
       n += value.length;
     }
+    if (expected !== null && n !== expected && contentLength(res) === expected) throw lengthMismatch(this.url, this.file, n, expected);
     if (out) return n === out.length ? out : out.subarray(0, n);
     const all = new Uint8Array(n);
     let at = 0;
@@ -388,7 +414,7 @@ export class HttpFile implements ByteFile {
     if (!reader) return new Uint8Array(await res.arrayBuffer()).subarray(0, n);
     try {
       while (got < n) {
-        const { done, value } = await reader.read();
+        const { done, value } = await nextChunk(reader, this.url, this.file, got, null);
         if (done) break;
         const take = Math.min(value.length, n - got);
         out.set(value.subarray(0, take), got);
@@ -421,16 +447,18 @@ export class HttpFile implements ByteFile {
       return;
     }
     const reader = res.body.getReader();
+    const announced = contentLength(res);
     try {
       let n = 0;
       for (;;) {
-        const { done, value } = await reader.read();
+        const { done, value } = await nextChunk(reader, this.url, this.file, n, announced);
         if (done) break;
         if (!value?.length) continue;
         this.progress(n, value.length);
         n += value.length;
         yield value;
       }
+      if (announced !== null && n !== announced) throw lengthMismatch(this.url, this.file, n, announced);
       this.known = n;
       if (!this.done) this.progress(0, 0);
     } finally {

@@ -564,13 +564,18 @@ export function ggufConfig(g: GGUFFile): Record<string, unknown> {
   const { model_type, cls } = GGUF_ARCHITECTURES[arch]!;
   const cfg: Record<string, unknown> = { architectures: [cls], model_type };
   const keys = CONFIG_KEYS[arch]!;
+  // Which metadata key each config key came from: parseConfig's errors (its bounds on every size) name both.
+  const origin: Record<string, string> = {};
   for (const [key, value] of g.metadata) {
     const dot = key.indexOf(".");
     const prefix = key.slice(0, dot);
     const rest = key.slice(dot + 1);
-    if (prefix === gguf && keys[rest]) cfg[keys[rest]!] = num(value);
-    else if (TOKEN_KEYS[key]) cfg[TOKEN_KEYS[key]!] = num(value);
+    const to = prefix === gguf && keys[rest] ? keys[rest]! : TOKEN_KEYS[key];
+    if (!to) continue;
+    cfg[to] = num(value);
+    origin[to] = key;
   }
+  Object.defineProperty(cfg, Symbol.for("webtune.config_key_origin"), { value: origin, enumerable: false });
   if (cfg.vocab_size === undefined) {
     const tokens = g.metadata.get("tokenizer.ggml.tokens");
     if (Array.isArray(tokens)) cfg.vocab_size = tokens.length;

@@ -352,3 +352,38 @@ describe("loading errors", () => {
     await rejects(AutoTokenizer.from_pretrained(writeDir({ "tokenizer.json": { model } })), /tokenizer model type "WordLevel" is not supported/);
   });
 });
+
+describe("wrong types in the tokenizer files (issue 14)", () => {
+  test("each is an error naming the file and the key, not a TypeError", async () => {
+    const cases: [string, Record<string, unknown>, RegExp][] = [
+      ["tokenizer.json", { added_tokens: 5 }, /tokenizer\.json in .*: "added_tokens" must be a list of \{id, content, …\} objects, got a number \(5\)/],
+      ["tokenizer.json", { added_tokens: [{ id: "3", content: "<x>" }] }, /"added_tokens\[0\]\.id" must be a non-negative integer, got a string \("3"\)/],
+      ["tokenizer.json", { added_tokens: [null] }, /"added_tokens\[0\]" must be an \{id, content, …\} object, got null/],
+      ["tokenizer.json", { pre_tokenizer: "ByteLevel" }, /"pre_tokenizer" must be an object or null, got a string/],
+      ["tokenizer.json", { padding: 1 }, /"padding" must be an object or null/],
+      ["tokenizer_config.json", { bos_token: 7 }, /tokenizer_config\.json in .*: "bos_token" must be a string, an \{"content": …\} object or null, got a number \(7\)/],
+      ["tokenizer_config.json", { added_tokens_decoder: [] }, /"added_tokens_decoder" must be an object of id → \{content, …\}, got an array/],
+      ["tokenizer_config.json", { added_tokens_decoder: { x: { content: "<y>" } } }, /"added_tokens_decoder\["x"\]" must be keyed by a token id/],
+      ["tokenizer_config.json", { added_tokens_decoder: { "5": "<y>" } }, /"added_tokens_decoder\["5"\]" must be a \{content, …\} object/],
+      ["tokenizer_config.json", { additional_special_tokens: "<a>" }, /"additional_special_tokens" must be a list of tokens/],
+      ["tokenizer_config.json", { model_max_length: "2048" }, /"model_max_length" must be a positive number/],
+      ["tokenizer_config.json", { padding_side: "middle" }, /"padding_side" must be "left" or "right", got a string \("middle"\)/],
+      ["tokenizer_config.json", { clean_up_tokenization_spaces: "yes" }, /"clean_up_tokenization_spaces" must be true or false/],
+    ];
+    for (const [file, edit, re] of cases) {
+      const err = await rejects(AutoTokenizer.from_pretrained(writeDir({ [file]: edit })), re);
+      assert.ok(!(err instanceof TypeError), `${JSON.stringify(edit)}: ${err.message}`);
+    }
+    const model = JSON.parse(makeTokenizerFiles()["tokenizer.json"]!).model;
+    await rejects(AutoTokenizer.from_pretrained(writeDir({ "tokenizer.json": { model: { ...model, vocab: { a: -1 } } } })), /"model\.vocab\["a"\]" must be a non-negative integer id, got a number \(-1\)/);
+    await rejects(AutoTokenizer.from_pretrained(writeDir({ "tokenizer.json": { model: { ...model, merges: "a b" } } })), /"model\.merges" must be a list of merges/);
+  });
+
+  test("a template's errors name the file it came from", async () => {
+    const dir = writeDir({}, { "chat_template.jinja": "{{ raise_exception('no') }}" });
+    const tok = await AutoTokenizer.from_pretrained(dir);
+    assert.throws(() => tok.apply_chat_template([{ role: "user", content: "x" }], { tokenize: false }), /Rendering the chat template of chat_template\.jinja in .* failed: no/);
+    const broken = await AutoTokenizer.from_pretrained(writeDir({ "tokenizer_config.json": { chat_template: "{% if %}" } }));
+    assert.throws(() => broken.apply_chat_template([{ role: "user", content: "x" }], { tokenize: false }), /The chat template of tokenizer_config\.json in .* does not parse/);
+  });
+});
