@@ -1,4 +1,5 @@
-// Typed launcher for shaders/adamw.wgsl: the fused AdamW update. No autograd, no readback.
+// Typed launcher for shaders/adamw.wgsl: the fused AdamW update and the largest values it wrote. No autograd,
+// no readback.
 import { grid, launch } from "../gpu/launch.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 
@@ -17,11 +18,14 @@ export interface AdamWHyper {
 /**
  * One torch.optim.AdamW update of `param` and its moments, in place, with the gradient scaled by
  * scale[0] (a 0-d tensor: clip_grad_norm_'s factor, or 1). Bias corrections are computed here in f64.
+ * `stats` (2) gathers the largest |param| and the largest |exp_avg|, |exp_avg_sq| written, over this and
+ * every other update that shares it (start it at 0): read as f32, each is that largest |value|, Inf or NaN
+ * when a written value is non-finite.
  */
-export function adamwUpdate(param: Tensor, grad: Tensor, expAvg: Tensor, expAvgSq: Tensor, scale: Tensor, h: AdamWHyper): void {
+export function adamwUpdate(param: Tensor, grad: Tensor, expAvg: Tensor, expAvgSq: Tensor, scale: Tensor, stats: Tensor, h: AdamWHyper): void {
   const n = param.size;
   launch("adamw", "adamw_update", {
-    buffers: { param: param.buffer, grad: grad.buffer, exp_avg: expAvg.buffer, exp_avg_sq: expAvgSq.buffer, scale: scale.buffer },
+    buffers: { param: param.buffer, grad: grad.buffer, exp_avg: expAvg.buffer, exp_avg_sq: expAvgSq.buffer, scale: scale.buffer, stats: stats.buffer },
     params: {
       n,
       decay: 1 - h.lr * h.weight_decay,

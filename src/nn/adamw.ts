@@ -26,6 +26,9 @@ export interface AdamWState {
 export type AdamWStateDict = OptimizerStateDict<AdamWParamGroup, AdamWState>;
 
 export class AdamW extends Optimizer<AdamWParamGroup, AdamWState> {
+  /** [max |param|, max |exp_avg|, |exp_avg_sq|] that the last step() wrote (see update_stats). */
+  private stats: Tensor | null = null;
+
   constructor(params: readonly Tensor[] | readonly ParamGroupInit<AdamWParamGroup>[], { lr = 1e-3, betas = [0.9, 0.999], eps = 1e-8, weight_decay = 0.01 }: AdamWOptions = {}) {
     super("AdamW", params, { lr, betas, eps, weight_decay });
   }
@@ -48,11 +51,33 @@ export class AdamW extends Optimizer<AdamWParamGroup, AdamWState> {
     super.checkState(p, s);
   }
 
+  /**
+   * The largest |value| the last step() wrote, over every param it updated: a (2) GPU tensor, [max |param|,
+   * max of |exp_avg| and |exp_avg_sq|], Inf or NaN where a written value is non-finite (null before the first
+   * step). The update kernels gather it as they write, so reading it with what a training step reads back
+   * anyway (its loss) costs no readback of its own. Valid until the next step().
+   */
+  get update_stats(): Tensor | null {
+    return this.stats;
+  }
+
+  override step(): void {
+    this.stats?.dispose();
+    this.stats = keep(full([2], 0));
+    super.step();
+  }
+
+  override dispose(): void {
+    super.dispose();
+    this.stats?.dispose();
+    this.stats = null;
+  }
+
   protected update(p: Tensor, grad: Tensor, scale: Tensor, group: AdamWParamGroup): void {
     let s = this.state.get(p);
     if (!s) this.state.set(p, (s = { step: 0, exp_avg: keep(full(p.shape, 0)), exp_avg_sq: keep(full(p.shape, 0)) }));
     s.step++;
     const [beta1, beta2] = group.betas;
-    adamwUpdate(p, grad, s.exp_avg, s.exp_avg_sq, scale, { lr: group.lr, beta1, beta2, eps: group.eps, weight_decay: group.weight_decay, step: s.step });
+    adamwUpdate(p, grad, s.exp_avg, s.exp_avg_sq, scale, this.stats!, { lr: group.lr, beta1, beta2, eps: group.eps, weight_decay: group.weight_decay, step: s.step });
   }
 }

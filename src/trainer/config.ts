@@ -66,7 +66,7 @@ export interface SFTConfig {
    * `quantization_config`: BitsAndBytesConfig keys, quantize on load).
    */
   model_init_kwargs: Record<string, unknown> | null;
-  /** TRL's dataset preparation options; webtune reads `skip_prepare_dataset` (default null). */
+  /** TRL's dataset preparation options: only `{skip_prepare_dataset: false}` (see the check). */
   dataset_kwargs: Record<string, unknown> | null;
 
   // ---- transformers.TrainingArguments, TRL's defaults ----
@@ -244,7 +244,17 @@ const CHECKS: { [K in keyof SFTConfig]: Check } = {
   pad_token: nullable(nonEmptyStr),
   chat_template_path: nullable(nonEmptyStr),
   model_init_kwargs: nullable(dict),
-  dataset_kwargs: nullable(dict),
+  // TRL reads one key of it, skip_prepare_dataset (the dataset used as is); webtune always prepares (a tokenized
+  // row with input_ids passes through as TRL's prepared rows do), so only false is accepted.
+  dataset_kwargs: (v) => {
+    if (v === null) return null;
+    if (!isDict(v)) return "a mapping ({skip_prepare_dataset: false}) or null";
+    const other = Object.keys(v).filter((k) => k !== "skip_prepare_dataset");
+    if (other.length) return `a mapping whose only key TRL reads is skip_prepare_dataset; ${other.map((k) => `"${k}"`).join(", ")} would be ignored`;
+    if (v.skip_prepare_dataset === true) return "without skip_prepare_dataset: true: webtune always prepares the dataset (rows already tokenized, with input_ids, pass through unchanged apart from truncation to max_length, as in TRL); drop dataset_kwargs";
+    if (v.skip_prepare_dataset !== undefined && v.skip_prepare_dataset !== false && v.skip_prepare_dataset !== null) return "{skip_prepare_dataset: false} (a boolean)";
+    return null;
+  },
 
   output_dir: nonEmptyStr,
   learning_rate: num(0),
@@ -388,7 +398,7 @@ export function sftConfig(input: Partial<SFTConfig> | Record<string, unknown> = 
       else out[key] = r.value;
     } else if (key in IGNORED) {
       out[key] = raw;
-      if (!isInactive(raw, INACTIVE[key])) note(`${key}=${show(raw)}: ${IGNORED[key]}`);
+      if (!isInactive(raw, INACTIVE[key])) note(`${key}=${shownValue(key, raw)}: ${IGNORED[key]}`);
     } else if (key in UNSUPPORTED) {
       const u = UNSUPPORTED[key]!;
       const value = options.coerce && typeof raw === "string" ? coerced(raw) : raw;
@@ -437,12 +447,61 @@ export function sftConfig(input: Partial<SFTConfig> | Record<string, unknown> = 
     note(`logging_dir=${show(c.logging_dir)}: unused: it is where report_to "tensorboard" writes, and report_to is ${show(c.report_to)}`);
   }
   if (c.gradient_checkpointing_kwargs !== null && Object.keys(c.gradient_checkpointing_kwargs).length) {
-    note(`gradient_checkpointing_kwargs=${show(c.gradient_checkpointing_kwargs)}: accepted; webtune recomputes whole decoder layers and needs no options`);
+    note(`gradient_checkpointing_kwargs=${shownValue("gradient_checkpointing_kwargs", c.gradient_checkpointing_kwargs)}: accepted; webtune recomputes whole decoder layers and needs no options`);
   }
 
   Object.defineProperty(c, "notes", { value: notes, enumerable: false });
   for (const n of notes) options.warn?.(n);
   return c;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Secrets. Tokens are read from the options that take them (hub_token, a source's `token`) and from the
+// environment ($HF_TOKEN), and are never printed or written: notes show a placeholder, training_args.json and
+// every other saved mapping hold `<HUB_TOKEN>` instead, as transformers' TrainingArguments.to_dict() writes.
+
+/** Vocabulary entries (SFTConfig's eos_token, pad_token; a tokenizer's bos_token, …) and counts (num_tokens): not secrets. */
+const NOT_SECRET = /^(eos|pad|bos|unk|sep|cls|mask)_token$|tokens/i;
+
+/** Whether `key` names a secret: hub_token, push_to_hub_token, token, HF_TOKEN, WANDB_API_KEY, *_secret, *password*. */
+export function isSecretKey(key: string): boolean {
+  return /token|secret|password|api_?key/i.test(key) && !NOT_SECRET.test(key);
+}
+
+/** The placeholder a secret is written as: `<HUB_TOKEN>` for hub_token (transformers' to_dict). */
+export const secretPlaceholder = (key: string): string => `<${key.toUpperCase()}>`;
+
+/** A value as a note or an error shows it: a secret's placeholder, or `show(value)` with the secrets inside masked. */
+export function shownValue(key: string, value: unknown): string {
+  return isSecretKey(key) && value !== null && value !== undefined && value !== "" ? secretPlaceholder(key) : show(withoutSecrets(value));
+}
+
+/**
+ * `value` with every secret (the value of a key isSecretKey() names, at any depth of mappings and lists)
+ * replaced by its placeholder; other values are kept as they are (a copy where something was replaced).
+ */
+export function withoutSecrets<T>(value: T): T {
+  if (Array.isArray(value)) return value.map((v) => withoutSecrets(v)) as T;
+  if (!isDict(value) || ![Object.prototype, null].includes(Object.getPrototypeOf(value))) return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    out[k] = isSecretKey(k) && v !== null && v !== undefined && v !== "" && typeof v !== "boolean" ? secretPlaceholder(k) : withoutSecrets(v);
+  }
+  return out as T;
+}
+
+/**
+ * The arguments as a checkpoint's training_args.json holds them (transformers' TrainingArguments.to_dict()):
+ * every key, each `*_token` value replaced by `<KEY_NAME>` (eos_token and pad_token too, as transformers
+ * does), and secrets nested in mappings (model_init_kwargs.token) masked; webtune's notes left out.
+ */
+export function trainingArgsJSON(args: ResolvedSFTConfig | Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(args)) {
+    if (k === "notes") continue;
+    out[k] = k.endsWith("_token") ? secretPlaceholder(k) : withoutSecrets(v);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import {
 } from "./cli_args.ts";
 import type { BitsAndBytesConfig } from "../models/quantization.ts";
 import { checked, isDict, isInactive, show, type Check } from "./config_checks.ts";
-import { sftConfig, SFTConfigError, type ResolvedSFTConfig, type SFTConfigOptions } from "./config.ts";
+import { sftConfig, SFTConfigError, shownValue, type ResolvedSFTConfig, type SFTConfigOptions } from "./config.ts";
 
 export interface LoadedSFTConfig {
   args: ResolvedSFTConfig;
@@ -93,7 +93,7 @@ function parseText(text: string, name: string, format: "json" | "yaml"): unknown
     try {
       return JSON.parse(text);
     } catch (e) {
-      const msg = (e as Error).message.replace(/,? "[\s\S]*" is not valid JSON$/, "").replace(/\s*(in JSON )?at position \d+.*$/, "").replace(/\s*\(line \d+ column \d+\)/, "");
+      const msg = (e as Error).message.replace(/,? (\.\.\.)?"[\s\S]*"(\.\.\.)? is not valid JSON$/, "").replace(/\s*(in JSON )?at position \d+.*$/, "").replace(/\s*\(line \d+ column \d+\)/, "");
       const before = text.slice(0, jsonErrorOffset(text));
       const where = `:${before.split("\n").length}:${before.length - before.lastIndexOf("\n")}`;
       throw new SyntaxError(`${name}${where}: invalid JSON: ${msg}`);
@@ -143,7 +143,7 @@ export async function readSFTConfigFile(source: ConfigSource, options: Pick<Load
   const format = options.format ?? (/\.json$/i.test(name) ? "json" : /\.ya?ml$/i.test(name) ? "yaml" : /^\s*\{/.test(text) ? "json" : "yaml");
   const data = parseText(text, name, format);
   if (data === null || data === undefined) return { data: {}, name };
-  if (!isDict(data)) throw new SFTConfigError(name, [`expected a mapping of options at the top level, got ${Array.isArray(data) ? "a list" : show(data)}`]);
+  if (!isDict(data)) throw new SFTConfigError(name, [`expected a mapping of options at the top level, got ${Array.isArray(data) ? "a list" : typeof data === "string" ? "a string (is it the config file? its text is not shown: it may be a token)" : show(data)}`]);
   return { data, name };
 }
 
@@ -177,12 +177,12 @@ export function splitConfig(data: Record<string, unknown>, name = "<config>", op
     if (key === "env") {
       if (isDict(raw) && Object.values(raw).every((v) => ["string", "number", "boolean"].includes(typeof v))) {
         env = Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, String(v)]));
-      } else problems.push(`env=${show(raw)} is not allowed: expected a mapping of environment variable names to values`);
+      } else problems.push(`env=${shownValue("env", raw)} is not allowed: expected a mapping of environment variable names to values`);
     } else if (key in MODEL_CHECKS) keep(MODEL_CHECKS, model, key, raw);
     else if (key in DATASET_CHECKS) keep(DATASET_CHECKS, dataset, key, raw);
     else if (key in PEFT_CHECKS) keep(PEFT_CHECKS, lora, key, raw);
     else if (key in MODEL_IGNORED) {
-      if (!isInactive(raw, MODEL_INACTIVE[key])) notes.push(`${key}=${show(raw)}: ${MODEL_IGNORED[key]}`);
+      if (!isInactive(raw, MODEL_INACTIVE[key])) notes.push(`${key}=${shownValue(key, raw)}: ${MODEL_IGNORED[key]}`);
     } else sft[key] = raw;
   }
   let args: ResolvedSFTConfig | null = null;

@@ -17,7 +17,7 @@
 import { stringify } from "yaml";
 import { isDict, show } from "./config_checks.ts";
 import { splitConfig } from "./config_file.ts";
-import { SFT_DEFAULTS, type ResolvedSFTConfig } from "./config.ts";
+import { isSecretKey, SFT_DEFAULTS, type ResolvedSFTConfig } from "./config.ts";
 import { IGNORED, UNSUPPORTED } from "./config_keys.ts";
 
 export interface ExportTRLConfigOptions {
@@ -72,6 +72,19 @@ const FLOAT_KEYS = new Set([
 const isTokenKey = (key: string) => /(^|_)token$/.test(key);
 /** Environment variables that hold a secret (HF_TOKEN, WANDB_API_KEY, …). */
 const isSecretEnv = (name: string) => /TOKEN|SECRET|PASSWORD|API_KEY/i.test(name);
+
+/** `o` without the keys isSecretKey() names, in it and in the mappings and lists inside it (a copy); `warn` hears each path. */
+function withoutSecretKeys(o: unknown, path: string, warn: (note: string) => void): unknown {
+  if (Array.isArray(o)) return o.map((v, i) => withoutSecretKeys(v, `${path.replace(/\.$/, "")}[${i}].`, warn));
+  if (!isDict(o)) return o;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (isSecretKey(k) && v != null && v !== "" && typeof v !== "boolean") {
+      warn(`${path}${k} left out: tokens are never written to a config (set HF_TOKEN in the environment of the run)`);
+    } else out[k] = withoutSecretKeys(v, `${path}${k}.`, warn);
+  }
+  return out;
+}
 
 /** The datasets builder of a local data file or URL, or null for a Hub id. Throws for a local path it cannot read. */
 function builderOf(name: string): string | null {
@@ -245,6 +258,9 @@ export function exportTRLConfig(merged: Record<string, unknown>, options: Export
     if (Object.keys(env).length) out.env = env;
   }
 
+  // Any other secret (a token inside model_init_kwargs, a dataset entry, a *_kwargs mapping) is left out too.
+  const written = withoutSecretKeys(out, "", warn) as Record<string, unknown>;
+
   const header =
     options.header === false
       ? []
@@ -253,5 +269,5 @@ export function exportTRLConfig(merged: Record<string, unknown>, options: Export
           "  trl sft --config sft.yaml         (accelerate/DeepSpeed: trl sft --config sft.yaml --num_processes 8 …)",
           "  webtune sft --config sft.yaml     (the same run on WebGPU)",
         ]);
-  return `${header.map((l) => `# ${l}`.trimEnd()).join("\n")}${header.length ? "\n" : ""}${yamlMapping(out)}\n`;
+  return `${header.map((l) => `# ${l}`.trimEnd()).join("\n")}${header.length ? "\n" : ""}${yamlMapping(written)}\n`;
 }

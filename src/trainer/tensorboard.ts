@@ -10,7 +10,7 @@
 // {value: [{tag, simple_value}]}} — torch's add_scalar writes the old-style simple_value (a float32), one
 // Event per scalar. Under Deno and Node the file grows on disk as TensorBoard expects (appended at each
 // flush, which TensorBoard's reader follows live); in a browser the bytes stay in memory (files()).
-import type { ResolvedSFTConfig } from "./config.ts";
+import { trainingArgsJSON, type ResolvedSFTConfig } from "./config.ts";
 import { fs, hasFilesystem } from "../io/fs.ts";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -341,8 +341,7 @@ export class TensorBoardCallback {
     this.writer = await SummaryWriter.create(this.logging_dir, this.options);
     // TrainingArguments.to_json_string(): the arguments indented by 2, every *_token value replaced by its name
     // ("<HUB_TOKEN>"), so that no token reaches the file.
-    const masked = Object.fromEntries(Object.entries(args).map(([k, v]) => [k, k.endsWith("_token") ? `<${k.toUpperCase()}>` : v]));
-    this.writer.add_text("args", JSON.stringify(masked, null, 2));
+    this.writer.add_text("args", JSON.stringify(trainingArgsJSON(args), null, 2));
     const config = this.options.model_config?.();
     // PretrainedConfig.to_json_string(): sorted keys, indented by 2, a final newline.
     if (config) this.writer.add_text("model_config", `${JSON.stringify(Object.fromEntries(Object.keys(config).sort().map((k) => [k, config[k]])), null, 2)}\n`);

@@ -436,3 +436,9 @@ test("config files: errors name the file, the line and the key", async () => {
     await assert.rejects(loadSFTConfig({ text: "use_peft: true\nuse_dora: true\n" }), /use_dora=true is not allowed: expected false \(DoRA is not supported/);
   });
 });
+
+test("dataset_kwargs: only {skip_prepare_dataset: false}; a key TRL ignores, or skipping preparation webtune cannot do, is an error", () => {
+  assert.deepEqual(sftConfig({ dataset_kwargs: { skip_prepare_dataset: false } }).dataset_kwargs, { skip_prepare_dataset: false });
+  assert.throws(() => sftConfig({ dataset_kwargs: { skip_prepare_dataset: true } }), /dataset_kwargs=.*webtune always prepares the dataset/);
+  assert.throws(() => sftConfig({ dataset_kwargs: { add_special_tokens: false } }), /only key TRL reads is skip_prepare_dataset; "add_special_tokens" would be ignored/);
+});
