@@ -252,13 +252,20 @@ async function train(msg: Extract<ToWorker, { type: "train" }>): Promise<void> {
     args,
     storage: `indexeddb:${CHECKPOINTS_DB}`,
     callbacks: [callback],
-    warn: (text) => post({ type: "note", text }),
+    warn: (text) => {
+      post({ type: "note", text });
+      // A lost GPU device: the trainer recovers by itself (a new device, the model loaded again, the newest
+      // checkpoint in IndexedDB, at most 3 times a run); the status line says so.
+      if (/GPU device was lost/.test(text)) post({ type: "status", text: "The GPU device was lost: training continues on a new device from the last checkpoint…" });
+    },
   });
   try {
     post({ type: "status", text: "Preparing the dataset…" });
     await trainer.setup();
     post({ type: "status", text: msg.resume ? "Resuming from the newest checkpoint…" : "Training…" });
     const out = await trainer.train({ resume_from_checkpoint: msg.resume });
+    // After a lost device the trainer holds the model loaded again on the new one: keep that one loaded.
+    if (trainer.model !== model && loaded?.model === model) loaded.model = trainer.model;
     phase = "save";
     const stopped = stopRequested;
     const files = await trainer.peft!.adapter_files();

@@ -1,7 +1,7 @@
 // webtune: fine-tune language models with WebGPU. The public API.
 // The API's types name WebGPU's (GPUDevice, GPUBuffer…): the built lib/index.d.ts brings them to users' TypeScript.
 /// <reference types="@webgpu/types" preserve="true" />
-export { getDevice, deviceInfo, type DeviceInfo, type DeviceOptions } from "./gpu/device.ts";
+export { getDevice, deviceInfo, DeviceLostError, deviceLost, type DeviceInfo, type DeviceOptions } from "./gpu/device.ts";
 export { Tensor, type DType, type TensorOptions } from "./tensor/tensor.ts";
 export { no_grad, is_grad_enabled } from "./tensor/autograd.ts";
 export { tidy, keep } from "./tensor/scope.ts";
@@ -34,7 +34,7 @@ export { checkpoint } from "./nn/checkpoint.ts";
 export { AutoModelForCausalLM, type PretrainedOptions } from "./models/auto.ts";
 export { LlamaForCausalLM } from "./models/llama.ts";
 export type { CausalLM, ForwardInputs, CausalLMOutput } from "./models/causal_lm.ts";
-export { parseConfig, registerArchitecture, SUPPORTED_ARCHITECTURES } from "./models/config.ts";
+export { parseConfig, registerArchitecture, SUPPORTED_ARCHITECTURES, CONFIG_LIMITS } from "./models/config.ts";
 export type { Architecture, LlamaFamilyConfig, ModuleSpec, WeightSpec, WeightTransforms, LayerType, RopeSpec } from "./models/architecture.ts";
 export { Llama } from "./models/architectures/llama.ts";
 export { Mistral } from "./models/architectures/mistral.ts";
@@ -54,7 +54,7 @@ export { openSource, type ModelLocation } from "./io/open.ts";
 export type { ModelSource } from "./io/source.ts";
 export type { SourceOptions } from "./io/http.ts";
 export { writeSafetensors, openWeights, SafetensorsFile } from "./models/safetensors.ts";
-export { AutoTokenizer, PreTrainedTokenizer } from "./data/tokenizer.ts";
+export { AutoTokenizer, PreTrainedTokenizer, CHAT_TEMPLATE_LIMITS } from "./data/tokenizer.ts";
 export { kv_cache_write, attention_cached, type CachedAttentionOptions } from "./ops/kv_cache.ts";
 export { sampleToken, createRng, type SamplingOptions, type Rng } from "./models/sampling.ts";
 export { generate, type GenerateOptions } from "./models/generate.ts";
@@ -62,14 +62,14 @@ export { splitRows } from "./ops/row_blocks.ts";
 export { pack_dataset, packStream, DEFAULT_PACKING_WINDOW, type PackedRow, type PackInputRow, type PackingStrategy, type PackStreamOptions } from "./data/packing.ts";
 export { DataCollatorForLanguageModeling, type CollatedBatch, type CollatorExample, type DataCollatorForLanguageModelingOptions } from "./data/collator.ts";
 export { openStorage, rotateCheckpoints, FileSystemStorage, IndexedDBStorage, type CheckpointStorage, type StorageLocation } from "./trainer/storage.ts";
-export { SFTTrainer, type SFTTrainerInit, type TrainerCallback, type TrainerState, type TrainerControl, type TrainOutput } from "./trainer/trainer.ts";
-export { sftConfig, baseWeightsDtype, reportIntegrations, REPORT_TO_INTEGRATIONS, SFT_DEFAULTS, SFTConfigError, type SFTConfig, type ResolvedSFTConfig } from "./trainer/config.ts";
+export { SFTTrainer, TrainingDivergedError, type SFTTrainerInit, type TrainerCallback, type TrainerState, type TrainerControl, type TrainOutput } from "./trainer/trainer.ts";
+export { sftConfig, baseWeightsDtype, isSecretKey, trainingArgsJSON, withoutSecrets, reportIntegrations, REPORT_TO_INTEGRATIONS, SFT_DEFAULTS, SFTConfigError, type SFTConfig, type ResolvedSFTConfig } from "./trainer/config.ts";
 export { loadSFTConfig, splitConfig, type LoadedSFTConfig } from "./trainer/config_file.ts";
 export { exportTRLConfig, type ExportTRLConfigOptions } from "./trainer/export_config.ts";
 export { TensorBoardCallback, SummaryWriter, type TensorBoardFile, type TensorBoardCallbackOptions, type SummaryWriterOptions } from "./trainer/tensorboard.ts";
-export { loadDataset, Dataset, isDataFile, type DatasetSource, type DataFile, type DataFormat, type LoadDatasetOptions, type Row } from "./data/sources.ts";
+export { loadDataset, concatenate, Dataset, isDataFile, DEFAULT_MAX_LINE_BYTES, type DatasetSource, type DataFile, type DataFormat, type LoadDatasetOptions, type Row } from "./data/sources.ts";
 export {
-  loadSFTDatasets, loadDatasetByName, loadDatasetDict, getDataset, trainTestSplit, concatenate, selectColumns, BUILDERS, DATASET_CONFIG_KEYS,
+  loadSFTDatasets, loadDatasetByName, loadDatasetDict, getDataset, trainTestSplit, selectColumns, BUILDERS, DATASET_CONFIG_KEYS,
   type DataFilesArg, type DatasetDict, type HubDatasetOptions, type LoadDatasetArgs, type SFTDatasetArgs, type SFTDatasetsOptions,
 } from "./data/hub_datasets.ts";
 export { csvRows, textRows, NA_VALUES, type CsvOptions, type TextOptions } from "./data/csv_text.ts";

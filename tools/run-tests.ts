@@ -17,6 +17,8 @@ const DENO_SMOKE = [
   "tests/models/safetensors.test.ts",
   "tests/io/files.test.ts",
   "tests/io/bytes.test.ts",
+  // Checkpoint storage and atomic saves through Deno's fs (fsync, renames, crash cleanup).
+  "tests/trainer/storage.test.ts",
   "tests/data/tokenizer.test.ts",
   // Deno's wgpu has shader-f16 on llvmpipe (Node's Dawn + SwiftShader does not).
   "tests/ops/f16_weights.test.ts",

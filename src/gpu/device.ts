@@ -43,6 +43,38 @@ const FEATURES = ["shader-f16", "subgroups", "timestamp-query"] as const;
 
 export const SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
 
+/**
+ * The device is gone (GPUDevice.lost resolved: destroy(), a driver reset or crash, a browser reclaiming it). Every
+ * buffer, pipeline and tensor of that device is unusable: getDevice() makes a new device; models and tensors must
+ * be created again on it (SFTTrainer does this itself: see its train()).
+ */
+export class DeviceLostError extends Error {
+  constructor(
+    /** GPUDeviceLostInfo.reason: "destroyed" (device.destroy()) or "unknown". */
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "DeviceLostError";
+  }
+}
+
+/**
+ * Whether `error` (thrown while working on `g`) came from losing g's device: a DeviceLostError, or any error once
+ * g.device.lost has resolved. A failed readback (mapAsync rejects) can come before the lost promise resolves: an
+ * error whose message speaks of a lost or destroyed device waits up to `waitMs` for it.
+ */
+export async function deviceLost(error: unknown, g: Gpu, waitMs = 2000): Promise<boolean> {
+  if (error instanceof DeviceLostError || g.lost) return true;
+  const message = error instanceof Error ? `${error.name} ${error.message}` : String(error);
+  if (!/lost|destroy|OperationError|AbortError/i.test(message)) return false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)));
+  const lost = await Promise.race([g.device.lost.then(() => true), late]);
+  clearTimeout(timer);
+  return lost;
+}
+
 /** Everything that lives as long as the device: the pool, the pipeline cache, the open batch. */
 export class Gpu {
   readonly pool: BufferPool;
@@ -58,7 +90,7 @@ export class Gpu {
     this.batch = new Batch(this);
     device.lost.then((e) => {
       this.lost = true;
-      if (e.reason !== "destroyed") this.fault ??= new Error(`WebGPU device lost (${e.reason}): ${e.message}`);
+      if (e.reason !== "destroyed") this.fault ??= new DeviceLostError(e.reason, `WebGPU device lost (${e.reason}): ${e.message}`);
     });
     device.addEventListener("uncapturederror", (ev) => {
       const err = (ev as GPUUncapturedErrorEvent).error;
@@ -73,7 +105,7 @@ export class Gpu {
 
   /** Throws the first recorded failure, if any. Called at every sync point (readback, flush). */
   check(): void {
-    if (this.lost && !this.fault) this.fault = new Error("WebGPU device was destroyed; call getDevice() again");
+    if (this.lost && !this.fault) this.fault = new DeviceLostError("destroyed", "WebGPU device was destroyed; call getDevice() again");
     const f = this.fault;
     if (f) {
       this.fault = null;

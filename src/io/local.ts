@@ -1,6 +1,6 @@
 // Files on the local filesystem (Deno/Node): one file (LocalFile), a model directory (LocalDirectorySource),
-// and writing a directory of files atomically, file by file.
-import { checkRange, fs, type Fs } from "./fs.ts";
+// and writing a directory of files as one save (staged, fsync'd, committed, then moved into place).
+import { checkRange, fs, isNotFound, type Fs } from "./fs.ts";
 import { BaseSource, type ByteFile } from "./source.ts";
 
 type Handle = Awaited<ReturnType<Fs["open"]>>;
@@ -105,17 +105,180 @@ export class LocalDirectorySource extends BaseSource {
   }
 }
 
+/** Writes and fsyncs a file. */
+export async function writeSynced(f: Fs, path: string, bytes: Uint8Array): Promise<void> {
+  const h = await f.open(path, "w");
+  try {
+    await h.writeFile(bytes);
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+/** fsyncs a directory (makes renames and new entries durable) where the platform allows it. */
+export async function syncDir(f: Fs, path: string): Promise<void> {
+  try {
+    const h = await f.open(path, "r");
+    try {
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+  } catch {
+    // Windows and some runtimes cannot open or fsync a directory; the rename is still atomic.
+  }
+}
+
+/** 12 random hex digits. */
+function hex12(): string {
+  const b = new Uint8Array(6);
+  globalThis.crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+/** What a save (writeDirectory) records in its directory: the files it wrote, so the next save removes those it drops. */
+export const SAVE_RECORD = ".webtune_save.json";
+/** The staging directory of a save, inside the target directory: a name webtune owns. */
+const STAGING = /^\.webtune-save-[0-9a-f]{12}$/;
+/** Written last into a staging directory: the save is committed (recovery finishes it). */
+const COMMIT = ".webtune_commit.json";
+
+interface SaveCommit {
+  format: "webtune-save";
+  /** File name → size, the record file included. */
+  files: Record<string, number>;
+  /** Files of the previous save that this one does not write. */
+  remove: string[];
+}
+
+/** Staging directories this process is writing or applying (never recovered from under it). */
+const savesInProgress = new Set<string>();
+
+function isCommit(x: unknown): x is SaveCommit {
+  const c = x as Partial<SaveCommit> | null;
+  return (
+    typeof c === "object" && c !== null && c.format === "webtune-save" && typeof c.files === "object" && c.files !== null &&
+    Array.isArray(c.remove) && c.remove.every((n) => typeof n === "string")
+  );
+}
+
+function checkSaveName(name: string): void {
+  const parts = name.split("/");
+  if (name === "" || name.includes("\\") || name.includes("\0") || parts.some((p) => p === "" || p === "." || p === "..")) {
+    throw new Error(`writeDirectory: "${name}" is not a valid file name: a relative path like "adapter_config.json"`);
+  }
+  if (name === SAVE_RECORD || name === COMMIT || STAGING.test(parts[0]!)) throw new Error(`writeDirectory: "${name}" is a name webtune reserves for its saves`);
+}
+
+/** Moves a committed save's files from `stage` into `dir`, removes what it drops, then the staging directory. Idempotent. */
+async function applySave(f: Fs, dir: string, stage: string, commit: SaveCommit): Promise<void> {
+  const subdirs = new Set<string>();
+  for (const name of Object.keys(commit.files)) {
+    const from = joinPath(stage, name);
+    try {
+      await f.stat(from);
+    } catch {
+      continue; // moved already (a recovery after a crash mid-way)
+    }
+    if (name.includes("/")) {
+      const sub = name.slice(0, name.lastIndexOf("/"));
+      await f.mkdir(joinPath(dir, sub), { recursive: true });
+      subdirs.add(sub);
+    }
+    await f.rename(from, joinPath(dir, name));
+  }
+  for (const name of commit.remove) if (!Object.hasOwn(commit.files, name)) await f.rm(joinPath(dir, name), { force: true });
+  for (const sub of subdirs) await syncDir(f, joinPath(dir, sub));
+  await syncDir(f, dir);
+  await f.rm(joinPath(stage, COMMIT), { force: true });
+  await f.rm(stage, { recursive: true, force: true });
+}
+
 /**
- * Writes `files` into the directory `dir` (Deno/Node), creating it: each file goes to a temporary name
- * first and is renamed into place, so an interrupted save never leaves a half-written file under its name.
+ * Finishes or discards what a crashed save (writeDirectory) left in `dir`: a committed staging directory
+ * (`.webtune-save-<hex>/` with its commit record) is moved into place, an uncommitted one removed. Only those
+ * names are touched. writeDirectory runs it first; checkpoint storage runs it on its directory.
+ */
+export async function recoverDirectory(dir: string): Promise<void> {
+  const f = await fs();
+  let names: string[];
+  try {
+    names = await f.readdir(dir);
+  } catch (e) {
+    if (isNotFound(e) || (e as { code?: string }).code === "ENOTDIR") return;
+    throw e;
+  }
+  for (const n of names) {
+    if (!STAGING.test(n)) continue;
+    const stage = joinPath(dir, n);
+    if (savesInProgress.has(stage)) continue;
+    let commit: unknown = null;
+    try {
+      commit = JSON.parse(await f.readFile(joinPath(stage, COMMIT), "utf8"));
+    } catch {
+      commit = null;
+    }
+    if (isCommit(commit)) await applySave(f, dir, stage, commit);
+    else await f.rm(stage, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Writes `files` into the directory `dir` (Deno/Node), creating it, as one save: every file is written and
+ * fsync'd into a staging directory `dir/.webtune-save-<hex>/`, then a commit record is written and fsync'd
+ * (the save's commit point), then the files are renamed into place, the files of the previous save that this
+ * one drops are removed (`dir/.webtune_save.json` records what a save wrote), and the staging directory goes.
+ * A crash before the commit point leaves the previous save; after it, the next writeDirectory or checkpoint
+ * listing of `dir` (recoverDirectory) finishes the new one: the directory never ends up with a mix of two
+ * saves, and no temporary file of webtune's is left. Other files in `dir` are never touched.
  */
 export async function writeDirectory(dir: string, files: Record<string, Uint8Array | string>): Promise<void> {
+  const entries = Object.entries(files).map(([name, v]): [string, Uint8Array] => {
+    checkSaveName(name);
+    if (typeof v === "string") return [name, new TextEncoder().encode(v)];
+    if (v instanceof Uint8Array) return [name, v];
+    throw new Error(`writeDirectory: ${name}: expected a Uint8Array or a string`);
+  });
   const f = await fs();
   await f.mkdir(dir, { recursive: true });
-  for (const [name, bytes] of Object.entries(files)) {
-    const path = joinPath(dir, name);
-    const tmp = `${path}.tmp-${Math.random().toString(36).slice(2)}`;
-    await f.writeFile(tmp, bytes);
-    await f.rename(tmp, path);
+  await recoverDirectory(dir);
+  let previous: string[] = [];
+  try {
+    const rec = JSON.parse(await f.readFile(joinPath(dir, SAVE_RECORD), "utf8")) as { files?: unknown };
+    if (rec && typeof rec.files === "object" && rec.files !== null) previous = Object.keys(rec.files).filter((n) => { try { checkSaveName(n); return true; } catch { return false; } });
+  } catch {
+    previous = [];
+  }
+  const stage = joinPath(dir, `.webtune-save-${hex12()}`);
+  savesInProgress.add(stage);
+  let committed = false;
+  try {
+    await f.mkdir(stage);
+    const sizes: Record<string, number> = {};
+    const subdirs = new Set<string>();
+    for (const [name, bytes] of entries) {
+      if (name.includes("/")) {
+        const sub = name.slice(0, name.lastIndexOf("/"));
+        await f.mkdir(joinPath(stage, sub), { recursive: true });
+        subdirs.add(sub);
+      }
+      await writeSynced(f, joinPath(stage, name), bytes);
+      sizes[name] = bytes.length;
+    }
+    const record = new TextEncoder().encode(JSON.stringify({ format: "webtune-save", created: Date.now(), files: sizes }, null, 2) + "\n");
+    await writeSynced(f, joinPath(stage, SAVE_RECORD), record);
+    for (const sub of subdirs) await syncDir(f, joinPath(stage, sub));
+    const commit: SaveCommit = { format: "webtune-save", files: { ...sizes, [SAVE_RECORD]: record.length }, remove: previous.filter((n) => !Object.hasOwn(sizes, n)) };
+    await writeSynced(f, joinPath(stage, COMMIT), new TextEncoder().encode(JSON.stringify(commit) + "\n"));
+    await syncDir(f, stage);
+    committed = true;
+    await applySave(f, dir, stage, commit);
+  } catch (e) {
+    // Before the commit point the save is dropped; after it, the next save or listing finishes it.
+    if (!committed) await f.rm(stage, { recursive: true, force: true }).catch(() => {});
+    throw new Error(`saving to ${dir} failed: ${(e as Error).message}`, { cause: e });
+  } finally {
+    savesInProgress.delete(stage);
   }
 }

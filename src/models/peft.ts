@@ -324,7 +324,10 @@ export class PeftModel {
     return loraGGUF({ config, adapter_config: this.adapter_config(), tensors, name: options.name });
   }
 
-  /** Writes the adapter to a directory (Deno/Node), as PEFT's save_pretrained. */
+  /**
+   * Writes the adapter to a directory (Deno/Node), as PEFT's save_pretrained: as one save (io/local.ts
+   * writeDirectory: staged, fsync'd, committed, then moved in), so a crash never leaves files of two saves.
+   */
   async save_pretrained(dir: string): Promise<void> {
     await writeDirectory(dir, await this.adapter_files());
   }

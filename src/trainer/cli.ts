@@ -9,7 +9,7 @@ import { FACTS } from "../data/facts.ts";
 import { loadSFTDatasets } from "../data/hub_datasets.ts";
 import { tinyModelSource } from "../data/tiny.ts";
 import { AutoTokenizer } from "../data/tokenizer.ts";
-import { assertMaxStepsForStream, SFT_DEFAULTS } from "./config.ts";
+import { assertMaxStepsForStream, isSecretKey, SFT_DEFAULTS } from "./config.ts";
 import { readSFTConfigFile, splitConfig } from "./config_file.ts";
 import { exportTRLConfig } from "./export_config.ts";
 import { fs } from "../io/fs.ts";
@@ -101,7 +101,12 @@ Model and data:
 
 LoRA (TRL's ModelConfig keys):
   --use_peft [true|false]        train a LoRA adapter (default true here; false trains every weight)
-  --lora_r N  --lora_alpha N  --lora_dropout P  --lora_target_modules all-linear|q_proj,v_proj
+  --lora_r N  --lora_alpha N  --lora_dropout P
+  --lora_target_modules all-linear|q_proj,v_proj
+  --lora_target_modules q_proj v_proj
+                                 the linears that get adapters: all-linear, module names (commas or spaces
+                                 between them; a module whose name is or ends with one), or one regular
+                                 expression, which PEFT fullmatches against the module's whole name
   --save_gguf_adapter            also save the adapter as a llama.cpp LoRA GGUF, output_dir/adapter_model.gguf
                                  (llama-cli -m base.gguf --lora adapter_model.gguf; Ollama's ADAPTER)
 
@@ -121,7 +126,32 @@ Output: a progress bar on a terminal (plain log lines otherwise), then a summary
 model) is saved to output_dir as PEFT / transformers files.
 `;
 
-/** --key value / --key=value / --flag / --no-flag → a flat mapping of strings and booleans. */
+/**
+ * The flags that take several values, as TRL's list fields do (HfArgumentParser's nargs="+"):
+ * `--lora_target_modules q_proj v_proj`, `--report_to tensorboard`.
+ */
+const LIST_FLAGS = ["lora_target_modules", "lora_modules_to_save", "lora_target_parameters", "report_to"];
+/** Module-name lists, which also take the comma form `q_proj,v_proj`. */
+const MODULE_LIST_FLAGS = ["lora_target_modules", "lora_modules_to_save", "lora_target_parameters"];
+
+/**
+ * A module list's values as a user means them: names, space- or comma-separated (`q_proj v_proj`,
+ * `q_proj,v_proj`) → a list, matched as PEFT matches a list (a module whose name is, or ends with, one of them);
+ * "all-linear", or one value with regular-expression characters (`.*\.(q|v)_proj`), → that string (PEFT
+ * fullmatches a string). TRL turns a one-element list into its string, so `trl sft --lora_target_modules q_proj`
+ * (or `q_proj,v_proj`) is a regular expression that matches no module there; here both mean the names.
+ */
+function moduleList(key: string, values: string[]): string | string[] {
+  if (values.length === 1 && (values[0] === "all-linear" || /[*+?^$()[\]{}|\\]/.test(values[0]!))) return values[0]!;
+  const names = values.flatMap((v) => v.split(",")).map((v) => v.trim()).filter((v) => v);
+  if (!names.length) throw new Error(`--${key} needs module names: --${key} q_proj v_proj (or q_proj,v_proj, or all-linear)`);
+  return names;
+}
+
+/**
+ * --key value / --key=value / --flag / --no-flag → a flat mapping of strings and booleans; a list flag
+ * (LIST_FLAGS) takes every value up to the next --flag (a module list: split on commas as well).
+ */
 function parseFlags(argv: string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (let i = 0; i < argv.length; i++) {
@@ -129,13 +159,24 @@ function parseFlags(argv: string[]): Record<string, unknown> {
     if (!a.startsWith("--")) throw new Error(`unexpected argument "${a}": options are --key value (see --help)`);
     let key = a.slice(2);
     let value: unknown;
+    const values: string[] = [];
     const eq = key.indexOf("=");
     if (eq >= 0) [key, value] = [key.slice(0, eq), key.slice(eq + 1)];
     else if (key.startsWith("no-") || key.startsWith("no_")) [key, value] = [key.slice(3), false];
-    else if (i + 1 < argv.length && !argv[i + 1]!.startsWith("--")) value = argv[++i];
-    else value = true;
+    else {
+      while (i + 1 < argv.length && !argv[i + 1]!.startsWith("--")) values.push(argv[++i]!);
+      value = values.length ? values[0] : true;
+    }
     key = key.replaceAll("-", "_");
     if (key in out) throw new Error(`--${key} is given twice`);
+    if (LIST_FLAGS.includes(key) && typeof value === "string") {
+      const all = values.length ? values : [value];
+      value = MODULE_LIST_FLAGS.includes(key) ? moduleList(key, all) : all.length === 1 ? all[0] : all;
+    } else if (values.length > 1) {
+      // secrets: a token's values are not shown.
+      const shown = isSecretKey(key) ? `${values.length} values` : values.map((v) => JSON.stringify(v)).join(" ");
+      throw new Error(`--${key} takes one value, got ${values.length} (${shown}); quote a value with spaces`);
+    }
     out[key] = value;
   }
   return out;
@@ -212,12 +253,15 @@ async function main(argv: string[], host: CliHost): Promise<void> {
     ? await loadSFTDatasets(cfg.dataset, { eval: cfg.args.eval_strategy !== "no", seed: cfg.args.seed, warn: (m) => host.error(`note: ${m}`) })
     : { train: FACTS, eval: null };
 
+  // TRL's model_revision: the Hub revision (branch, tag or commit) of the model and its tokenizer.
+  const revision = cfg.model.model_revision && cfg.model.model_revision !== "main" ? { revision: cfg.model.model_revision } : {};
   const model = await AutoModelForCausalLM.from_pretrained(modelPath, {
+    ...revision,
     // f16 / bf16 storage of the frozen base (LoRA); full fine-tuning trains f32 weights.
     dtype: cfg.peft && (cfg.model.dtype === "float16" || cfg.model.dtype === "bfloat16") ? cfg.model.dtype : "float32",
     quantization_config: cfg.quantization_config,
   });
-  const tokenizer = await AutoTokenizer.from_pretrained(modelPath);
+  const tokenizer = await AutoTokenizer.from_pretrained(modelPath, revision);
   const trainer = new SFTTrainer({
     model,
     args: cfg.args,

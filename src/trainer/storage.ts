@@ -42,13 +42,17 @@ export function openStorage(location: StorageLocation): CheckpointStorage {
   throw new Error(`openStorage: expected a directory path, "indexeddb:<name>", { indexeddb: name } or a CheckpointStorage; got ${String(location)}`);
 }
 
+/** The ids rotation counts and deletes: the trainer's own "checkpoint-<step>" (as the Trainer's checkpoint-* dirs). */
+const ROTATED = /^checkpoint-\d+$/;
+
 /**
- * Deletes the oldest checkpoints (in list() order) until at most `save_total_limit` are left, never deleting
- * `keep`; nothing when the limit is null, undefined or ≤ 0 (as in TRL). Returns the ids deleted.
+ * Deletes the oldest "checkpoint-<step>" checkpoints (in list() order) until at most `save_total_limit` are
+ * left, never deleting `keep` nor anything else (save_model's "final" / "final-merged" in IndexedDB, a
+ * user's id); nothing when the limit is null, undefined or ≤ 0 (as in TRL). Returns the ids deleted.
  */
 export async function rotateCheckpoints(storage: CheckpointStorage, save_total_limit: number | null | undefined, keep?: string): Promise<string[]> {
   if (save_total_limit == null || !(save_total_limit > 0)) return [];
-  const ids = await storage.list();
+  const ids = (await storage.list()).filter((id) => ROTATED.test(id));
   let excess = ids.length - save_total_limit;
   const deleted: string[] = [];
   for (const id of ids) {

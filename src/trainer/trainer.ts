@@ -17,7 +17,7 @@ import { architectureOf } from "../models/config.ts";
 import { get_peft_model, PeftModel, type LoraConfig } from "../models/peft.ts";
 import { parseQuantizationConfig, type BitsAndBytesConfig } from "../models/quantization.ts";
 import { permutation } from "../models/sampling.ts";
-import { SafetensorsFile, writeSafetensors, type SafetensorsEntry } from "../models/safetensors.ts";
+import { ModelWeights, SafetensorsFile, writeSafetensors, type SafetensorsEntry } from "../models/safetensors.ts";
 import { clip_grad_norm_ } from "../nn/grad_norm.ts";
 import { createOptimizer } from "../nn/optim.ts";
 import { joinStateDict, splitStateDict, type Optimizer, type OptimizerStateJSON } from "../nn/optimizer.ts";
@@ -27,8 +27,8 @@ import { memoryStats } from "../tensor/memory.ts";
 import { keep, tidy } from "../tensor/scope.ts";
 import { missingFeature } from "../tensor/format.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import { gpu } from "../gpu/device.ts";
-import { baseWeightsDtype, intervalSteps, reportIntegrations, sftConfig, type ResolvedSFTConfig, type SFTConfig } from "./config.ts";
+import { deviceLost, gpu } from "../gpu/device.ts";
+import { baseWeightsDtype, intervalSteps, reportIntegrations, sftConfig, trainingArgsJSON, type ResolvedSFTConfig, type SFTConfig } from "./config.ts";
 import { lrLambda, warmupSteps } from "./schedule.ts";
 import { openStorage, rotateCheckpoints, type CheckpointStorage, type StorageLocation } from "./storage.ts";
 import { TensorBoardCallback, type TensorBoardFile } from "./tensorboard.ts";
@@ -105,6 +105,16 @@ export interface SFTTrainerInit {
   storage?: StorageLocation;
   /** Messages about the data and options (default console.warn). */
   warn?: (message: string) => void;
+  /**
+   * saves: resume a checkpoint even when it was trained on another base model (its webtune_state.json records
+   * the base's config and a weights fingerprint; by default a mismatch is an error).
+   */
+  ignore_base_model_mismatch?: boolean;
+  /**
+   * How many times one train() recovers from a lost GPU device (a new device, the model reloaded, the last
+   * checkpoint restored) before it gives up with the error; default 3, 0 never.
+   */
+  max_device_recoveries?: number;
 }
 
 export interface TrainOutput {
@@ -161,6 +171,51 @@ function modelInitDtype(
   return (asked as "auto" | "float32" | "float16" | "bfloat16" | null) ?? baseWeightsDtype(a, shaderF16);
 }
 
+/** Steps at ln V, with exploding weights, before the divergence warning. */
+const DIVERGED_STEPS = 10;
+/** A trainable weight this large (in absolute value) has exploded: initialisations and trained weights are O(1). */
+const EXPLODED_WEIGHT = 1e6;
+
+/** Training stopped on a non-finite loss, gradient or weight (SFTTrainer.train), or a save refused one. */
+export class TrainingDivergedError extends Error {
+  constructor(
+    message: string,
+    /** The optimizer step (1-based) that went non-finite. */
+    readonly step: number,
+    /** What went non-finite. */
+    readonly what: string,
+    /** The last good checkpoint (its path, or id in IndexedDB), null when none was saved. */
+    readonly last_checkpoint: string | null,
+  ) {
+    super(message);
+    this.name = "TrainingDivergedError";
+  }
+}
+
+/** AdamW's update_stats (the largest |value| its last step wrote), null for an optimizer without them. */
+function updateStats(optimizer: Optimizer): Tensor | null {
+  return (optimizer as { update_stats?: Tensor | null }).update_stats ?? null;
+}
+
+/** The name of the first F32/F16/BF16 tensor of a safetensors file holding a NaN or Inf, or null. */
+function nonFiniteTensor(bytes: Uint8Array): string | null {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = Number(view.getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))) as Record<string, { dtype: string; data_offsets: [number, number] }>;
+  const base = 8 + n;
+  for (const [name, t] of Object.entries(header)) {
+    if (name === "__metadata__") continue;
+    const [start, end] = t.data_offsets;
+    if (t.dtype === "F32") {
+      for (let o = base + start; o < base + end; o += 4) if ((view.getUint32(o, true) & 0x7f800000) === 0x7f800000) return name;
+    } else if (t.dtype === "F16" || t.dtype === "BF16") {
+      const mask = t.dtype === "F16" ? 0x7c00 : 0x7f80;
+      for (let o = base + start; o < base + end; o += 2) if ((view.getUint16(o, true) & mask) === mask) return name;
+    }
+  }
+  return null;
+}
+
 /** TRL's SFTTrainer. `await new SFTTrainer({model, args, train_dataset}).train()`. */
 export class SFTTrainer {
   readonly args: ResolvedSFTConfig;
@@ -198,6 +253,10 @@ export class SFTTrainer {
   private tensorboard: TensorBoardCallback | null = null;
   /** Non-embedding parameters, for total_flos (transformers' floating_point_ops). */
   private flopParams = 0;
+  /** Where and how training went non-finite (train() stopped there; save_model refuses). */
+  private divergedAt: { step: number; what: string } | null = null;
+  /** The loss at ln V with exploding weights: consecutive steps, and whether the warning was given. */
+  private divergenceWatch = { loss: NaN, steps: 0, warned: false };
 
   constructor(init: SFTTrainerInit) {
     this.init = init;
@@ -256,38 +315,7 @@ export class SFTTrainer {
     const a = this.args;
     await getDevice();
     const m = this.init.model;
-    if (typeof m === "string") {
-      const kw = a.model_init_kwargs ?? {};
-      const dtype = modelInitDtype(kw, a, !!this.init.peft_config, missingFeature("f16", deviceInfo()) === null, this.warn);
-      const revision = kw.revision === undefined || kw.revision === null ? undefined : String(kw.revision);
-      const unread = Object.keys(kw).filter((k) => !MODEL_INIT_KEYS.includes(k));
-      if (unread.length) this.warn(`model_init_kwargs: ${unread.join(", ")} ignored: webtune reads ${MODEL_INIT_KEYS.join(", ")}`);
-      const kwarg = kw.quantization_config ?? null;
-      if (this.init.quantization_config && kwarg) {
-        throw new Error("SFTTrainer: quantization_config is set both as a trainer argument and in args.model_init_kwargs; set it in one place, preferably as a trainer argument");
-      }
-      const quantization_config = (this.init.quantization_config ?? kwarg) as BitsAndBytesConfig | null;
-      if (parseQuantizationConfig(quantization_config) && !this.init.peft_config) {
-        throw new Error("SFTTrainer: quantization_config quantizes the base model, which is then frozen: pass peft_config to train LoRA adapters on it (full fine-tuning needs the float model)");
-      }
-      this.model = await AutoModelForCausalLM.from_pretrained(m, { dtype, quantization_config, ...(revision ? { revision } : {}) });
-    } else if (m instanceof PeftModel) {
-      this.peft = m;
-      this.model = m.model;
-    } else this.model = m;
-    if (typeof m !== "string" && this.init.quantization_config) {
-      this.warn("quantization_config is ignored: the model is already loaded (pass the model id, or load it with from_pretrained(id, { quantization_config }))");
-    }
-    this.modelSource = this.model.source;
-    if (this.init.peft_config) {
-      if (this.peft) throw new Error("SFTTrainer: the model already has LoRA adapters; drop peft_config or pass the base model");
-      this.peft = get_peft_model(this.model, this.init.peft_config, { seed: a.seed });
-    }
-    if (!this.peft) this.model.requires_grad_(true);
-    if (a.gradient_checkpointing) this.model.gradient_checkpointing_enable();
-    // transformers' num_parameters(exclude_embeddings=True) of the model LoRA is injected into (adapters included;
-    // a tied lm_head is listed once, as the embedding).
-    for (const [name, t] of (this.peft ?? this.model).named_parameters()) if (!/(^|\.)embed_tokens\.weight(:\d+)?$/.test(name)) this.flopParams += t.size;
+    await this.loadModel(false);
     this.processing_class = this.init.processing_class ?? (await this.loadTokenizer(m));
     const tok = this.processing_class;
     if (a.chat_template_path !== null) await this.applyChatTemplatePath(a.chat_template_path);
@@ -307,6 +335,80 @@ export class SFTTrainer {
     this.storage = openStorage(this.init.storage ?? a.output_dir);
     await this.prepareData();
     this.optimizer = this.buildOptimizer();
+  }
+
+  /**
+   * The model (loaded from its id, or the one given), LoRA on it (peft_config), what trains, gradient
+   * checkpointing. `reload`: again on a new device after the old one was lost (see train()).
+   */
+  private async loadModel(reload: boolean): Promise<void> {
+    const a = this.args;
+    const m = this.init.model;
+    this.peft = null;
+    if (typeof m === "string") {
+      const kw = a.model_init_kwargs ?? {};
+      const dtype = modelInitDtype(kw, a, !!this.init.peft_config, missingFeature("f16", deviceInfo()) === null, reload ? () => {} : this.warn);
+      const revision = kw.revision === undefined || kw.revision === null ? undefined : String(kw.revision);
+      const unread = Object.keys(kw).filter((k) => !MODEL_INIT_KEYS.includes(k));
+      if (unread.length && !reload) this.warn(`model_init_kwargs: ${unread.join(", ")} ignored: webtune reads ${MODEL_INIT_KEYS.join(", ")}`);
+      const kwarg = kw.quantization_config ?? null;
+      if (this.init.quantization_config && kwarg) {
+        throw new Error("SFTTrainer: quantization_config is set both as a trainer argument and in args.model_init_kwargs; set it in one place, preferably as a trainer argument");
+      }
+      const quantization_config = (this.init.quantization_config ?? kwarg) as BitsAndBytesConfig | null;
+      if (parseQuantizationConfig(quantization_config) && !this.init.peft_config) {
+        throw new Error("SFTTrainer: quantization_config quantizes the base model, which is then frozen: pass peft_config to train LoRA adapters on it (full fine-tuning needs the float model)");
+      }
+      this.model = await AutoModelForCausalLM.from_pretrained(m, { dtype, quantization_config, ...(revision ? { revision } : {}) });
+    } else if (reload) {
+      // A loaded model: again from the files it came from, in the same storage and quantization.
+      this.model = await this.reloadFromSource();
+      if (m instanceof PeftModel) this.peft = get_peft_model(this.model, m.peft_config, { seed: a.seed });
+    } else if (m instanceof PeftModel) {
+      this.peft = m;
+      this.model = m.model;
+    } else this.model = m;
+    if (typeof m !== "string" && this.init.quantization_config && !reload) {
+      this.warn("quantization_config is ignored: the model is already loaded (pass the model id, or load it with from_pretrained(id, { quantization_config }))");
+    }
+    if (typeof m !== "string" && a.model_init_kwargs && Object.keys(a.model_init_kwargs).length && !reload) {
+      // TRL's SFTTrainer says the same.
+      this.warn("You passed model_init_kwargs to the SFTConfig, but your model is already instantiated. The model_init_kwargs will be ignored.");
+    }
+    this.modelSource = this.model.source ?? this.modelSource;
+    if (this.init.peft_config) {
+      if (this.peft) throw new Error("SFTTrainer: the model already has LoRA adapters; drop peft_config or pass the base model");
+      this.peft = get_peft_model(this.model, this.init.peft_config, { seed: a.seed });
+    }
+    if (!this.peft) this.model.requires_grad_(true);
+    if (a.gradient_checkpointing) this.model.gradient_checkpointing_enable();
+    this.flopParams = 0;
+    // transformers' num_parameters(exclude_embeddings=True) of the model LoRA is injected into (adapters included;
+    // a tied lm_head is listed once, as the embedding).
+    for (const [name, t] of (this.peft ?? this.model).named_parameters()) if (!/(^|\.)embed_tokens\.weight(:\d+)?$/.test(name)) this.flopParams += t.size;
+  }
+
+  /**
+   * cli-device: the loaded model the trainer was given, read again from this.modelSource with the storage
+   * (f32 / f16 / bf16, from its embedding) and the quantization_config it was loaded with.
+   */
+  private async reloadFromSource(): Promise<CausalLM> {
+    const old = this.model;
+    const src = this.modelSource;
+    const named = new Map(old.named_parameters());
+    const embed = [...named].find(([n]) => /(^|\.)embed_tokens\.weight(:\d+)?$/.test(n))?.[1]?.dtype;
+    const dtype = embed === "f16" ? "float16" : embed === "bf16" ? "bfloat16" : "float32";
+    const quantization_config = (old.config as { quantization_config?: BitsAndBytesConfig | null }).quantization_config ?? null;
+    if (!src) {
+      throw new Error(
+        "SFTTrainer: the GPU device was lost, and the model cannot be loaded again: it was not loaded from files (model.source is null); pass the model id or directory to SFTTrainer, or a model from from_pretrained",
+      );
+    }
+    try {
+      return await AutoModelForCausalLM.from_pretrained(src, { dtype, quantization_config });
+    } catch (e) {
+      throw new Error(`SFTTrainer: the GPU device was lost, and loading the model again from ${src.name} failed: ${(e as Error).message}`, { cause: e });
+    }
   }
 
   private async loadTokenizer(m: SFTTrainerInit["model"]): Promise<PreTrainedTokenizer> {
@@ -440,15 +542,78 @@ export class SFTTrainer {
   /**
    * Runs the training loop. `resume_from_checkpoint`: true for the newest complete checkpoint in the
    * storage, a checkpoint id ("checkpoint-500"), or false/absent to start over.
+   *
+   * A lost GPU device (GPUDevice.lost: a driver reset or crash, a browser reclaiming the GPU, device.destroy())
+   * is recovered from, up to `max_device_recoveries` times (default 3): a new device, the model loaded again from
+   * where it came from (the model id; a loaded model's files, in its dtype and quantization_config), LoRA on it,
+   * a new optimizer, then the newest complete checkpoint up to the step reached (none: from the start, with a
+   * warning). The run then goes on as one resumed from that checkpoint would, bit for bit. Each recovery is a
+   * warning and a {device_lost_recovery, lost_at_step, resumed_from_step} entry in log_history; callbacks see
+   * the re-run steps again (on_step_end, on_log, on_save), but not on_train_begin. Afterwards trainer.model and
+   * trainer.peft are the reloaded ones (a model the caller passed is left to the caller to dispose).
    */
   async train(options: { resume_from_checkpoint?: boolean | string | null } = {}): Promise<TrainOutput> {
+    // cli-device: the step loop, run again on a new device each time the device is lost (a bounded number of times).
+    const limit = this.init.max_device_recoveries ?? 3;
+    let resume = options.resume_from_checkpoint;
+    for (let recoveries = 0; ; recoveries++) {
+      await this.setup();
+      const device = gpu();
+      try {
+        return await this.trainLoop({ resume_from_checkpoint: resume }, recoveries > 0);
+      } catch (e) {
+        if (!(await deviceLost(e, device))) throw e;
+        if (recoveries >= limit) {
+          throw new Error(
+            `SFTTrainer: the GPU device was lost at step ${this.state.global_step} (${(e as Error).message}), after ${limit} recover${limit === 1 ? "y" : "ies"} in this run (max_device_recoveries ${limit}); a new SFTTrainer continues from the newest checkpoint in ${this.storage.name} with train({ resume_from_checkpoint: true })`,
+            { cause: e },
+          );
+        }
+        await this.recoverDevice(e as Error, recoveries + 1, limit);
+        resume = false; // recoverDevice restored the checkpoint
+      }
+    }
+  }
+
+  /**
+   * cli-device: after a lost device, a new one; the model loaded again (as setup loaded it), the LoRA adapters,
+   * a new optimizer, then the newest complete checkpoint up to the step the run had reached (none: from the
+   * start). Logged as a warning and as a {device_lost_recovery, resumed_from_step} entry in log_history.
+   */
+  private async recoverDevice(error: Error, n: number, limit: number): Promise<void> {
+    const lostAt = this.state.global_step;
+    const old = gpu();
+    await getDevice({ validate: old.info.validate });
+    const oldModel = this.model;
+    await this.loadModel(true);
+    // The old tensors' buffers belong to the lost device (and its pool): release the model the trainer loaded.
+    if (typeof this.init.model === "string") oldModel.dispose();
+    this.optimizer = this.buildOptimizer();
+    const ids = (await this.storage.list()).filter((id) => checkpointStep(id) >= 0 && checkpointStep(id) <= lostAt);
+    const id = ids.sort((x, y) => checkpointStep(x) - checkpointStep(y)).pop() ?? null;
+    if (id) await this.resumeFrom(id);
+    else {
+      this.state = { ...this.freshState(), log_history: this.state.log_history.filter((l) => "device_lost_recovery" in l) };
+      this.position = { epoch: 0, batches: 0 };
+      this.model.step = 0;
+    }
+    const from = id ? `${id} (step ${this.state.global_step})` : "the start: no checkpoint in " + this.storage.name + " (set save_steps to lose less)";
+    this.warn(`SFTTrainer: the GPU device was lost at step ${lostAt} (${error.message}); recovery ${n} of at most ${limit}: a new device, the model loaded again, training continues from ${from}`);
+    this.state.log_history.push({ device_lost_recovery: n, lost_at_step: lostAt, resumed_from_step: this.state.global_step, step: this.state.global_step });
+  }
+
+  private async trainLoop(options: { resume_from_checkpoint?: boolean | string | null }, recovered: boolean): Promise<TrainOutput> {
     await this.setup();
     const a = this.args;
     const resume = options.resume_from_checkpoint ?? a.resume_from_checkpoint ?? null;
-    if (resume) await this.resumeFrom(resume === true ? await this.latestCheckpoint() : await this.checkpointId(String(resume)));
+    await this.baseIdentity(); // saves: before any step changes a fully fine-tuned model's weights
+    if (resume) await this.resumeFrom(resume === true ? await this.latestCheckpoint() : await this.resolveCheckpoint(String(resume)));
     // A fresh control for each run, as the Trainer makes (a stop asked for in an earlier train() is over).
     Object.assign(this.control, { should_training_stop: false, should_save: false, should_log: false, should_evaluate: false });
-    let stoppedOnNaN = false;
+    if (resume) this.divergedAt = null;
+    this.divergenceWatch = { loss: NaN, steps: 0, warned: false };
+    // Whether the optimizer's update_stats are this run's (a resumed optimizer's are from before the load).
+    let updatedThisRun = false;
     this.state.max_steps = this.totalSteps;
     // transformers' TrainerState.compute_steps: a fraction < 1 is that share of the total steps, rounded up. A
     // resumed run keeps its checkpoint's, as the Trainer does.
@@ -460,7 +625,7 @@ export class SFTTrainer {
     model.train();
     const params = this.optimizer.param_groups.flatMap((g) => g.params);
     const warmup = warmupSteps(a.warmup_ratio ?? a.warmup_steps, this.totalSteps);
-    await this.emit("on_train_begin");
+    if (!recovered) await this.emit("on_train_begin"); // cli-device: not again after a recovery
     const trainStart = performance.now();
 
     let window = { loss: 0, steps: 0, acc: [] as number[], entropy: [] as number[], tokens: 0, start: performance.now() };
@@ -510,21 +675,29 @@ export class SFTTrainer {
         scalars.push(...kept.map((t) => keep(t)));
       }
       const norm = clip_grad_norm_(params, a.max_grad_norm && a.max_grad_norm > 0 ? a.max_grad_norm : Infinity);
-      // One readback per step: the losses, metrics and the gradient norm (to stop on NaN/Inf before updating).
-      const values = await tidy(() => no_grad(() => concat([...scalars, norm].map((t) => reshape(t, [1])), 0))).toArray();
+      // One readback per step: the losses, metrics and the gradient norm (to stop on NaN/Inf before updating),
+      // and the largest |value| the previous step's optimizer update wrote (to stop on a non-finite weight).
+      const updated = updatedThisRun ? updateStats(this.optimizer) : null;
+      const read = [...scalars.map((t) => reshape(t, [1])), reshape(norm, [1]), ...(updated ? [updated] : [])];
+      const values = await tidy(() => no_grad(() => concat(read, 0))).toArray();
       for (const t of [...scalars, norm]) t.dispose();
-      const gradNorm = values[values.length - 1]!;
+      const gradNorm = values[scalars.length]!;
       let stepLoss = 0;
       micro.forEach((_, i) => (stepLoss += values[3 * i]!));
+      const [maxWeight, maxMoment] = updated ? [values[scalars.length + 1]!, values[scalars.length + 2]!] : [0, 0];
+      if (!Number.isFinite(maxWeight) || !Number.isFinite(maxMoment)) {
+        // The previous step's update wrote it (and it was not saved: a checkpoint is checked as it is written).
+        this.optimizer.zero_grad();
+        const [what, v] = !Number.isFinite(maxWeight) ? ["a trainable weight", maxWeight] : ["an optimizer moment (exp_avg / exp_avg_sq)", maxMoment];
+        await this.diverged(this.state.global_step, `its optimizer update made ${what} ${Number.isNaN(v) ? "NaN" : "infinite"}`);
+      }
       if (!Number.isFinite(stepLoss) || !Number.isFinite(gradNorm)) {
         this.optimizer.zero_grad();
         const what = !Number.isFinite(stepLoss) ? `the loss is ${stepLoss}` : `the gradient norm is ${gradNorm}`;
-        this.warn(`SFTTrainer: step ${this.state.global_step + 1}: ${what}; the step is skipped and training stops (the last checkpoint is intact)`);
         await this.log({ nan_or_inf_step: this.state.global_step + 1, loss: stepLoss, grad_norm: gradNorm });
-        this.control.should_training_stop = true;
-        stoppedOnNaN = true;
-        break;
+        await this.diverged(this.state.global_step + 1, `${what} (the step is not applied)`);
       }
+      this.watchDivergence(stepLoss, maxWeight);
       // The metrics of the step count only once it is known to be good.
       micro.forEach((m, i) => {
         if (m.num_label_tokens > 0) {
@@ -533,6 +706,7 @@ export class SFTTrainer {
         }
       });
       this.optimizer.step();
+      updatedThisRun = true;
       this.optimizer.zero_grad();
       this.state.global_step++;
       this.model.step = this.state.global_step;
@@ -582,10 +756,17 @@ export class SFTTrainer {
         this.control.should_save = false;
       }
     }
-    // The Trainer saves at max_steps (not after a stop a callback asked for, nor after a NaN/Inf step: the last
-    // good checkpoint stays the newest).
+    // The last update's largest values (the steps read each update's with the next step's readback).
+    const lastUpdate = updatedThisRun ? updateStats(this.optimizer) : null;
+    if (lastUpdate) {
+      const [maxWeight, maxMoment] = await lastUpdate.toArray();
+      if (!Number.isFinite(maxWeight!) || !Number.isFinite(maxMoment!)) {
+        await this.diverged(this.state.global_step, `its optimizer update made ${!Number.isFinite(maxWeight!) ? "a trainable weight" : "an optimizer moment (exp_avg / exp_avg_sq)"} non-finite`);
+      }
+    }
+    // The Trainer saves at max_steps (not after a stop a callback asked for; a NaN/Inf step throws above).
     if (
-      a.save_strategy !== "no" && !stoppedOnNaN && !this.control.should_training_stop && this.state.global_step > 0 &&
+      a.save_strategy !== "no" && !this.control.should_training_stop && this.state.global_step > 0 &&
       !(await this.storage.list()).includes(`checkpoint-${this.state.global_step}`)
     ) {
       await this.saveCheckpoint();
@@ -617,6 +798,59 @@ export class SFTTrainer {
 
   private async emit(event: "on_train_begin" | "on_step_end" | "on_train_end"): Promise<void> {
     for (const cb of this.callbacks) await cb[event]?.(this.args, this.state, this.control);
+  }
+
+  /**
+   * Stops training on a non-finite loss, gradient or weight: a TrainingDivergedError naming the step, what
+   * went non-finite and the last good checkpoint (every checkpoint is checked finite as it is written, so it
+   * is the newest complete one up to this step). Nothing of that step is saved, and save_model refuses.
+   */
+  private async diverged(step: number, what: string): Promise<never> {
+    this.divergedAt = { step, what };
+    const ids = (await this.storage.list()).filter((id) => checkpointStep(id) >= 0 && checkpointStep(id) < step);
+    const last = ids.sort((x, y) => checkpointStep(x) - checkpointStep(y)).pop() ?? null;
+    const where = last === null ? null : this.storage.name.startsWith("indexeddb:") ? `${last} in ${this.storage.name}` : `${this.storage.name.replace(/[\/]+$/, "")}/${last}`;
+    throw new TrainingDivergedError(
+      `SFTTrainer: step ${step}: ${what}; training stopped and nothing of step ${step} was saved. ` +
+        (where ? `The last good checkpoint is ${where} (finite, checked as it was written): resume from it (resume_from_checkpoint "${where}")` : "No checkpoint was saved before it: start again") +
+        ` with a lower learning_rate than ${this.args.learning_rate}${this.args.max_grad_norm ? "" : " or with max_grad_norm set (gradient clipping)"}.`,
+      step,
+      what,
+      where,
+    );
+  }
+
+  /**
+   * Warns (once) when the loss has sat at ln(vocab size), a uniform prediction, for DIVERGED_STEPS steps while
+   * the weights blow up: the run has diverged without a NaN yet. `maxWeight`: the largest |trainable weight|
+   * of the last update (AdamW's update_stats), 0 when unknown.
+   */
+  private watchDivergence(loss: number, maxWeight: number): void {
+    const w = this.divergenceWatch;
+    if (w.warned) return;
+    const lnV = Math.log(this.model.config.vocab_size);
+    const stuck = Math.abs(loss - lnV) <= 0.02 * lnV && Math.abs(loss - w.loss) <= 1e-3 * lnV && maxWeight > EXPLODED_WEIGHT;
+    w.steps = stuck ? w.steps + 1 : 0;
+    w.loss = loss;
+    if (w.steps < DIVERGED_STEPS) return;
+    w.warned = true;
+    this.warn(
+      `SFTTrainer: step ${this.state.global_step + 1}: the loss has stayed at ${loss.toFixed(4)} ≈ ln(vocab size ${this.model.config.vocab_size}) = ${lnV.toFixed(4)} ` +
+        `for ${DIVERGED_STEPS} steps while the largest trainable weight is ${maxWeight.toExponential(2)}: training has diverged (the model predicts every token alike); ` +
+        `stop it and lower learning_rate (${this.args.learning_rate})${this.args.max_grad_norm ? "" : " or set max_grad_norm"}`,
+    );
+  }
+
+  /**
+   * Stops (diverged()) unless every float tensor of every .safetensors file in `files` is finite: what `save`
+   * (a checkpoint id, or save_model) is about to write, the trainable weights and the optimizer's state.
+   */
+  private async assertFinite(save: string, files: Record<string, Uint8Array | string>): Promise<void> {
+    for (const [name, bytes] of Object.entries(files)) {
+      if (!name.endsWith(".safetensors") || typeof bytes === "string") continue;
+      const bad = nonFiniteTensor(bytes);
+      if (bad) await this.diverged(this.state.global_step, `"${bad}" in ${name} is not finite (NaN or Inf) after its optimizer update, so ${save} was not written`);
+    }
   }
 
   /** Loss and TRL's metrics on the eval dataset, prefixed eval_ (no gradients). */
@@ -740,6 +974,9 @@ export class SFTTrainer {
    * then save_pretrained: config.json + model.safetensors), loadable without PEFT; the trainer's model keeps
    * its adapters. With `gguf: true` a LoRA run also writes adapter_model.gguf, the adapter as a llama.cpp LoRA
    * GGUF (`llama-cli --lora`, Ollama's ADAPTER; PeftModel.adapter_gguf), beside the PEFT files.
+   * saves: atomic — on the filesystem one save (io/local.ts writeDirectory: staged and fsync'd, committed, moved
+   * in; a crash is finished or dropped by the next save or checkpoint listing), in IndexedDB the checkpoint
+   * "final" / "final-merged" (manifest last); rotation never deletes either.
    */
   async save_model(dir?: string, options: { merge?: boolean; gguf?: boolean } = {}): Promise<void> {
     await this.setup();
@@ -751,6 +988,13 @@ export class SFTTrainer {
     const model = options.merge && this.peft ? await this.mergedFiles() : this.peft ? await this.peft.adapter_files() : await this.model.model_files();
     if (options.gguf) model["adapter_model.gguf"] = await this.peft!.adapter_gguf();
     const files = { ...model, ...(await this.tokenizerFiles()) };
+    if (this.divergedAt) {
+      throw new TrainingDivergedError(
+        `save_model: training went non-finite at step ${this.divergedAt.step} (${this.divergedAt.what}); nothing was saved: resume from the last good checkpoint with a lower learning_rate`,
+        this.divergedAt.step, this.divergedAt.what, null,
+      );
+    }
+    await this.assertFinite("save_model", files);
     const target = dir ?? this.args.output_dir;
     if (this.storage.name.startsWith("indexeddb:") && dir === undefined) {
       await this.storage.writeCheckpoint(options.merge ? "final-merged" : "final", files);
@@ -778,9 +1022,11 @@ export class SFTTrainer {
       [OPTIMIZER_STATE]: json(optimizerState),
       [SCHEDULER]: json({ lr_scheduler_type: this.args.lr_scheduler_type, last_epoch: this.state.global_step, total_steps: this.totalSteps }),
       [TRAINER_STATE]: `${JSON.stringify(this.trainerStateJSON(), null, 2)}\n`,
-      [WEBTUNE_STATE]: json({ data_position: this.position, dropped_examples: this.dropped_examples, seed: this.args.seed }),
-      [TRAINING_ARGS]: json({ ...this.args, notes: undefined }),
+      [WEBTUNE_STATE]: json({ data_position: this.position, dropped_examples: this.dropped_examples, seed: this.args.seed, base_model: await this.baseIdentity() }),
+      // transformers' TrainingArguments.to_dict(): every *_token value as <KEY_NAME>, no secret written.
+      [TRAINING_ARGS]: json(trainingArgsJSON(this.args)),
     };
+    await this.assertFinite(id, files); // no non-finite weight or optimizer state is ever saved
     await this.storage.writeCheckpoint(id, files);
     await rotateCheckpoints(this.storage, this.args.save_total_limit, id);
     for (const cb of this.callbacks) await cb.on_save?.(this.args, this.state, this.control, id);
@@ -809,59 +1055,282 @@ export class SFTTrainer {
     return Object.fromEntries(Object.keys(state).sort().map((k) => [k, state[k]]));
   }
 
-  /** A checkpoint id, or a path ending in one ("out/checkpoint-500", as the Trainer takes it). */
-  private async checkpointId(given: string): Promise<string> {
-    const ids = await this.storage.list();
-    if (ids.includes(given)) return given;
-    const base = given.replace(/[\\/]+$/, "").split(/[\\/]/).pop() ?? given;
-    return ids.includes(base) ? base : given;
+  /**
+   * A checkpoint id of the trainer's storage ("checkpoint-500"), or a path to a checkpoint anywhere
+   * ("/other/run/checkpoint-2", "indexeddb:run/checkpoint-2", as the Trainer takes it): exactly that one.
+   */
+  private async resolveCheckpoint(given: string): Promise<{ storage: CheckpointStorage; id: string }> {
+    const trimmed = given.replace(/[\\/]+$/, "");
+    const cut = Math.max(trimmed.lastIndexOf("/"), trimmed.lastIndexOf("\\"));
+    const norm = (p: string) => p.replace(/[\\/]+$/, "").replace(/^\.[\\/]/, "");
+    const parent = cut < 0 ? null : trimmed.slice(0, cut) || "/";
+    const id = trimmed.slice(cut + 1);
+    const storage = parent === null || norm(parent) === norm(this.storage.name) ? this.storage : openStorage(parent);
+    const ids = await storage.list();
+    if (id && ids.includes(id)) return { storage, id };
+    const problem = (await storage.damaged?.())?.find((d) => d.id === id)?.problem;
+    throw new Error(
+      `resume_from_checkpoint: "${given}" is not a complete checkpoint in ${storage.name}` +
+        (problem ? `: ${problem}` : ` (complete ones there: ${ids.length ? ids.join(", ") : "none"})`),
+    );
   }
 
-  /** The newest complete checkpoint in the storage. */
+  /** The newest complete checkpoint in the storage; newer damaged ones are skipped with a warning. */
   private async latestCheckpoint(): Promise<string> {
-    const ids = (await this.storage.list()).filter((id) => checkpointStep(id) >= 0);
-    if (!ids.length) throw new Error(`resume_from_checkpoint: no complete checkpoint in ${this.storage.name}`);
-    return ids.sort((x, y) => checkpointStep(x) - checkpointStep(y))[ids.length - 1]!;
+    const ids = (await this.storage.list()).filter((id) => checkpointStep(id) >= 0).sort((x, y) => checkpointStep(x) - checkpointStep(y));
+    const newest = ids[ids.length - 1];
+    const damaged = ((await this.storage.damaged?.()) ?? []).filter((d) => checkpointStep(d.id) > (newest ? checkpointStep(newest) : -1));
+    for (const d of damaged.sort((x, y) => checkpointStep(y.id) - checkpointStep(x.id))) {
+      this.warn(`resume_from_checkpoint: skipping ${this.storage.name}/${d.id}, which is not a complete checkpoint: ${d.problem}; ${newest ? `resuming from ${newest}` : "no older one is complete"}`);
+    }
+    if (!newest) throw new Error(`resume_from_checkpoint: no complete checkpoint in ${this.storage.name}`);
+    return newest;
   }
 
-  /** Restores weights, optimizer, schedule position, data position and state from a checkpoint. */
-  private async resumeFrom(id: string): Promise<void> {
-    if (!(await this.storage.list()).includes(id)) {
-      throw new Error(`resume_from_checkpoint: "${id}" is not a complete checkpoint in ${this.storage.name}`);
+  /**
+   * The base model's identity, computed once, before any training step: a SHA-256 of its config and one of a
+   * sample of its weights (saved in webtune_state.json, checked on resume).
+   */
+  private baseIdentity(): Promise<BaseIdentity> {
+    return (this.baseIdentityCache ??= baseIdentityOf(this.model, this.modelSource));
+  }
+  private baseIdentityCache: Promise<BaseIdentity> | null = null;
+
+  /**
+   * Restores weights, optimizer, schedule position, data position and state from checkpoint `id` of
+   * `storage`. Everything is read and checked first (each JSON file, the base model's identity, every
+   * weight's name and shape, the optimizer's state against its parameters); only then is anything changed.
+   */
+  private async resumeFrom(at: string | { storage: CheckpointStorage; id: string }): Promise<void> {
+    const { storage, id } = typeof at === "string" ? { storage: this.storage, id: at } : at;
+    const where = `${storage.name}/${id}`;
+    const fail = (m: string) => new Error(`resume_from_checkpoint: ${where}: ${m}`);
+    const files = await storage.files(id);
+    const weightsFile = this.peft ? "adapter_model.safetensors" : "model.safetensors";
+    const missing = [weightsFile, OPTIMIZER, OPTIMIZER_STATE, TRAINER_STATE].filter((f) => !files.includes(f));
+    if (missing.length) throw fail(`${missing.join(", ")} ${missing.length > 1 ? "are" : "is"} missing`);
+    // The JSON files.
+    const optimizerState = legacyOptimizerState(await readCheckpointJSON(storage, id, OPTIMIZER_STATE, checkOptimizerJSON));
+    // webtune 0.1 kept the data position inside trainer_state.json; now it is in webtune_state.json.
+    const saved = await readCheckpointJSON<TrainerState & { data_position?: DataPosition; dropped_examples?: number; seed?: number; stateful_callbacks?: unknown }>(
+      storage, id, TRAINER_STATE, checkTrainerStateJSON,
+    );
+    const { data_position: legacyPosition, dropped_examples: _, seed: _seed, stateful_callbacks: _callbacks, ...state2 } = saved;
+    const extra = files.includes(WEBTUNE_STATE) ? await readCheckpointJSON<WebtuneState>(storage, id, WEBTUNE_STATE, checkWebtuneStateJSON) : null;
+    const data_position = extra?.data_position ?? legacyPosition;
+    if (!data_position) throw fail(`there is no data position (${WEBTUNE_STATE} is missing)`);
+    if (!isPosition(data_position)) throw fail(`${TRAINER_STATE}: "data_position" is not {epoch, batches} of non-negative integers`);
+    // The base model: a checkpoint made on another base (same shapes) does not continue that run.
+    if (extra?.base_model && !this.init.ignore_base_model_mismatch) {
+      const now = await this.baseIdentity();
+      const was = extra.base_model;
+      const differs = [
+        was.config_sha256 !== now.config_sha256 ? "config.json" : "",
+        was.weights_from === now.weights_from && was.weights_sha256 !== now.weights_sha256 ? "weights (a fingerprint of sampled values)" : "",
+      ].filter(Boolean);
+      if (differs.length) {
+        throw fail(
+          `it was trained on another base model than ${this.modelSource?.name ?? "the one given"}: its ${differs.join(" and ")} differ from the checkpoint's` +
+            `${was.name ? ` (${was.name})` : ""}. Load the base the checkpoint was made on, or pass ignore_base_model_mismatch: true to the SFTTrainer to resume anyway`,
+        );
+      }
     }
-    const src = this.storage.source(id);
-    // Trainable weights: the adapter's A/B, or every weight of a full fine-tune.
-    const weights = await SafetensorsFile.open(src, this.peft ? "adapter_model.safetensors" : "model.safetensors");
+    // Trainable weights: the adapter's A/B, or every weight of a full fine-tune, all read and checked first.
+    const src = storage.source(id);
+    const weights = await SafetensorsFile.open(src, weightsFile).catch((e: Error) => {
+      throw fail(`${weightsFile}: ${e.message}`);
+    });
     // A full fine-tune's checkpoint holds the model's state_dict(): transformers' tensors, which the description
     // turns into what the model holds (adapters are stored as they are).
     const arch = architectureOf(this.model.config);
     const specs = new Map(weightsOf(arch, this.model.config).map((w) => [w.name, w]));
-    for (const [name, t] of this.named_trainable()) {
+    const trainable = this.named_trainable();
+    if (this.peft) {
+      const want = new Set(trainable.map(([n]) => n));
+      const extraNames = weights.names.filter((n) => !want.has(n));
+      if (extraNames.length) {
+        throw fail(`${weightsFile} has ${extraNames.length} weight(s) the model does not train ("${extraNames[0]}"${extraNames.length > 1 ? ", …" : ""}): the checkpoint was made with other LoRA target_modules; use its adapter_config.json`);
+      }
+    }
+    const uploads: [Tensor, Float32Array][] = [];
+    for (const [name, t] of trainable) {
       const stored = name.replace(/:\d+$/, "");
-      if (!weights.has(stored)) throw new Error(`checkpoint ${id} in ${this.storage.name} has no weight "${stored}"`);
-      if (stored !== name) throw new Error(`resume_from_checkpoint: ${name} is stored as row blocks, which full fine-tuning checkpoints do not support`);
+      if (!weights.has(stored)) throw fail(`${weightsFile} has no weight "${stored}" (the model trains it: other LoRA target_modules or layers than the checkpoint's?)`);
+      if (stored !== name) throw fail(`${name} is stored as row blocks, which full fine-tuning checkpoints do not support`);
+      const info = weights.info(stored);
+      if (this.peft && info.shape.join() !== t.shape.join()) throw fail(`${weightsFile}: "${stored}" is [${info.shape}], the model's is [${t.shape}] (another LoRA r or model size?)`);
       const read = await weights.readF32(stored);
       const data = this.peft ? read : fromStored(arch, specs.get(stored)!, read);
-      if (data.length !== t.size) throw new Error(`checkpoint ${id}: "${stored}" has ${data.length} values, the model ${t.size}`);
-      gpu().batch.upload(t.buffer, 0, data);
+      if (data.length !== t.size) throw fail(`${weightsFile}: "${stored}" has ${data.length} values, the model's ${t.size}`);
+      uploads.push([t, data as Float32Array]);
     }
-    // The optimizer's state_dict(), copied in by load_state_dict.
-    const optimizerState = legacyOptimizerState(JSON.parse(await this.storage.readText(id, OPTIMIZER_STATE)));
-    const stored = await SafetensorsFile.open(src, OPTIMIZER);
+    // The optimizer's state_dict(); load_state_dict checks it against the parameters before changing anything.
+    const stored = await SafetensorsFile.open(src, OPTIMIZER).catch((e: Error) => {
+      throw fail(`${OPTIMIZER}: ${e.message}`);
+    });
     const tensors: Record<string, Tensor> = {};
-    for (const name of stored.names) tensors[name] = keep(Tensor.fromArray(await stored.readF32(name), stored.info(name).shape));
-    this.optimizer.load_state_dict(joinStateDict(tensors, optimizerState));
-    for (const t of Object.values(tensors)) t.dispose();
-    // webtune 0.1 kept the data position inside trainer_state.json; now it is in webtune_state.json.
-    const saved = JSON.parse(await this.storage.readText(id, TRAINER_STATE)) as TrainerState & { data_position?: DataPosition; dropped_examples?: number; seed?: number; stateful_callbacks?: unknown };
-    const { data_position: legacyPosition, dropped_examples: _, seed: _seed, stateful_callbacks: _callbacks, ...state2 } = saved;
-    const extra = (await this.storage.files(id)).includes(WEBTUNE_STATE) ? (JSON.parse(await this.storage.readText(id, WEBTUNE_STATE)) as { data_position: DataPosition }) : null;
-    const data_position = extra?.data_position ?? legacyPosition;
-    if (!data_position) throw new Error(`resume_from_checkpoint: checkpoint ${id} in ${this.storage.name} has no data position (${WEBTUNE_STATE} is missing)`);
+    try {
+      for (const name of stored.names) {
+        const shape = stored.info(name).shape;
+        const values = await stored.readF32(name);
+        if (values.length !== shape.reduce((x, y) => x * y, 1)) throw fail(`${OPTIMIZER}: "${name}" has ${values.length} values for shape [${shape}]`);
+        tensors[name] = keep(Tensor.fromArray(values, shape));
+      }
+      try {
+        this.optimizer.load_state_dict(joinStateDict(tensors, optimizerState));
+      } catch (e) {
+        throw fail(`${OPTIMIZER} / ${OPTIMIZER_STATE} do not fit the model's trainable parameters (${(e as Error).message})`);
+      }
+    } finally {
+      for (const t of Object.values(tensors)) t.dispose();
+    }
+    for (const [t, data] of uploads) gpu().batch.upload(t.buffer, 0, data);
     this.state = { ...this.freshState(), ...state2 };
     this.position = { ...data_position };
     this.model.step = this.state.global_step;
   }
+}
+
+/** What a checkpoint's webtune_state.json holds. */
+interface WebtuneState {
+  data_position: DataPosition;
+  dropped_examples?: number;
+  seed?: number;
+  base_model?: BaseIdentity;
+}
+
+/** The base model a checkpoint was trained on (webtune_state.json's base_model). */
+interface BaseIdentity {
+  /** Where it was loaded from, for messages. */
+  name?: string;
+  /** SHA-256 of config.json's keys as loaded, sorted, without _name_or_path, transformers_version and the dtype. */
+  config_sha256: string;
+  /** SHA-256 of sampled weight bytes: see baseIdentityOf. */
+  weights_sha256: string;
+  /** "safetensors": bytes of the model's files; "gpu": bytes of the loaded buffers (a model with no files). */
+  weights_from: "safetensors" | "gpu";
+}
+
+async function sha256(parts: (string | Uint8Array)[]): Promise<string> {
+  const chunks = parts.map((p) => (typeof p === "string" ? new TextEncoder().encode(p) : p));
+  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length + 4, 0));
+  let at = 0;
+  for (const c of chunks) {
+    new DataView(all.buffer).setUint32(at, c.length, true);
+    all.set(c, at + 4);
+    at += c.length + 4;
+  }
+  const digest = new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", all));
+  return Array.from(digest, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+function canonicalJSON(x: unknown): string {
+  if (Array.isArray(x)) return `[${x.map(canonicalJSON).join(",")}]`;
+  if (x && typeof x === "object") {
+    return `{${Object.keys(x).sort().map((k) => `${JSON.stringify(k)}:${canonicalJSON((x as Record<string, unknown>)[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(x) ?? "null";
+}
+
+/** Tensors sampled for the weights fingerprint, and bytes read at the start and the middle of each. */
+const FINGERPRINT_TENSORS = 8;
+const FINGERPRINT_BYTES = 64;
+
+/**
+ * The base model's identity, cheap and deterministic: a hash of its config and one of its weights' names,
+ * dtypes, shapes and FINGERPRINT_BYTES bytes at the start and the middle of FINGERPRINT_TENSORS tensors
+ * spread over the sorted names. The bytes are those of the model's safetensors files when it was loaded from
+ * them (so a quantized base is fingerprinted by its values before quantization, and loading the same files
+ * in another dtype is the same base); a model with no files is fingerprinted by its GPU buffers (a quantized
+ * one by its packed bytes), LoRA matrices left out.
+ */
+async function baseIdentityOf(model: CausalLM, source: ModelSource | null): Promise<BaseIdentity> {
+  const { _name_or_path: _n, transformers_version: _v, torch_dtype: _t, dtype: _d, ...config } = model.config.raw as Record<string, unknown>;
+  const config_sha256 = await sha256([canonicalJSON(config)]);
+  const pick = <T>(xs: T[]): T[] => {
+    if (xs.length <= FINGERPRINT_TENSORS) return xs;
+    return Array.from({ length: FINGERPRINT_TENSORS }, (_, i) => xs[Math.floor((i * (xs.length - 1)) / (FINGERPRINT_TENSORS - 1))]!);
+  };
+  if (source) {
+    let weights: ModelWeights | null = null;
+    try {
+      weights = await ModelWeights.open(source);
+    } catch {
+      weights = null; // not safetensors (GGUF, …): the GPU buffers below
+    }
+    if (weights) {
+      const all = weights.files.flatMap((f) => f.names.map((n) => ({ f, n }))).sort((x, y) => (x.n < y.n ? -1 : x.n > y.n ? 1 : 0));
+      const parts: (string | Uint8Array)[] = [];
+      for (const { f, n } of pick(all)) {
+        const info = f.info(n);
+        const mid = info.start + Math.floor((info.end - info.start) / 2);
+        parts.push(`${n}:${info.dtype}:[${info.shape}]`);
+        parts.push(await source.read(f.file, info.start, Math.min(info.end, info.start + FINGERPRINT_BYTES)));
+        parts.push(await source.read(f.file, mid, Math.min(info.end, mid + FINGERPRINT_BYTES)));
+      }
+      return { name: source.name, config_sha256, weights_sha256: await sha256(parts), weights_from: "safetensors" };
+    }
+  }
+  const params = model.named_parameters().filter(([n]) => !/(^|\.)lora_(A|B|embedding_A|embedding_B)(\.|$)/.test(n)).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
+  const parts: (string | Uint8Array)[] = [];
+  for (const [n, t] of pick(params)) {
+    const size = t.buffer.size;
+    const len = Math.min(FINGERPRINT_BYTES, size) & ~3;
+    const mid = Math.floor(size / 2) & ~3;
+    parts.push(`${n}:[${t.shape}]`);
+    if (len > 0) parts.push(new Uint8Array(await gpu().batch.read(t.buffer, 0, len)));
+    const midLen = Math.min(FINGERPRINT_BYTES, size - mid) & ~3;
+    if (midLen > 0) parts.push(new Uint8Array(await gpu().batch.read(t.buffer, mid, midLen)));
+  }
+  return { ...(source ? { name: source.name } : {}), config_sha256, weights_sha256: await sha256(parts), weights_from: "gpu" };
+}
+
+/** A checkpoint's JSON file, parsed and checked; an error naming the file and the problem otherwise. */
+async function readCheckpointJSON<T>(storage: CheckpointStorage, id: string, file: string, check: (x: unknown) => string | null): Promise<T> {
+  const where = `${storage.name}/${id}/${file}`;
+  let x: unknown;
+  try {
+    x = JSON.parse(await storage.readText(id, file));
+  } catch (e) {
+    throw new Error(`resume_from_checkpoint: ${where} is not valid JSON (${(e as Error).message}): the checkpoint is damaged; resume from another one`, { cause: e });
+  }
+  const problem = check(x);
+  if (problem) throw new Error(`resume_from_checkpoint: ${where}: ${problem}: the checkpoint is damaged; resume from another one`);
+  return x as T;
+}
+
+const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
+const isCount = (x: unknown): boolean => Number.isSafeInteger(x) && (x as number) >= 0;
+
+function isPosition(x: unknown): x is DataPosition {
+  return isObject(x) && isCount(x.epoch) && isCount(x.batches);
+}
+
+function checkOptimizerJSON(x: unknown): string | null {
+  if (!isObject(x)) return "expected an object {state, param_groups}";
+  if (!Array.isArray(x.param_groups) || !x.param_groups.every((g) => isObject(g) && Array.isArray(g.params) && g.params.every(isCount))) {
+    return `"param_groups" is not a list of groups with "params" (parameter indices)`;
+  }
+  if ("state" in x ? !isObject(x.state) || !Object.values(x.state).every(isObject) : !isObject(x.steps)) return `"state" is not an object of per-parameter states`;
+  return null;
+}
+
+function checkTrainerStateJSON(x: unknown): string | null {
+  if (!isObject(x)) return "expected an object (transformers' TrainerState)";
+  if (!isCount(x.global_step)) return `"global_step" is ${JSON.stringify(x.global_step)}, not a non-negative integer`;
+  if (!Array.isArray(x.log_history) || !x.log_history.every(isObject)) return `"log_history" is not a list of objects`;
+  for (const k of ["epoch", "num_input_tokens_seen", "total_flos"]) if (k in x && typeof x[k] !== "number") return `"${k}" is ${JSON.stringify(x[k])}, not a number`;
+  return null;
+}
+
+function checkWebtuneStateJSON(x: unknown): string | null {
+  if (!isObject(x)) return "expected an object {data_position, …}";
+  if (!isPosition(x.data_position)) return `"data_position" is not {epoch, batches} of non-negative integers`;
+  const b = x.base_model;
+  if (b !== undefined && !(isObject(b) && typeof b.config_sha256 === "string" && typeof b.weights_sha256 === "string" && typeof b.weights_from === "string")) {
+    return `"base_model" is not {config_sha256, weights_sha256, weights_from}`;
+  }
+  return null;
 }
 
 /**

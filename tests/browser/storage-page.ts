@@ -55,6 +55,34 @@ async function rawKeys(prefix = ""): Promise<string[]> {
 
 async function main(): Promise<Result[]> {
   const results: Result[] = [];
+  if (new URLSearchParams(location.search).get("mode") === "idle") return results; // opens the origin, does nothing
+  if (new URLSearchParams(location.search).get("mode") === "quota") {
+    // The Node side has set this origin's quota (DevTools' Storage.overrideQuotaForOrigin) to QUOTA_MB.
+    const q = openStorage("webtune-quota-test");
+    await check("a write past the quota fails saying what to delete; nothing half-written is listed or kept", async () => {
+      await q.writeCheckpoint("checkpoint-1", { "a.bin": bytes(4 * 1048576, 1) });
+      let message = "";
+      try {
+        await q.writeCheckpoint("checkpoint-2", { "a.bin": bytes(48 * 1048576, 2), "adapter_config.json": "{}" });
+      } catch (e) {
+        message = (e as Error).message;
+        same(((e as Error).cause as Error)?.name, "QuotaExceededError", "the cause is the browser's own QuotaExceededError");
+      }
+      assert(message !== "", "the write past the quota failed");
+      assert(/writing checkpoint "checkpoint-2" to indexeddb:webtune-quota-test failed: the browser's storage quota is full \(QuotaExceededError\)/.test(message), message);
+      assert(/Delete checkpoints you no longer need, oldest first: checkpoint-1 \(4\.0 MB\)/.test(message), message);
+      same(await q.list(), ["checkpoint-1"], "list");
+      same(await q.damaged!(), [], "nothing damaged");
+      const left = ((await keys(createStore("webtune-quota-test", "files"))) as string[]).filter((k) => k.startsWith("checkpoint-2/"));
+      same(left, [], "no chunk of the failed write is kept");
+      equalBytes(await q.read("checkpoint-1", "a.bin"), bytes(4 * 1048576, 1), "the older checkpoint is intact");
+      // Deleting what the message names makes room.
+      await q.delete("checkpoint-1");
+      await q.writeCheckpoint("checkpoint-2", { "a.bin": bytes(6 * 1048576, 3) });
+      same(await q.list(), ["checkpoint-2"], "list after making room");
+    }, results);
+    return results;
+  }
   if (new URLSearchParams(location.search).get("mode") === "reload") {
     await check("after a reload: the checkpoints are still there, byte-exact", async () => {
       const s = openStorage(DB);
@@ -160,6 +188,17 @@ async function main(): Promise<Result[]> {
     same(await rawKeys("checkpoint-4/"), [], "keys");
   }, results);
 
+  await check("damaged(): a manifest whose chunks are missing is named, with why", async () => {
+    await s.writeCheckpoint("checkpoint-8", { "big.bin": bytes(CHUNK_SIZE + 1, 3) });
+    const chunk = (await rawKeys("checkpoint-8/")).find((k) => k.endsWith("big.bin#1"))!;
+    await del(chunk, raw);
+    const d = await s.damaged!();
+    same(d.map((x) => x.id), ["checkpoint-8"], "damaged ids");
+    assert(/1 chunk\(s\) of its files are missing/.test(d[0]!.problem), d[0]!.problem);
+    await s.delete("checkpoint-8");
+    same(await s.damaged!(), [], "none after delete");
+  }, results);
+
   await check("rotateCheckpoints keeps the newest and never `keep`", async () => {
     for (const step of [20, 10, 30]) await s.writeCheckpoint(`checkpoint-${step}`, { "s.txt": String(step) });
     same(await s.list(), ["checkpoint-1", "checkpoint-10", "checkpoint-20", "checkpoint-30"], "list by step");
@@ -167,6 +206,14 @@ async function main(): Promise<Result[]> {
     same(await s.list(), ["checkpoint-1", "checkpoint-30"], "list");
     same(await rotateCheckpoints(s, 1, "checkpoint-1"), ["checkpoint-30"], "deleted");
     same((await rawKeys()).filter((k) => !k.startsWith("checkpoint-1/")), [], "only checkpoint-1's keys left");
+    // save_model's "final" (and "final-merged") are no checkpoints of the rotation: save_total_limit 1 keeps them.
+    await s.writeCheckpoint("final", { "adapter_config.json": "{}" });
+    await s.writeCheckpoint("final-merged", { "config.json": "{}" });
+    await s.writeCheckpoint("checkpoint-40", { "s.txt": "40" });
+    same(await rotateCheckpoints(s, 1, "checkpoint-40"), ["checkpoint-1"], "deleted with limit 1");
+    same(await s.list(), ["checkpoint-40", "final", "final-merged"], "final stays");
+    for (const id of ["final", "final-merged", "checkpoint-40"]) await s.delete(id);
+    await s.writeCheckpoint("checkpoint-1", { "big.bin": big, "adapter_config.json": JSON.stringify({ r: 8 }), "sub/empty.bin": new Uint8Array(0) });
     await s.writeCheckpoint("checkpoint-5", { "big.bin": bytes(BIG, 9) });
   }, results);
   return results;

@@ -1,5 +1,6 @@
 // Checkpoint storage on IndexedDB, in headless Chromium (the system's, through playwright-core), page on
-// localhost. The page (storage-page.ts) runs the checks and reports them on window.__result.
+// localhost. The page (storage-page.ts) runs the checks and reports them on window.__result. The quota test
+// shrinks the origin's real quota through DevTools (Storage.overrideQuotaForOrigin).
 import assert from "node:assert/strict";
 import type { Server } from "node:http";
 import { after, before, test } from "node:test";
@@ -37,11 +38,28 @@ test("Chromium: checkpoints in IndexedDB: chunked files, interrupted writes unse
     page.on("pageerror", (e) => console.push(String(e)));
     const first = await results(page, "");
     for (const r of first) assert.ok(r.ok, `${r.name}: ${r.error}`);
-    assert.equal(first.length, 8, first.map((r) => r.name).join("\n"));
+    assert.equal(first.length, 9, first.map((r) => r.name).join("\n"));
     const second = await results(page, "?mode=reload");
     for (const r of second) assert.ok(r.ok, `${r.name}: ${r.error}`);
     assert.equal(second.length, 1);
     assert.deepEqual(console, [], "no console errors");
+  } finally {
+    await context.close();
+  }
+});
+
+test("Chromium: a checkpoint write past the storage quota fails saying what to delete; nothing half-written is listed", { timeout: 120_000 }, async () => {
+  // A real quota, made small: DevTools' Storage.overrideQuotaForOrigin (Chromium's own quota enforcement; no
+  // mock of IndexedDB), in a fresh context so that nothing else of this origin counts against it.
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await results(page, "?mode=idle"); // the origin must be open for its quota to be overridden
+    const cdp = await context.newCDPSession(page);
+    await cdp.send("Storage.overrideQuotaForOrigin", { origin, quotaSize: 24 * 1024 * 1024 });
+    const got = await results(page, "?mode=quota");
+    assert.equal(got.length, 1);
+    for (const r of got) assert.ok(r.ok, `${r.name}: ${r.error}`);
   } finally {
     await context.close();
   }

@@ -1,8 +1,9 @@
 // Runs in headless Chromium (bundled by trainer.test.ts): SFTTrainer with LoRA checkpointing to IndexedDB and
 // resuming exactly. The model and tokenizer come from the test server (/model/). Results go to
 // window.__webtune for the Node side to assert on.
-//   ?db=NAME               three runs: uninterrupted (storage NAME-a); stopped after step 2 by a callback
-//                          (NAME-b); a third trainer on a fresh model resuming from NAME-b's newest checkpoint.
+//   ?db=NAME               four runs: uninterrupted (storage NAME-a); stopped after step 2 by a callback
+//                          (NAME-b); a third trainer on a fresh model resuming from NAME-b's newest checkpoint;
+//                          a run whose GPU device is destroyed at step 3 (NAME-c), which recovers by itself.
 //   ?db=NAME&mode=reload   after a reload: NAME-b's checkpoints are still listed, and checkpoint-6 loaded with
 //                          PeftModel.from_pretrained gives the logits the trained model gave.
 //   ?db=NAME&mode=cleanup  deletes both databases.
@@ -30,6 +31,8 @@ export interface PageReport {
   full?: RunReport;
   stopped?: RunReport;
   resumed?: RunReport;
+  /** The run whose device was destroyed at step 3 (it recovers: a new device, checkpoint-2). */
+  lost?: RunReport & { recoveries: Record<string, number>[]; destroyed: number[]; warnings: string[] };
   /** Reload mode: the checkpoints listed after the reload, and the logits of checkpoint-6. */
   listed?: string[];
   reloaded_logits?: number[];
@@ -67,13 +70,22 @@ async function logitsOf(model: LlamaForCausalLM | PeftModel, ids: number[]): Pro
 }
 
 /** Trains on a freshly loaded model; `stopAt` stops it (a callback) after that step; `resume` resumes. */
-async function run(storage: string, tok: PreTrainedTokenizer, warnings: string[], opts: { stopAt?: number; resume?: boolean } = {}): Promise<RunReport> {
+async function run(
+  storage: string, tok: PreTrainedTokenizer, warnings: string[], opts: { stopAt?: number; resume?: boolean; destroyAt?: number } = {},
+): Promise<RunReport & { recoveries: Record<string, number>[]; destroyed: number[] }> {
   const t0 = performance.now();
   const model = await AutoModelForCausalLM.from_pretrained(BASE);
+  let trained: LlamaForCausalLM | null = null;
+  const destroyed: number[] = [];
   try {
     const stop: TrainerCallback = {
-      on_step_end(_args, state, control) {
+      async on_step_end(_args, state, control) {
         if (opts.stopAt !== undefined && state.global_step >= opts.stopAt) control.should_training_stop = true;
+        // The GPU device lost (as a driver reset or the browser reclaiming it would end it), once.
+        if (state.global_step === opts.destroyAt && !destroyed.length) {
+          destroyed.push(state.global_step);
+          (await getDevice()).destroy();
+        }
       },
     };
     const trainer = new SFTTrainer({
@@ -91,17 +103,22 @@ async function run(storage: string, tok: PreTrainedTokenizer, warnings: string[]
     for (const l of trainer.state.log_history) {
       if ("loss" in l && "grad_norm" in l) steps[l.step!] = { loss: l.loss!, grad_norm: l.grad_norm!, learning_rate: l.learning_rate! };
     }
-    const report: RunReport = {
+    const report = {
       steps,
       global_step: out.global_step,
       checkpoints: await trainer.storage.list(),
       seconds: 0,
-    };
+      recoveries: trainer.state.log_history.filter((l) => "device_lost_recovery" in l),
+      destroyed,
+    } as RunReport & { recoveries: Record<string, number>[]; destroyed: number[] };
+    // After a recovery the trainer holds a model loaded again on the new device.
+    if (trainer.model !== model) trained = trainer.model as LlamaForCausalLM;
     if (!opts.stopAt) report.logits = await logitsOf(trainer.peft!, promptIds(tok));
     report.seconds = (performance.now() - t0) / 1000;
     return report;
   } finally {
     model.dispose();
+    trained?.dispose();
   }
 }
 
@@ -122,6 +139,7 @@ async function main(): Promise<{ results: Result[]; report: PageReport }> {
     await check("delete the test databases", async () => {
       await deleteDatabase(`${DB}-a`);
       await deleteDatabase(`${DB}-b`);
+      await deleteDatabase(`${DB}-c`);
       const left = (await indexedDB.databases()).map((d) => d.name).filter((n) => n?.startsWith(DB));
       if (left.length) throw new Error(`left behind: ${left.join(", ")}`);
     }, results);
@@ -154,6 +172,10 @@ async function main(): Promise<{ results: Result[]; report: PageReport }> {
   }, results);
   await check("a third trainer on a fresh model resumes from the newest checkpoint", async () => {
     report.resumed = await run(`indexeddb:${DB}-b`, tok, report.warnings, { resume: true });
+  }, results);
+  await check("a run whose GPU device is destroyed at step 3 recovers on a new device from checkpoint-2", async () => {
+    const warnings: string[] = [];
+    report.lost = { ...(await run(`indexeddb:${DB}-c`, tok, warnings, { destroyAt: 3 })), warnings };
   }, results);
   return { results, report };
 }

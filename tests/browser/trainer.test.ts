@@ -1,7 +1,8 @@
 // SFTTrainer in headless Chromium (the system's, through playwright-core) with WebGPU on SwiftShader: LoRA
-// checkpoints in IndexedDB resume exactly, and survive a page reload. The page (trainer-page.ts) loads a tiny
-// llama (tools/make-model.ts, served with Range support under /model/) and its tokenizer from the URL, and
-// reports on window.__webtune.
+// checkpoints in IndexedDB resume exactly, a run whose device is destroyed mid-run recovers by itself (a new
+// device, the model reloaded, the last checkpoint) with the uninterrupted run's results, and the checkpoints
+// survive a page reload. The page (trainer-page.ts) loads a tiny llama (tools/make-model.ts, served with Range
+// support under /model/) and its tokenizer from the URL, and reports on window.__webtune.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -47,7 +48,7 @@ function load(page: Page, query: string): Promise<{ results: Results; report: Pa
 
 const fmt = (xs: number[]) => xs.map((x) => x.toPrecision(9)).join(", ");
 
-test("Chromium + SwiftShader: SFTTrainer (LoRA) checkpoints to IndexedDB, resumes exactly, and the checkpoints survive a reload", { timeout: 300_000 }, async () => {
+test("Chromium + SwiftShader: SFTTrainer (LoRA) checkpoints to IndexedDB, resumes exactly, recovers from a destroyed device, and the checkpoints survive a reload", { timeout: 300_000 }, async () => {
   const db = `webtune-test-${randomBytes(6).toString("hex")}`;
   const context = await browser.newContext();
   try {
@@ -69,7 +70,7 @@ test("Chromium + SwiftShader: SFTTrainer (LoRA) checkpoints to IndexedDB, resume
     const t0 = performance.now();
     const { results, report } = await load(page, `?db=${db}`);
     for (const r of results) assert.ok(r.ok, `${r.name}: ${r.error}`);
-    assert.equal(results.length, 3);
+    assert.equal(results.length, 4);
     const full = report.full!;
     const stopped = report.stopped!;
     const resumed = report.resumed!;
@@ -101,6 +102,20 @@ test("Chromium + SwiftShader: SFTTrainer (LoRA) checkpoints to IndexedDB, resume
     // The same adapter at the end: the same logits.
     assert.ok(full.logits && resumed.logits && full.logits.length > 0);
     assert.deepEqual(resumed.logits, full.logits, "the resumed model's logits equal the uninterrupted model's");
+
+    // 4. device.destroy() at step 3: the trainer gets a new device, loads the model again from its URL, restores
+    // checkpoint-2 from IndexedDB and ends as the uninterrupted run, bit for bit.
+    const lost = report.lost!;
+    assert.deepEqual(lost.destroyed, [3]);
+    assert.equal(lost.global_step, 6);
+    assert.deepEqual(lost.recoveries, [{ device_lost_recovery: 1, lost_at_step: 3, resumed_from_step: 2, step: 2 }]);
+    assert.ok(lost.warnings.some((w) => /GPU device was lost at step 3 .*continues from checkpoint-2/.test(w)), lost.warnings.join("\n"));
+    for (const s of [1, 2, 3, 4, 5, 6]) {
+      const [got, want] = [lost.steps[s]!, full.steps[s]!];
+      assert.ok(got.loss === want.loss && got.grad_norm === want.grad_norm, `step ${s} after the recovery: ${got.loss}/${got.grad_norm}, uninterrupted ${want.loss}/${want.grad_norm}`);
+    }
+    assert.deepEqual(lost.checkpoints, ["checkpoint-2", "checkpoint-4", "checkpoint-6"]);
+    assert.deepEqual(lost.logits, full.logits, "the recovered run's logits equal the uninterrupted run's");
     const t1 = performance.now();
 
     // 4. A reload of the page: the checkpoints are still in IndexedDB, and checkpoint-6 is the trained adapter.
@@ -121,7 +136,7 @@ test("Chromium + SwiftShader: SFTTrainer (LoRA) checkpoints to IndexedDB, resume
     assert.deepEqual(console, [], "no console errors");
     process.stderr.write(
       `# trainer in Chromium on ${report.adapter}: full ${full.seconds.toFixed(1)} s, stopped ${stopped.seconds.toFixed(1)} s, ` +
-        `resumed ${resumed.seconds.toFixed(1)} s (page ${((t1 - t0) / 1000).toFixed(1)} s); reload ${((t2 - t1) / 1000).toFixed(1)} s; ` +
+        `resumed ${resumed.seconds.toFixed(1)} s, device lost ${lost.seconds.toFixed(1)} s (page ${((t1 - t0) / 1000).toFixed(1)} s); reload ${((t2 - t1) / 1000).toFixed(1)} s; ` +
         `losses ${fmt(steps(full).map((s) => full.steps[s]!.loss))}; ${probes.length} optional-file 404s (${[...new Set(probes)].join(", ")})` +
         (report.warnings.length ? `; warnings: ${[...new Set(report.warnings)].join(" | ")}` : "") + "\n",
     );

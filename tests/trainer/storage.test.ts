@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { SafetensorsFile, writeSafetensors } from "../../src/models/safetensors.ts";
 import { openSource } from "../../src/io/open.ts";
+import { recoverDirectory, SAVE_RECORD, writeDirectory } from "../../src/io/local.ts";
 import { FileSystemStorage, MANIFEST, openStorage, rotateCheckpoints, type CheckpointManifest } from "../../src/trainer/storage.ts";
 
 let root = "";
@@ -103,8 +104,8 @@ test("interrupted writes are not listed: temp dir, no manifest, sizes that disag
   const s = openStorage(dir);
   await s.writeCheckpoint("checkpoint-100", { "a.bin": bytes(100, 3), "b.json": "{}" });
   // 1. Killed while writing the temporary directory: files, no manifest.
-  await mkdir(join(dir, ".checkpoint-200.tmp-0123abcd"));
-  await writeFile(join(dir, ".checkpoint-200.tmp-0123abcd", "a.bin"), bytes(50, 4));
+  await mkdir(join(dir, ".webtune-tmp-checkpoint-200-0123456789ab"));
+  await writeFile(join(dir, ".webtune-tmp-checkpoint-200-0123456789ab", "a.bin"), bytes(50, 4));
   // 2. A final directory without the manifest (copied by hand, or written by something else).
   await mkdir(join(dir, "checkpoint-300"));
   await writeFile(join(dir, "checkpoint-300", "a.bin"), bytes(100, 3));
@@ -139,9 +140,9 @@ test("interrupted writes are not listed: temp dir, no manifest, sizes that disag
 test("a crash between the two renames of a replacement: the old checkpoint comes back on the next open", async () => {
   const dir = outDir();
   await openStorage(dir).writeCheckpoint("checkpoint-5", { "w.bin": bytes(64, 5) });
-  // What a crash after `rename(<id>, .<id>.old-*)` and before `rename(.<id>.tmp-*, <id>)` leaves.
-  await rename(join(dir, "checkpoint-5"), join(dir, ".checkpoint-5.old-00ff00ff"));
-  await mkdir(join(dir, ".checkpoint-5.tmp-11ee11ee"));
+  // What a crash after `rename(<id>, .webtune-old-<id>-*)` and before `rename(.webtune-tmp-<id>-*, <id>)` leaves.
+  await rename(join(dir, "checkpoint-5"), join(dir, ".webtune-old-checkpoint-5-00ff00ff00ff"));
+  await mkdir(join(dir, ".webtune-tmp-checkpoint-5-11ee11ee11ee"));
   const s = openStorage(dir);
   assert.deepEqual(await s.list(), ["checkpoint-5"]);
   assert.deepEqual(await s.read("checkpoint-5", "w.bin"), bytes(64, 5));
@@ -188,6 +189,88 @@ test("rotateCheckpoints keeps the newest save_total_limit and never deletes `kee
   assert.deepEqual(await rotateCheckpoints(s, 1, "checkpoint-50"), ["checkpoint-40"]);
   assert.deepEqual(await s.list(), ["checkpoint-50"]);
   assert.deepEqual(await rotateCheckpoints(s, 1, "checkpoint-50"), []);
+});
+
+test("cleanup touches only what webtune made: a user's .<x>.tmp-<hex> / .<x>.old-<hex> files and directories stay", async () => {
+  const dir = outDir();
+  await mkdir(dir, { recursive: true });
+  // Names webtune 0.1 treated as its own temporary directories (and removed), made by a user.
+  await writeFile(join(dir, ".notes.tmp-0a1b2c"), "mine");
+  await mkdir(join(dir, ".data.old-deadbeef"));
+  await writeFile(join(dir, ".data.old-deadbeef", "x.txt"), "mine too");
+  await mkdir(join(dir, ".checkpoint-3.tmp-0123abcd"));
+  const s = openStorage(dir);
+  await s.writeCheckpoint("checkpoint-1", { a: "1" });
+  await s.writeCheckpoint("checkpoint-1", { a: "2" });
+  await s.delete("checkpoint-1");
+  await s.list();
+  await openStorage(dir).list();
+  assert.deepEqual((await readdir(dir)).sort(), [".checkpoint-3.tmp-0123abcd", ".data.old-deadbeef", ".notes.tmp-0a1b2c"]);
+  assert.equal(await readFile(join(dir, ".notes.tmp-0a1b2c"), "utf8"), "mine");
+  assert.equal(await readFile(join(dir, ".data.old-deadbeef", "x.txt"), "utf8"), "mine too");
+});
+
+test("rotateCheckpoints deletes only checkpoint-<step>: \"final\", other ids and a save_model in the directory stay", async () => {
+  const dir = outDir();
+  const s = openStorage(dir);
+  await writeDirectory(dir, { "adapter_config.json": "{}", "adapter_model.safetensors": bytes(10, 1) });
+  await s.writeCheckpoint("final", { "adapter_config.json": "{}" });
+  await s.writeCheckpoint("best", { "a.txt": "b" });
+  for (const step of [1, 2, 3]) await s.writeCheckpoint(`checkpoint-${step}`, { "step.txt": String(step) });
+  assert.deepEqual(await rotateCheckpoints(s, 1, "checkpoint-3"), ["checkpoint-1", "checkpoint-2"]);
+  assert.deepEqual((await s.list()).sort(), ["best", "checkpoint-3", "final"]);
+  assert.deepEqual((await readdir(dir)).sort(), [SAVE_RECORD, "adapter_config.json", "adapter_model.safetensors", "best", "checkpoint-3", "final"]);
+});
+
+test("damaged(): what looks like a checkpoint but is not complete, and why", async () => {
+  const dir = outDir();
+  const s = openStorage(dir);
+  await s.writeCheckpoint("checkpoint-1", { "a.bin": bytes(10, 1) });
+  await mkdir(join(dir, "checkpoint-2"));
+  await s.writeCheckpoint("checkpoint-3", { "a.bin": bytes(10, 1) });
+  await writeFile(join(dir, "checkpoint-3", MANIFEST), "{not json");
+  await s.writeCheckpoint("checkpoint-4", { "a.bin": bytes(10, 1) });
+  await truncate(join(dir, "checkpoint-4", "a.bin"), 3);
+  const d = (await s.damaged!()).sort((x, y) => (x.id < y.id ? -1 : 1));
+  assert.deepEqual(d.map((x) => x.id), ["checkpoint-2", "checkpoint-3", "checkpoint-4"]);
+  assert.match(d[0]!.problem, /webtune_checkpoint\.json is missing/);
+  assert.match(d[1]!.problem, /webtune_checkpoint\.json is not valid JSON/);
+  assert.match(d[2]!.problem, /a\.bin is 3 bytes, the manifest says 10/);
+});
+
+test("writeDirectory: one save replaces the previous whole (files it drops removed), other files untouched, no temp left", async () => {
+  const dir = outDir();
+  await mkdir(join(dir, "checkpoint-1"), { recursive: true });
+  await writeFile(join(dir, "user.txt"), "mine");
+  await writeDirectory(dir, { "adapter_config.json": '{"v":1}', "adapter_model.safetensors": bytes(1000, 1), "adapter_model.gguf": bytes(10, 2), "sub/x.json": "1" });
+  await writeDirectory(dir, { "adapter_config.json": '{"v":2}', "adapter_model.safetensors": bytes(500, 3), "sub/x.json": "2" });
+  assert.deepEqual((await readdir(dir)).sort(), [SAVE_RECORD, "adapter_config.json", "adapter_model.safetensors", "checkpoint-1", "sub", "user.txt"]);
+  assert.equal(await readFile(join(dir, "adapter_config.json"), "utf8"), '{"v":2}');
+  assert.deepEqual(new Uint8Array(await readFile(join(dir, "adapter_model.safetensors"))), bytes(500, 3));
+  assert.equal(await readFile(join(dir, "sub", "x.json"), "utf8"), "2");
+  assert.equal(await readFile(join(dir, "user.txt"), "utf8"), "mine");
+  await assert.rejects(writeDirectory(dir, { [SAVE_RECORD]: "x" }), /reserves/);
+});
+
+test("writeDirectory after a crash: an uncommitted staging directory is dropped (old save stays), a committed one is finished", async () => {
+  const dir = outDir();
+  await writeDirectory(dir, { "a.json": "old-a", "b.bin": "old-b" });
+  // Killed before the commit record: files staged, no .webtune_commit.json.
+  await mkdir(join(dir, ".webtune-save-0123456789ab"));
+  await writeFile(join(dir, ".webtune-save-0123456789ab", "a.json"), "new-a");
+  await recoverDirectory(dir);
+  assert.deepEqual((await readdir(dir)).sort(), [SAVE_RECORD, "a.json", "b.bin"]);
+  assert.equal(await readFile(join(dir, "a.json"), "utf8"), "old-a");
+  // Killed after the commit record, with a.json already moved: the listing of the storage finishes the save.
+  const stage = join(dir, ".webtune-save-abcdefabcdef");
+  await mkdir(stage);
+  await writeFile(join(dir, "a.json"), "new-a");
+  await writeFile(join(stage, "b.bin"), "new-b");
+  await writeFile(join(stage, SAVE_RECORD), JSON.stringify({ format: "webtune-save", files: { "a.json": 5, "b.bin": 5 } }));
+  await writeFile(join(stage, ".webtune_commit.json"), JSON.stringify({ format: "webtune-save", files: { "a.json": 5, "b.bin": 5, [SAVE_RECORD]: 10 }, remove: [] }));
+  assert.deepEqual(await openStorage(dir).list(), []);
+  assert.deepEqual((await readdir(dir)).sort(), [SAVE_RECORD, "a.json", "b.bin"]);
+  assert.equal(await readFile(join(dir, "b.bin"), "utf8"), "new-b");
 });
 
 test("source(id) is a ModelSource: exists, size, ranged read, text, json; safetensors reads through it", async () => {

@@ -4,7 +4,7 @@
 // accumulation, packing), incomplete checkpoints and rotation, stopping on NaN/Inf, the saved adapter and the
 // merged model read back, evaluation, and the logged values' meaning (TRL's semantics).
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -250,6 +250,10 @@ async function resumeCase(
   await edit?.(join(dir, `checkpoint-${K}`));
   const second = await train({ args: runArgs(dir), rows, peft, resume: true });
   try {
+    assert.ok(
+      second.warnings.some((w) => w.includes(`skipping ${dir}/checkpoint-${N + 10}`) && /webtune_checkpoint\.json is missing/.test(w) && w.includes(`resuming from checkpoint-${K}`)),
+      `a newer damaged checkpoint is skipped with a warning: ${second.warnings.join("\n")}`,
+    );
     assert.equal(second.trainer.state.global_step, N);
     const want = full.logs.filter((l) => l.step! > K);
     const got = second.logs.filter((l) => l.step! > K);
@@ -302,6 +306,96 @@ test("a checkpoint of webtune 0.1 (AdamW's steps apart in optimizer.json) resume
       await writeFile(manifest, JSON.stringify(m));
     },
   );
+});
+
+/** Rewrites `file` of the checkpoint directory `checkpoint` and fixes its size in the manifest (so only the content is wrong). */
+async function rewrite(checkpoint: string, file: string, text: string): Promise<void> {
+  await writeFile(join(checkpoint, file), text);
+  const manifest = join(checkpoint, "webtune_checkpoint.json");
+  const m = JSON.parse(await readFile(manifest, "utf8")) as { files: Record<string, number> };
+  m.files[file] = new TextEncoder().encode(text).length;
+  await writeFile(manifest, JSON.stringify(m));
+}
+
+test("resume_from_checkpoint: a path to another run's checkpoint loads exactly that one, not output_dir's of the same name", async () => {
+  const runArgs = (dir: string, lr: number) => args({ output_dir: dir, per_device_train_batch_size: 2, max_steps: 2, learning_rate: lr, save_strategy: "steps", save_steps: 1 });
+  const other = outDir();
+  const a = await train({ args: runArgs(other, 1e-2), rows: FACTS.slice(0, 4) });
+  const wantWeights = await loraWeights(a.trainer);
+  a.model.dispose();
+  const own = outDir();
+  const b = await train({ args: runArgs(own, 3e-3), rows: FACTS.slice(0, 4) });
+  b.model.dispose();
+  // output_dir has its own checkpoint-2; the path names the other run's.
+  const r = await train({ args: runArgs(own, 3e-3), rows: FACTS.slice(0, 4), resume: join(other, "checkpoint-2") });
+  try {
+    assert.deepEqual(r.logs.map((l) => l.loss), a.logs.map((l) => l.loss), "the log history is the other run's");
+    const got = await loraWeights(r.trainer);
+    for (const [name, w] of wantWeights) assert.deepEqual(got.get(name), w, name);
+  } finally {
+    r.model.dispose();
+  }
+  await assert.rejects(train({ args: runArgs(own, 3e-3), rows: FACTS.slice(0, 4), resume: join(other, "checkpoint-9") }), (e: Error) => e.message.includes(`"${join(other, "checkpoint-9")}" is not a complete checkpoint in ${other}`));
+});
+
+test("resume validates everything before changing anything: corrupt JSON names the file, other LoRA targets or r name the tensor, another base is refused", async () => {
+  const dir = outDir();
+  const runArgs = (d: string) => args({ output_dir: d, per_device_train_batch_size: 2, max_steps: 2, save_strategy: "steps", save_steps: 2 });
+  const first = await train({ args: runArgs(dir), rows: FACTS.slice(0, 4) });
+  first.model.dispose();
+  const good = join(dir, "checkpoint-2");
+  const state = JSON.parse(await readFile(join(good, "webtune_state.json"), "utf8"));
+  assert.match(state.base_model.config_sha256, /^[0-9a-f]{64}$/);
+  assert.equal(state.base_model.weights_from, "safetensors");
+  /** A trainer on a fresh model, set up; its trainable weights read back. */
+  const fresh = async (o: { peft?: LoraConfig; model?: string; ignore?: boolean } = {}) => {
+    const model = await AutoModelForCausalLM.from_pretrained(o.model ?? modelDir);
+    const t = new SFTTrainer({ model, args: runArgs(outDir()), train_dataset: [...FACTS.slice(0, 4)] as Record<string, unknown>[], peft_config: o.peft ?? LORA, warn: () => {}, ...(o.ignore ? { ignore_base_model_mismatch: true } : {}) });
+    await t.setup();
+    return { t, model, before: await loraWeights(t) };
+  };
+  const refuses = async (what: string, checkpoint: string, pattern: RegExp, o: Parameters<typeof fresh>[0] = {}) => {
+    const { t, model, before } = await fresh(o);
+    try {
+      await assert.rejects(t.train({ resume_from_checkpoint: checkpoint }), (e: Error) => {
+        assert.doesNotMatch(e.name, /SyntaxError/, what);
+        assert.match(e.message, pattern, `${what}: ${e.message}`);
+        return true;
+      });
+      const after = await loraWeights(t);
+      for (const [name, w] of before) assert.deepEqual(after.get(name), w, `${what}: ${name} was changed by the failed resume`);
+      assert.equal(t.state.global_step, 0, what);
+    } finally {
+      model.dispose();
+    }
+  };
+  let n = 0;
+  const broken = async (file: string, text: string) => {
+    const copy = join(root, `broken-${n++}`, "checkpoint-2");
+    await cp(good, copy, { recursive: true });
+    await rewrite(copy, file, text);
+    return copy;
+  };
+  for (const file of ["optimizer.json", "trainer_state.json", "webtune_state.json"]) {
+    const copy = await broken(file, '{"state": {"0": {"step": 2}}, "param_gr');
+    await refuses(`corrupt ${file}`, copy, new RegExp(`${copy.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}/${file.replace(".", "\\.")} is not valid JSON`));
+  }
+  await refuses("trainer_state.json without global_step", await broken("trainer_state.json", '{"log_history": []}'), /trainer_state\.json: "global_step" is undefined/);
+  await refuses("webtune_state.json with a bad data_position", await broken("webtune_state.json", '{"data_position": {"epoch": -1, "batches": 0}}'), /webtune_state\.json: "data_position"/);
+  // Fewer LoRA targets, and another r: the tensor is named, nothing is overwritten.
+  await refuses("fewer LoRA targets", good, /adapter_model\.safetensors has \d+ weight\(s\) the model does not train \(".*lora_[AB]\.weight"/, { peft: { ...LORA, target_modules: ["q_proj", "v_proj"] } });
+  await refuses("another r", good, /"base_model\.model\.model\.layers\.0\..*lora_A\.weight" is \[8,32\], the model's is \[4,32\]/, { peft: { ...LORA, r: 4 } });
+  // Another base model of the same shapes (other seed): refused, unless asked for.
+  const otherBase = join(root, "model-seed-8");
+  await makeModel(otherBase, { arch: "llama", seed: 8 });
+  await refuses("another base", good, /trained on another base model .*weights \(a fingerprint of sampled values\) differ/, { model: otherBase });
+  const { t, model } = await fresh({ model: otherBase, ignore: true });
+  try {
+    await t.train({ resume_from_checkpoint: good });
+    assert.equal(t.state.global_step, 2);
+  } finally {
+    model.dispose();
+  }
 });
 
 test("loss_type dft: the logged loss is TRL's dft_loss (each label's -p·log p, p held constant), and nll the cross-entropy", async () => {
@@ -398,8 +492,16 @@ async function nanCase(over: Partial<SFTConfig>, expect: { stopStep?: number; wh
       saved.set(id, await snapshot(join(dir, id)));
     },
   };
-  const r = await train({ args: args({ output_dir: dir, per_device_train_batch_size: 2, save_strategy: "steps", ...over }), rows: FACTS.slice(0, 4), callbacks: [snap], onTrainer });
-  r.model.dispose();
+  // train() stops with a TrainingDivergedError (issue 14: a non-finite run must fail, not end as if done).
+  let trainer!: SFTTrainer;
+  let error: Error | null = null;
+  await train({ args: args({ output_dir: dir, per_device_train_batch_size: 2, save_strategy: "steps", ...over }), rows: FACTS.slice(0, 4), callbacks: [snap], onTrainer: (t) => {
+    trainer = t;
+    onTrainer?.(t);
+  } }).then((r) => r.model.dispose(), (e: Error) => (error = e));
+  assert.ok(error, "train() throws on a NaN/Inf step");
+  const r = { trainer, error: error as Error };
+  assert.equal(r.error.name, "TrainingDivergedError");
   const bad = r.trainer.state.log_history.find((l) => "nan_or_inf_step" in l);
   assert.ok(bad, "a log names the NaN/Inf step");
   const s = bad.nan_or_inf_step!;
@@ -407,11 +509,13 @@ async function nanCase(over: Partial<SFTConfig>, expect: { stopStep?: number; wh
   assert.ok(s < over.max_steps!, `training went on to step ${s}`);
   assert.equal(r.trainer.state.global_step, s - 1, "the bad step is not counted");
   assert.ok(!Number.isFinite(bad.loss!) || !Number.isFinite(bad.grad_norm!));
-  assert.ok(r.warnings.some((w) => new RegExp(`step ${s}: `).test(w) && expect.what.test(w) && /training stops/.test(w)), r.warnings.join("\n"));
+  const m = r.error.message;
+  assert.ok(new RegExp(`step ${s}: `).test(m) && expect.what.test(m) && /training stopped/.test(m), m);
   const ids = (await readdir(dir)).filter((f) => f.startsWith("checkpoint-"));
   const last = `checkpoint-${(over.save_steps ?? 1) * Math.floor((s - 1) / (over.save_steps ?? 1))}`;
   assert.deepEqual(ids.sort(), [...saved.keys()].sort(), "no checkpoint after the bad step");
   assert.ok(ids.includes(last), `${last} in ${ids}`);
+  assert.ok(m.includes(`The last good checkpoint is ${join(dir, last)}`), m);
   assert.deepEqual(await snapshot(join(dir, last)), saved.get(last), `${last} changed after it was saved`);
   return r;
 }

@@ -46,6 +46,11 @@ export interface CheckpointStorage {
   delete(id: string): Promise<void>;
   /** The files of checkpoint `id` as a ModelSource, for from_pretrained / PeftModel.from_pretrained. */
   source(id: string): ModelSource;
+  /**
+   * What looks like a checkpoint but is not complete (a missing or corrupt manifest, a file of the wrong
+   * size), each with what is wrong; list() leaves them out. Optional for other storages.
+   */
+  damaged?(): Promise<{ id: string; problem: string }[]>;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -1,43 +1,23 @@
 // Checkpoints in a directory (Deno/Node):
 //   <dir>/<id>/<file>…  +  <dir>/<id>/webtune_checkpoint.json
-// written into <dir>/.<id>.tmp-<random>/ (each file fsync'd), then renamed to <dir>/<id> in one rename; an
-// existing <dir>/<id> is first renamed aside to <dir>/.<id>.old-<random>.
-import { fs, isNotFound, type Fs } from "../../io/fs.ts";
-import { LocalFile } from "../../io/local.ts";
+// written into <dir>/.webtune-tmp-<id>-<random>/ (each file fsync'd), then renamed to <dir>/<id> in one rename;
+// an existing <dir>/<id> is first renamed aside to <dir>/.webtune-old-<id>-<random>. Cleanup after a crash
+// touches only those names (and save_model's own, io/local.ts recoverDirectory), never another file.
+import { fs, isNotFound } from "../../io/fs.ts";
+import { LocalFile, recoverDirectory, syncDir, writeSynced } from "../../io/local.ts";
 import { BaseStorage, checkId, encoder, MANIFEST, isManifest, sortIds, toEntries, token, type CheckpointManifest } from "./base.ts";
 
 /** Temporary directories being written by this process (never garbage-collected from under a writer). */
 const writingDirs = new Set<string>();
 
-/** Writes and fsyncs a file. */
-async function writeSynced(f: Fs, path: string, bytes: Uint8Array): Promise<void> {
-  const h = await f.open(path, "w");
-  try {
-    await h.writeFile(bytes);
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-}
-
-/** fsyncs a directory (makes renames and new entries durable) where the platform allows it. */
-async function syncDir(f: Fs, path: string): Promise<void> {
-  try {
-    const h = await f.open(path, "r");
-    try {
-      await h.sync();
-    } finally {
-      await h.close();
-    }
-  } catch {
-    // Windows and some runtimes cannot open or fsync a directory; the rename is still atomic.
-  }
-}
+/** A temporary or set-aside checkpoint directory: `.webtune-(tmp|old)-<id>-<12 hex>`, names only webtune makes. */
+const OWNED = /^\.webtune-(tmp|old)-(.+)-[0-9a-f]{12}$/;
 
 /**
  * Checkpoints in a directory: `<dir>/<id>/` holds the files and, written last, webtune_checkpoint.json. A
- * checkpoint is written into `<dir>/.<id>.tmp-<random>/` and renamed into place; list() ignores dot-directories
- * and directories whose manifest is missing or whose files' sizes disagree with it.
+ * checkpoint is written into `<dir>/.webtune-tmp-<id>-<random>/` and renamed into place; list() ignores
+ * dot-directories and directories whose manifest is missing or whose files' sizes disagree with it (damaged()
+ * names those).
  */
 export class FileSystemStorage extends BaseStorage {
   private recovered: Promise<void> | null = null;
@@ -56,9 +36,11 @@ export class FileSystemStorage extends BaseStorage {
   }
 
   /**
-   * Cleans up after a crash: a `.<id>.old-*` directory whose `<id>` is gone (a crash between the two renames of
-   * a replacement) is renamed back; other `.<id>.old-*` and `.<id>.tmp-*` directories are removed, except
-   * those this process is writing. Runs on first use and before every write and delete.
+   * Cleans up after a crash: a `.webtune-old-<id>-*` directory whose `<id>` is gone (a crash between the two
+   * renames of a replacement) is renamed back; other `.webtune-old-*` and `.webtune-tmp-*` directories are
+   * removed, except those this process is writing; a save_model into the directory that a crash interrupted
+   * is finished or dropped (recoverDirectory). Nothing else is touched: a user's `.x.tmp-1234` stays. Runs on
+   * first use and before every write and delete.
    */
   private async collect(): Promise<void> {
     const f = await fs();
@@ -71,17 +53,18 @@ export class FileSystemStorage extends BaseStorage {
     }
     const present = new Set(names);
     for (const n of names) {
-      const m = /^\.(.+)\.(tmp|old)-[0-9a-f]+$/.exec(n);
+      const m = OWNED.exec(n);
       if (!m) continue;
       const full = this.path(n);
       if (writingDirs.has(full)) continue;
-      if (m[2] === "old" && !present.has(m[1]!) && (await this.manifestAt(full)) !== null) {
-        await f.rename(full, this.path(m[1]!));
-        present.add(m[1]!);
+      if (m[1] === "old" && !present.has(m[2]!) && (await this.manifestAt(full)) !== null) {
+        await f.rename(full, this.path(m[2]!));
+        present.add(m[2]!);
         continue;
       }
       await f.rm(full, { recursive: true, force: true });
     }
+    await recoverDirectory(this.dir);
   }
 
   private ready(): Promise<void> {
@@ -90,23 +73,55 @@ export class FileSystemStorage extends BaseStorage {
 
   /** The manifest of the checkpoint directory `path` when it is complete (every file there with its size). */
   private async manifestAt(path: string): Promise<CheckpointManifest | null> {
+    const m = await this.check(path);
+    return typeof m === "string" ? null : m;
+  }
+
+  /** The manifest of the checkpoint directory `path`, or what makes it incomplete. */
+  private async check(path: string): Promise<CheckpointManifest | string> {
     const f = await fs();
+    let text: string;
+    try {
+      text = await f.readFile(`${path}/${MANIFEST}`, "utf8");
+    } catch {
+      return `${MANIFEST} is missing`;
+    }
     let m: unknown;
     try {
-      m = JSON.parse(await f.readFile(`${path}/${MANIFEST}`, "utf8"));
-    } catch {
-      return null;
+      m = JSON.parse(text);
+    } catch (e) {
+      return `${MANIFEST} is not valid JSON (${(e as Error).message})`;
     }
-    if (!isManifest(m)) return null;
+    if (!isManifest(m)) return `${MANIFEST} is not a webtune checkpoint manifest`;
     for (const [file, size] of Object.entries(m.files)) {
       try {
         const st = await f.stat(`${path}/${file}`);
-        if (!st.isFile() || st.size !== size) return null;
+        if (!st.isFile()) return `${file} is not a file`;
+        if (st.size !== size) return `${file} is ${st.size} bytes, the manifest says ${size}`;
       } catch {
-        return null;
+        return `${file} is missing`;
       }
     }
     return m;
+  }
+
+  async damaged(): Promise<{ id: string; problem: string }[]> {
+    await this.ready();
+    const f = await fs();
+    let entries: import("node:fs").Dirent[];
+    try {
+      entries = await f.readdir(this.dir, { withFileTypes: true });
+    } catch (e) {
+      if (isNotFound(e)) return [];
+      throw e;
+    }
+    const out: { id: string; problem: string }[] = [];
+    for (const d of entries) {
+      if (d.name.startsWith(".") || !d.isDirectory()) continue;
+      const m = await this.check(this.path(d.name));
+      if (typeof m === "string") out.push({ id: d.name, problem: m });
+    }
+    return out;
   }
 
   protected async manifest(id: string): Promise<CheckpointManifest | null> {
@@ -121,7 +136,7 @@ export class FileSystemStorage extends BaseStorage {
     await f.mkdir(this.dir, { recursive: true });
     await this.ready();
     await this.collect();
-    const tmp = this.path(`.${id}.tmp-${token()}`);
+    const tmp = this.path(`.webtune-tmp-${id}-${token()}`);
     const final = this.path(id);
     writingDirs.add(tmp);
     try {
@@ -140,12 +155,12 @@ export class FileSystemStorage extends BaseStorage {
       let old: string | null = null;
       try {
         await f.stat(final);
-        old = this.path(`.${id}.old-${token()}`);
+        old = this.path(`.webtune-old-${id}-${token()}`);
       } catch (e) {
         if (!isNotFound(e)) throw e;
       }
       if (old) {
-        // Two renames: a crash between them leaves .<id>.old-*, which collect() renames back.
+        // Two renames: a crash between them leaves .webtune-old-<id>-*, which collect() renames back.
         writingDirs.add(old);
         try {
           await f.rename(final, old);
@@ -192,7 +207,7 @@ export class FileSystemStorage extends BaseStorage {
     await this.ready();
     const final = this.path(id);
     // Out of sight in one rename (a crash after it leaves a temp directory for collect()), then removed.
-    const doomed = this.path(`.${id}.tmp-${token()}`);
+    const doomed = this.path(`.webtune-tmp-${id}-${token()}`);
     try {
       await f.rename(final, doomed);
     } catch (e) {

@@ -99,10 +99,44 @@ export class IndexedDBStorage extends BaseStorage {
       }
       if (batch.length) await setMany(batch, this.store);
     } catch (e) {
+      // Nothing half-written stays: this generation's chunks go now (a crash instead leaves them to collect()).
+      await this.store("readwrite", (st) => {
+        st.delete(prefixRange(inflight));
+        return promisifyRequest(st.transaction);
+      }).catch(() => {});
       this.writing.delete(inflight);
-      throw new Error(`writing checkpoint "${id}" to ${this.name} failed: ${(e as Error).message}`, { cause: e });
+      throw new Error(`writing checkpoint "${id}" to ${this.name} failed: ${await this.explain(e, entries)}`, { cause: e });
     }
     return manifest;
+  }
+
+  /** What went wrong in a write, for its error; for a full quota, how much is used and what to delete. */
+  private async explain(e: unknown, entries: [string, Uint8Array][]): Promise<string> {
+    const err = e as { name?: string; message?: string; inner?: { name?: string } } | null;
+    const quota = err?.name === "QuotaExceededError" || err?.inner?.name === "QuotaExceededError" || /quota/i.test(err?.message ?? "");
+    if (!quota) return err?.message ?? String(e);
+    const mb = (n: number) => `${(n / 1048576).toFixed(1)} MB`;
+    const need = entries.reduce((n, [, b]) => n + b.length, 0);
+    let usage = "";
+    try {
+      const est = await navigator.storage?.estimate?.();
+      // (Only when it tells: the quota can also be the browser's whole budget, or the disk, filling up.)
+      if (est && typeof est.usage === "number" && typeof est.quota === "number" && est.usage > 0.8 * est.quota) usage = `; ${mb(est.usage)} of this site's ${mb(est.quota)} are in use`;
+    } catch {
+      // no estimate
+    }
+    let held = "";
+    try {
+      const ids = await this.list();
+      const sizes = await Promise.all(ids.map(async (id) => {
+        const m = await this.manifest(id);
+        return `${id} (${mb(Object.values(m?.files ?? {}).reduce((n, x) => n + x, 0))})`;
+      }));
+      held = ids.length ? ` Delete checkpoints you no longer need, oldest first: ${sizes.join(", ")} (or lower save_total_limit), or free this site's storage in the browser's settings, then save again.` : " There is no checkpoint here to delete: free this site's storage in the browser's settings (or other sites'), then save again.";
+    } catch {
+      held = " Delete old checkpoints or free this site's storage in the browser's settings, then save again.";
+    }
+    return `the browser's storage quota is full (QuotaExceededError): the checkpoint needs ${mb(need)}${usage}. Nothing of it was kept.${held}`;
   }
 
   /**
@@ -181,6 +215,24 @@ export class IndexedDBStorage extends BaseStorage {
       return out;
     });
     return sortIds(found);
+  }
+
+  async damaged(): Promise<{ id: string; problem: string }[]> {
+    return this.store("readonly", async (s) => {
+      const keys = new Set((await request(s.getAllKeys())).filter((k): k is string => typeof k === "string"));
+      const ids = [...keys].filter((k) => k.endsWith(`/${MANIFEST}`)).map((k) => k.slice(0, -MANIFEST.length - 1)).filter((id) => !id.includes("/"));
+      const values = await Promise.all(ids.map((id) => request(s.get(manifestKey(id)))));
+      const out: { id: string; problem: string }[] = [];
+      values.forEach((m, i) => {
+        const id = ids[i]!;
+        if (!isManifest(m) || typeof m.gen !== "string" || m.id !== id) out.push({ id, problem: `${MANIFEST} is not a webtune checkpoint manifest` });
+        else {
+          const missing = chunkKeys(m).filter((k) => !keys.has(k));
+          if (missing.length) out.push({ id, problem: `${missing.length} chunk(s) of its files are missing (${missing[0]})` });
+        }
+      });
+      return out;
+    });
   }
 
   async delete(id: string): Promise<void> {
