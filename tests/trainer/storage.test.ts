@@ -10,6 +10,7 @@ import { SafetensorsFile, writeSafetensors } from "../../src/models/safetensors.
 import { openSource } from "../../src/io/open.ts";
 import { recoverDirectory, SAVE_RECORD, writeDirectory } from "../../src/io/local.ts";
 import { FileSystemStorage, MANIFEST, openStorage, rotateCheckpoints, type CheckpointManifest } from "../../src/trainer/storage.ts";
+import { faultBytes } from "./fault-files.ts";
 
 let root = "";
 let n = 0;
@@ -17,17 +18,7 @@ let n = 0;
 const outDir = () => join(root, `run-${n++}`, "out");
 
 /** Deterministic pseudo-random bytes. */
-function bytes(size: number, seed: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+const bytes = faultBytes;
 
 before(async () => {
   root = await mkdtemp(join(tmpdir(), "webtune-storage-"));

@@ -105,7 +105,8 @@ export class FileSystemStorage extends BaseStorage {
     return m;
   }
 
-  async damaged(): Promise<{ id: string; problem: string }[]> {
+  /** The names of the checkpoint directories (not webtune's own dot-named temporaries), after ready(). */
+  private async checkpointDirs(): Promise<string[]> {
     await this.ready();
     const f = await fs();
     let entries: import("node:fs").Dirent[];
@@ -115,11 +116,14 @@ export class FileSystemStorage extends BaseStorage {
       if (isNotFound(e)) return [];
       throw e;
     }
+    return entries.filter((d) => !d.name.startsWith(".") && d.isDirectory()).map((d) => d.name);
+  }
+
+  async damaged(): Promise<{ id: string; problem: string }[]> {
     const out: { id: string; problem: string }[] = [];
-    for (const d of entries) {
-      if (d.name.startsWith(".") || !d.isDirectory()) continue;
-      const m = await this.check(this.path(d.name));
-      if (typeof m === "string") out.push({ id: d.name, problem: m });
+    for (const name of await this.checkpointDirs()) {
+      const m = await this.check(this.path(name));
+      if (typeof m === "string") out.push({ id: name, problem: m });
     }
     return out;
   }
@@ -183,20 +187,10 @@ export class FileSystemStorage extends BaseStorage {
   }
 
   async list(): Promise<string[]> {
-    await this.ready();
-    const f = await fs();
-    let entries: import("node:fs").Dirent[];
-    try {
-      entries = await f.readdir(this.dir, { withFileTypes: true });
-    } catch (e) {
-      if (isNotFound(e)) return [];
-      throw e;
-    }
     const found: { id: string; created: number }[] = [];
-    for (const d of entries) {
-      if (d.name.startsWith(".") || !d.isDirectory()) continue;
-      const m = await this.manifestAt(this.path(d.name));
-      if (m) found.push({ id: d.name, created: typeof m.created === "number" ? m.created : 0 });
+    for (const name of await this.checkpointDirs()) {
+      const m = await this.manifestAt(this.path(name));
+      if (m) found.push({ id: name, created: typeof m.created === "number" ? m.created : 0 });
     }
     return sortIds(found);
   }
