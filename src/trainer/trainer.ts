@@ -482,12 +482,18 @@ export class SFTTrainer {
     const a = this.args;
     const ds = this.init.train_dataset;
     const stream = a.max_steps > 0 && !Array.isArray(ds) && !(ds instanceof Dataset && ds.inMemory);
+    // TRL's shuffle_dataset: the prepared rows shuffled with the seed (before packing too, so that packed rows
+    // mix sequences), once, on top of the sampler's shuffle each epoch.
+    const shuffled = <T>(rows: T[]): T[] => (a.shuffle_dataset ? permutation(rows.length, a.seed >>> 0).map((i) => rows[i]!) : rows);
+    if (stream && a.shuffle_dataset) {
+      throw new Error("SFTTrainer: shuffle_dataset needs the dataset in memory, but this one streams (max_steps with a dataset of unknown length, or dataset_streaming); pass it as an array or a loaded Dataset, or drop shuffle_dataset");
+    }
     if (!stream) {
       const prepared = this.prepare(this.init.train_dataset, a.packing);
       const rows: CollatorExample[] = [];
       for await (const r of prepared) rows.push(r as unknown as CollatorExample);
       this.noteDropped(prepared.stats.dropped);
-      this.trainRows = a.packing && a.max_length ? pack_dataset(rows as PackInputRow[], a.max_length, a.packing_strategy) : rows;
+      this.trainRows = shuffled<CollatorExample>(a.packing && a.max_length ? pack_dataset(shuffled(rows) as PackInputRow[], a.max_length, a.packing_strategy) : rows);
       if (!this.trainRows.length) throw new Error("SFTTrainer: the training dataset has no example left to train on");
       const bs = a.per_device_train_batch_size;
       this.batchesPerEpoch = a.dataloader_drop_last ? Math.floor(this.trainRows.length / bs) : Math.ceil(this.trainRows.length / bs);
@@ -500,7 +506,7 @@ export class SFTTrainer {
       const prepared = this.prepare(this.init.eval_dataset, a.eval_packing);
       const rows: CollatorExample[] = [];
       for await (const r of prepared) rows.push(r as unknown as CollatorExample);
-      this.evalRows = a.eval_packing && a.max_length ? pack_dataset(rows as PackInputRow[], a.max_length, a.packing_strategy) : rows;
+      this.evalRows = shuffled<CollatorExample>(a.eval_packing && a.max_length ? pack_dataset(shuffled(rows) as PackInputRow[], a.max_length, a.packing_strategy) : rows);
     }
   }
 

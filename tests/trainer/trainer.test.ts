@@ -189,11 +189,19 @@ test("the same seed twice: identical loss and grad_norm sequences; what is logge
   const r3 = await train({ args: args({ ...a, logging_steps: 2 }), rows, peft });
   // A Dataset of rows in memory (what a non-streaming Hub dataset is) is held and shuffled as the array is.
   const r4 = await train({ args: args(a), dataset: loadDataset([...rows]), peft });
+  // shuffle_dataset (TRL's): the prepared rows shuffled once with the seed: other batches, so other losses.
+  const r5 = await train({ args: args({ ...a, shuffle_dataset: true }), rows, peft });
   try {
     const loss = (r: Run) => r.logs.map((l) => l.loss);
     assert.equal(r1.logs.length, 4);
     assert.deepEqual(loss(r1), loss(r2));
     assert.deepEqual(loss(r4), loss(r1), "an in-memory Dataset trains as its array does (held, shuffled each epoch)");
+    assert.notDeepEqual(loss(r5), loss(r1), "shuffle_dataset changes the order the rows are seen in");
+    assert.equal(r5.logs.length, 4);
+    const streamed = new SFTTrainer({
+      model: modelDir, args: args({ ...a, shuffle_dataset: true }), train_dataset: async function* () { yield* rows; } as never, peft_config: LORA, warn: () => {},
+    });
+    await assert.rejects(streamed.train(), /shuffle_dataset needs the dataset in memory/);
     r1.logs.forEach((l, i) => {
       assert.ok(l.loss === r2.logs[i]!.loss && l.grad_norm === r2.logs[i]!.grad_norm, `step ${i + 1}: ${l.loss}/${l.grad_norm} vs ${r2.logs[i]!.loss}/${r2.logs[i]!.grad_norm}`);
     });
@@ -217,7 +225,7 @@ test("the same seed twice: identical loss and grad_norm sequences; what is logge
     assert.ok(r1.logs.some((l) => l.grad_norm! > 0.5), `grad norms ${r1.logs.map((l) => l.grad_norm)} are all ≤ max_grad_norm`);
     for (const l of r1.logs) for (const k of ["entropy", "mean_token_accuracy"]) assert.ok(Number.isFinite(l[k]), `${k} logged`);
   } finally {
-    for (const r of [r1, r2, r3, r4]) r.model.dispose();
+    for (const r of [r1, r2, r3, r4, r5]) r.model.dispose();
   }
 });
 
