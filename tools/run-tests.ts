@@ -1,7 +1,7 @@
 // The whole test suite, as the README and CI run it:
 //   1. Node + Dawn (SwiftShader when there is no GPU): every tests/**/*.test.ts, the browser tests included
 //      (they drive headless Chromium with WebGPU through playwright-core);
-//   2. Deno + its own WebGPU (Mesa llvmpipe when there is no GPU): the smoke subset below.
+//   2. Deno + its own WebGPU (Mesa llvmpipe when there is no GPU): the smoke subset below, side by side with 1.
 // Ends with one line "webtune: N passed, N failed" and a non-zero exit on any failure.
 import { spawn } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
@@ -39,14 +39,15 @@ function testFiles(dir: string): string[] {
     .sort();
 }
 
-function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
+/** Runs a command, its stdout and stderr teed to ours as they come (`live`), or only collected. */
+function run(cmd: string, args: string[], live = true): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
     const env = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? "/tmp", NO_COLOR: "1" };
     const child = spawn(cmd, args, { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     const tee = (d: Buffer) => {
       out += d.toString();
-      process.stdout.write(d);
+      if (live) process.stdout.write(d);
     };
     child.stdout.on("data", tee);
     child.stderr.on("data", tee);
@@ -61,21 +62,29 @@ function tally(r: { code: number; out: string }, pass: RegExp, fail: RegExp): [n
   return [p, r.code !== 0 && f === 0 ? 1 : f];
 }
 
-const nodeRun = await run(process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", ...testFiles(join(root, "tests"))]);
-const [nodePass, nodeFail] = tally(nodeRun, /^ℹ pass (\d+)$/m, /^ℹ fail (\d+)$/m);
-
+// The two runners side by side: a test's GPU work is mostly one thread on a CPU adapter, so a 2-core machine runs
+// two Node test files at a time and the Deno set beside them. Node's output streams; Deno's is printed after Node's.
 const DENO_PASS = /(\d+) passed (?:\(\d+ steps?\) )?\| \d+ failed/;
 const DENO_FAIL = /\d+ passed (?:\(\d+ steps?\) )?\| (\d+) failed/;
-const denoTest = () => run(join(root, "node_modules/.bin/deno"), ["test", "-A", "--no-check", ...DENO_SMOKE]);
-let denoRun = await denoTest();
-// Deno's WebGPU (wgpu on llvmpipe) now and then aborts in glibc's allocator while the process exits, after every
-// test has run and the summary says 0 failed. That crash is not a test's: say so, and run the set once more,
-// whose result is the one counted.
-const summary = /^ok \| \d+ passed (?:\(\d+ steps?\) )?\| 0 failed/m.exec(denoRun.out);
-if (denoRun.code !== 0 && summary && /corrupted|double free|free\(\)|malloc/.test(denoRun.out.slice(summary.index))) {
-  console.log(`\nDeno aborted while exiting after all its tests passed (exit ${denoRun.code}); running the Deno set again`);
-  denoRun = await denoTest();
-}
+const denoTest = () => run(join(root, "node_modules/.bin/deno"), ["test", "-A", "--no-check", ...DENO_SMOKE], false);
+const denoDone = (async () => {
+  let r = await denoTest();
+  let said = "";
+  // Deno's WebGPU (wgpu on llvmpipe) now and then aborts in glibc's allocator while the process exits, after every
+  // test has run and the summary says 0 failed. That crash is not a test's: say so, and run the set once more,
+  // whose result is the one counted.
+  const summary = /^ok \| \d+ passed (?:\(\d+ steps?\) )?\| 0 failed/m.exec(r.out);
+  if (r.code !== 0 && summary && /corrupted|double free|free\(\)|malloc/.test(r.out.slice(summary.index))) {
+    said = `${r.out}\nDeno aborted while exiting after all its tests passed (exit ${r.code}); running the Deno set again\n`;
+    r = await denoTest();
+  }
+  return { ...r, shown: said + r.out };
+})();
+// Two test files at a time (each mostly one thread: a Dawn/SwiftShader device, or headless Chromium).
+const nodeRun = await run(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", "--test-reporter=spec", ...testFiles(join(root, "tests"))]);
+const [nodePass, nodeFail] = tally(nodeRun, /^ℹ pass (\d+)$/m, /^ℹ fail (\d+)$/m);
+const denoRun = await denoDone;
+process.stdout.write(denoRun.shown);
 const [denoPass, denoFail] = tally(denoRun, DENO_PASS, DENO_FAIL);
 
 console.log(`\nNode + Dawn: ${nodePass} passed, ${nodeFail} failed; Deno: ${denoPass} passed, ${denoFail} failed`);
