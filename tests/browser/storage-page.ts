@@ -4,6 +4,7 @@ import { createStore, del, get, keys } from "idb-keyval";
 import { SafetensorsFile, writeSafetensors } from "../../src/models/safetensors.ts";
 import { CHUNK_SIZE, IndexedDBStorage, MANIFEST, openStorage, rotateCheckpoints, type CheckpointManifest } from "../../src/trainer/storage.ts";
 import { check, type Result } from "./page-check.ts";
+import { faultBytes } from "../trainer/fault-files.ts";
 
 
 const DB = "webtune-storage-test";
@@ -34,18 +35,8 @@ async function rejects(p: Promise<unknown>, re: RegExp, what: string): Promise<v
   throw new Error(`${what}: did not fail`);
 }
 
-/** Deterministic pseudo-random bytes. */
-function bytes(size: number, seed: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+/** Deterministic pseudo-random bytes (the fault battery's). */
+const bytes = faultBytes;
 
 const BIG = 2 * CHUNK_SIZE + 12345; // three chunks, the last one partial
 
