@@ -19,6 +19,8 @@ const DENO_SMOKE = [
   "tests/io/bytes.test.ts",
   // Checkpoint storage and atomic saves through Deno's fs (fsync, renames, crash cleanup).
   "tests/trainer/storage.test.ts",
+  // The kill -9 fault battery with Deno children (Deno's fs under SIGKILL) and a killed Deno training run.
+  "tests/trainer/faults.test.ts",
   "tests/data/tokenizer.test.ts",
   // Deno's wgpu has shader-f16 on llvmpipe (Node's Dawn + SwiftShader does not).
   "tests/ops/f16_weights.test.ts",

@@ -222,16 +222,24 @@ export async function recoverDirectory(dir: string): Promise<void> {
     if (isCommit(commit)) await applySave(f, dir, stage, commit);
     else await f.rm(stage, { recursive: true, force: true });
   }
+  await recoverSwaps(f, dir);
 }
 
 /**
- * Writes `files` into the directory `dir` (Deno/Node), creating it, as one save: every file is written and
- * fsync'd into a staging directory `dir/.webtune-save-<hex>/`, then a commit record is written and fsync'd
- * (the save's commit point), then the files are renamed into place, the files of the previous save that this
- * one drops are removed (`dir/.webtune_save.json` records what a save wrote), and the staging directory goes.
- * A crash before the commit point leaves the previous save; after it, the next writeDirectory or checkpoint
- * listing of `dir` (recoverDirectory) finishes the new one: the directory never ends up with a mix of two
- * saves, and no temporary file of webtune's is left. Other files in `dir` are never touched.
+ * Writes `files` into the directory `dir` (Deno/Node), creating it, as one save (`dir/.webtune_save.json`
+ * records what a save wrote), in one of two ways:
+ * - `dir` absent, empty, or holding nothing but the previous save's files (an adapter or model directory):
+ *   the new directory is written beside it as `.webtune-swap-<name>-<hex>/` (each file fsync'd, the record
+ *   last), then swapped in by two renames (the old one aside as `.webtune-prev-<name>-<hex>`, the new one in
+ *   its place) and the old one removed. Any reader, webtune or not, sees the old save, the new one, or (for
+ *   the instant between the renames) none: never files of two saves.
+ * - otherwise (`dir` also holds checkpoints or other files, as output_dir does): every file is written and
+ *   fsync'd into a staging directory `dir/.webtune-save-<hex>/`, then a commit record is written and fsync'd
+ *   (the save's commit point), then the files are renamed into place, the files of the previous save that
+ *   this one drops are removed, and the staging directory goes. Other files in `dir` are never touched.
+ * A crash before the commit point (the record, for a swap) leaves the previous save; after it, the next
+ * writeDirectory or checkpoint listing of `dir` or of its parent (recoverDirectory) finishes the new one:
+ * no mix of two saves remains, and no temporary file of webtune's is left.
  */
 export async function writeDirectory(dir: string, files: Record<string, Uint8Array | string>): Promise<void> {
   const entries = Object.entries(files).map(([name, v]): [string, Uint8Array] => {
@@ -241,6 +249,12 @@ export async function writeDirectory(dir: string, files: Record<string, Uint8Arr
     throw new Error(`writeDirectory: ${name}: expected a Uint8Array or a string`);
   });
   const f = await fs();
+  const { parent, base } = splitDir(dir);
+  if (parent !== null) {
+    await f.mkdir(parent, { recursive: true });
+    await recoverSwaps(f, parent, base);
+    if (entries.every(([name]) => !name.includes("/")) && (await swappable(f, dir))) return swapDirectory(f, dir, parent, base, entries);
+  }
   await f.mkdir(dir, { recursive: true });
   await recoverDirectory(dir);
   let previous: string[] = [];
@@ -281,4 +295,143 @@ export async function writeDirectory(dir: string, files: Record<string, Uint8Arr
   } finally {
     savesInProgress.delete(stage);
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Saves that replace a whole directory (writeDirectory's first way)
+
+/** The new directory of a swap, complete once its save record is there: `.webtune-swap-<name>-<hex>`. */
+const SWAP = /^\.webtune-swap-(.+)-[0-9a-f]{12}$/;
+/** The directory a swap replaced, set aside until the new one is in: `.webtune-prev-<name>-<hex>`. */
+const PREV = /^\.webtune-prev-(.+)-[0-9a-f]{12}$/;
+
+/** `dir`'s parent and last name; parent null where there is none to swap in (".", "/", a name ending in ".."). */
+function splitDir(dir: string): { parent: string | null; base: string } {
+  const trimmed = dir.replace(/\/+$/, "");
+  const cut = trimmed.lastIndexOf("/");
+  const base = trimmed.slice(cut + 1);
+  if (!base || base === "." || base === "..") return { parent: null, base };
+  return { parent: cut < 0 ? "." : cut === 0 ? "/" : trimmed.slice(0, cut), base };
+}
+
+/** The file names and sizes a save record lists, or null when `path` holds none (or a malformed one). */
+async function recordedFiles(f: Fs, path: string): Promise<Record<string, number> | null> {
+  try {
+    const rec = JSON.parse(await f.readFile(joinPath(path, SAVE_RECORD), "utf8")) as { format?: unknown; files?: unknown };
+    if (rec?.format !== "webtune-save" || typeof rec.files !== "object" || rec.files === null) return null;
+    return rec.files as Record<string, number>;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether `dir` may be replaced whole: absent, or a real directory holding only its save record's files. */
+async function swappable(f: Fs, dir: string): Promise<boolean> {
+  let st;
+  try {
+    st = await f.lstat(dir);
+  } catch (e) {
+    if (isNotFound(e)) return true;
+    throw e;
+  }
+  if (!st.isDirectory()) return false; // a file (the commit path fails on it, naming it) or a symlink (kept)
+  const entries = await f.readdir(dir, { withFileTypes: true });
+  if (!entries.length) return true;
+  const recorded = await recordedFiles(f, dir);
+  if (!recorded) return false;
+  return entries.every((e) => e.isFile() && (e.name === SAVE_RECORD || Object.hasOwn(recorded, e.name)));
+}
+
+/** Writes the save beside `dir`, then swaps it in (see writeDirectory). */
+async function swapDirectory(f: Fs, dir: string, parent: string, base: string, entries: [string, Uint8Array][]): Promise<void> {
+  const stage = joinPath(parent, `.webtune-swap-${base}-${hex12()}`);
+  savesInProgress.add(stage);
+  let committed = false;
+  try {
+    await f.mkdir(stage);
+    const sizes: Record<string, number> = {};
+    for (const [name, bytes] of entries) {
+      await writeSynced(f, joinPath(stage, name), bytes);
+      sizes[name] = bytes.length;
+    }
+    // The record, written last, is the commit point: recovery swaps in a stage that has it.
+    await writeSynced(f, joinPath(stage, SAVE_RECORD), new TextEncoder().encode(JSON.stringify({ format: "webtune-save", created: Date.now(), files: sizes }, null, 2) + "\n"));
+    await syncDir(f, stage);
+    await syncDir(f, parent);
+    committed = true;
+    await finishSwap(f, dir, parent, base, stage);
+  } catch (e) {
+    if (!committed) await f.rm(stage, { recursive: true, force: true }).catch(() => {});
+    throw new Error(`saving to ${dir} failed: ${(e as Error).message}`, { cause: e });
+  } finally {
+    savesInProgress.delete(stage);
+  }
+}
+
+/** Puts the complete `stage` in `dir`'s place: the old directory aside, the new one in, the old one removed. */
+async function finishSwap(f: Fs, dir: string, parent: string, base: string, stage: string): Promise<void> {
+  const prev = joinPath(parent, `.webtune-prev-${base}-${hex12()}`);
+  savesInProgress.add(prev);
+  try {
+    let setAside = false;
+    try {
+      await f.rename(dir, prev);
+      setAside = true;
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+    await f.rename(stage, dir);
+    await syncDir(f, parent);
+    if (setAside) await f.rm(prev, { recursive: true, force: true });
+  } finally {
+    savesInProgress.delete(prev);
+  }
+}
+
+/** Whether `stage` holds every file its save record lists, at its size. */
+async function completeStage(f: Fs, stage: string): Promise<boolean> {
+  const files = await recordedFiles(f, stage);
+  if (!files) return false;
+  for (const [name, size] of Object.entries(files)) {
+    try {
+      if ((await f.stat(joinPath(stage, name))).size !== size) return false;
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * Finishes or discards the swaps a crash interrupted in `parent` (of its subdirectory `only`, or of every
+ * one): a complete new directory whose target is gone goes in; an incomplete one is removed; a set-aside old
+ * directory is removed once its target is back, and put back when nothing else can take its place. Only
+ * `.webtune-swap-*` / `.webtune-prev-*` names are touched.
+ */
+async function recoverSwaps(f: Fs, parent: string, only?: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await f.readdir(parent);
+  } catch (e) {
+    if (isNotFound(e) || (e as { code?: string }).code === "ENOTDIR") return;
+    throw e;
+  }
+  const exists = async (p: string) => f.lstat(p).then(() => true, () => false);
+  for (const n of names) {
+    const m = SWAP.exec(n);
+    const stage = joinPath(parent, n);
+    if (!m || (only !== undefined && m[1] !== only) || savesInProgress.has(stage)) continue;
+    const target = joinPath(parent, m[1]!);
+    if (!(await exists(target)) && (await completeStage(f, stage))) await f.rename(stage, target);
+    else await f.rm(stage, { recursive: true, force: true });
+  }
+  for (const n of names) {
+    const m = PREV.exec(n);
+    const prev = joinPath(parent, n);
+    if (!m || (only !== undefined && m[1] !== only) || savesInProgress.has(prev)) continue;
+    const target = joinPath(parent, m[1]!);
+    if (await exists(target)) await f.rm(prev, { recursive: true, force: true });
+    else await f.rename(prev, target);
+  }
+  await syncDir(f, parent);
 }

@@ -312,9 +312,10 @@ function progress(host: CliHost): TrainerCallback {
   let shown = false;
   return {
     on_log(_args, state, _control, logs) {
-      if (!("loss" in logs)) return;
+      // A non-finite step's record (nan_or_inf_step) is followed by the error that names it.
+      if (!("loss" in logs) || "nan_or_inf_step" in logs) return;
       const f = (k: string, d = 4) => (logs[k] === undefined ? "-" : logs[k]!.toFixed(d));
-      const line = `step ${state.global_step}/${state.max_steps}  loss ${f("loss")}  acc ${f("mean_token_accuracy", 3)}  lr ${logs.learning_rate?.toExponential(2)}  ${f("tokens_per_second", 0)} tok/s`;
+      const line = `step ${state.global_step}/${state.max_steps}  loss ${f("loss")}  acc ${f("mean_token_accuracy", 3)}  lr ${logs.learning_rate === undefined ? "-" : logs.learning_rate.toExponential(2)}  ${f("tokens_per_second", 0)} tok/s`;
       if (tty) {
         const width = 24;
         const done = Math.round((width * state.global_step) / Math.max(1, state.max_steps));

@@ -392,7 +392,7 @@ test("demo: the first run on the page's defaults (train.ts's recipe) memorises t
   }
 });
 
-test("demo: a reload mid-training offers to resume, and the step counter continues from the checkpoint", { timeout: 200_000 }, async () => {
+test("demo: a reload mid-training offers to resume, and the step counter continues from the checkpoint; a GPU device lost in the worker mid-run is replaced and training goes on from the newest checkpoint", { timeout: 200_000 }, async () => {
   const { context, page, errors } = await openPage();
   try {
     await startTraining(page, 30);
@@ -414,10 +414,28 @@ test("demo: a reload mid-training offers to resume, and the step counter continu
     const from = Number(/step (\d+)/.exec(label)![1]);
     assert.ok(from >= 10 && from < 30 && from % 10 === 0, `resume offered from step ${from}`);
     await page.click("#resume-run");
+    // The GPU device lost mid-step in the worker (as a driver reset would end it): the worker's next command
+    // encoder destroys its device. The trainer gets a new device, loads the model and the newest checkpoint
+    // again and goes on; the page says so and the run ends at step 30 as without the loss.
+    await waitFor(page, `d.steps.length >= 2`, 120_000);
+    const worker = page.workers()[0]!;
+    await worker.evaluate(() => {
+      const proto = GPUDevice.prototype;
+      const original = proto.createCommandEncoder;
+      proto.createCommandEncoder = function (this: GPUDevice, ...args: Parameters<GPUDevice["createCommandEncoder"]>) {
+        proto.createCommandEncoder = original;
+        this.destroy();
+        return original.apply(this, args);
+      };
+    });
     await waitFor(page, "d.phase === 'idle' && d.lastAdapter !== null", 150_000);
     const s = await state(page);
+    assert.match((await page.textContent("#train-notes"))!, /GPU device was lost/, "the page tells the user that the device was lost and training went on");
     assert.equal(s.resumedFrom, from, "the trainer resumed from the offered checkpoint");
     assert.equal(s.steps[0], from + 1, "the first step after the reload is the checkpoint's step + 1");
+    const again = s.steps.findIndex((step, i) => i > 0 && step <= s.steps[i - 1]!);
+    assert.ok(again > 0, `the steps after the loss start again from the newest checkpoint: ${s.steps.join(" ")}`);
+    assert.equal(s.steps[again], Math.floor(s.steps[again - 1]! / 10) * 10 + 1, "training went on from the newest checkpoint's step + 1");
     assert.equal(s.steps.at(-1), 30);
     assert.deepEqual(s.errors, []);
     assert.deepEqual(errors, [], "no console errors");

@@ -162,10 +162,29 @@ test("the CLI: a run that goes non-finite exits 1 with the error, prints no \"do
   );
   assert.equal(code, 1, err.join("\n"));
   assert.ok(!out.some((l) => /\bdone\b/.test(l)), out.join("\n"));
+  // The non-finite step is told by the error, not by a progress line of NaN and undefined.
+  assert.ok(!out.some((l) => /NaN|undefined/.test(l)), out.join("\n"));
   assert.ok(err.some((l) => /^error: SFTTrainer: step 1: /.test(l)), err.join("\n"));
   const files = await readdir(dir).catch(() => [] as string[]);
   assert.ok(!files.includes("adapter_model.safetensors"), files.join());
   assert.deepEqual(files.filter((f) => f.startsWith("checkpoint-")), []);
+});
+
+test("the CLI at learning_rate 1e30: the loss sits at ln V while the weights explode; one warning says training diverged", async () => {
+  const out: string[] = [];
+  const err: string[] = [];
+  const host = { write: (s: string) => out.push(s), log: (s: string) => out.push(s), error: (s: string) => err.push(s), isTTY: false };
+  const code = await sftMain(
+    ["--model", modelDir, "--dataset", data, "--output_dir", outDir(), "--learning_rate", "1e30", "--max_grad_norm", "0", "--save_strategy", "no",
+      "--max_steps", "12", "--per_device_train_batch_size", "2", "--report_to", "none", "--lr_scheduler_type", "constant", "--logging_steps", "1"],
+    host,
+  );
+  assert.equal(code, 0, out.join("\n") + err.join("\n"));
+  const all = [...out, ...err];
+  const found = all.filter((l) => /ln\(vocab size 400\)/.test(l));
+  assert.equal(found.length, 1, all.join("\n"));
+  assert.match(found[0]!, /for 10 steps while the largest trainable weight is \d\.\d\de\+\d+: training has diverged/);
+  assert.ok(!out.some((l) => /NaN|undefined/.test(l)), out.join("\n"));
 });
 
 test("a loss stuck at ln V while the weights blow up: one warning naming ln V and the largest weight", async () => {

@@ -36,6 +36,8 @@ function rng(seed: number): () => number {
 }
 
 const CHILD = join(import.meta.dirname, "fault-child.ts");
+/** The child runs in this test's runtime: Deno (its fs, fsync and renames), or Node with tsx. */
+const CHILD_RUN = "Deno" in globalThis ? ["run", "-A", "--no-check"] : ["--import", "tsx"];
 
 /**
  * Starts the child, waits for `after` lines of its stdout to contain `ready` / `saved` (the trigger), then
@@ -43,7 +45,7 @@ const CHILD = join(import.meta.dirname, "fault-child.ts");
  */
 function runAndKill(args: string[], delay: number, timeoutMs = 60_000, trigger = "ready", after = 1): Promise<boolean> {
   return new Promise((ok, fail) => {
-    const child = spawn(process.execPath, ["--import", "tsx", CHILD, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [...CHILD_RUN, CHILD, ...args], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     let err = "";
     let killed = false;

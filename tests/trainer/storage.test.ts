@@ -2,7 +2,7 @@
 // through the storage and through its ModelSource, delete and rotation. The IndexedDB backend is tested in
 // Chromium by tests/browser/storage.test.ts.
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, truncate, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -262,6 +262,61 @@ test("writeDirectory after a crash: an uncommitted staging directory is dropped 
   assert.deepEqual(await openStorage(dir).list(), []);
   assert.deepEqual((await readdir(dir)).sort(), [SAVE_RECORD, "a.json", "b.bin"]);
   assert.equal(await readFile(join(dir, "b.bin"), "utf8"), "new-b");
+});
+
+test("writeDirectory into a directory of its own saves swaps the directory whole (a new one renamed in); with other files it commits in place", async () => {
+  const parent = join(outDir(), "..");
+  const dir = join(parent, "adapter");
+  await writeDirectory(dir, { "adapter_config.json": '{"v":1}', "adapter_model.safetensors": bytes(300, 1) });
+  const first = (await stat(dir)).ino;
+  await writeDirectory(dir, { "adapter_config.json": '{"v":2}', "adapter_model.safetensors": bytes(200, 2) });
+  // A new directory took the old one's place: a reader saw one save or the other, never a mix.
+  assert.notEqual((await stat(dir)).ino, first, "the directory was replaced by a rename");
+  assert.deepEqual((await readdir(dir)).sort(), [SAVE_RECORD, "adapter_config.json", "adapter_model.safetensors"]);
+  assert.equal(await readFile(join(dir, "adapter_config.json"), "utf8"), '{"v":2}');
+  assert.deepEqual((await readdir(parent)).sort(), ["adapter"], "nothing left beside it");
+  // A file of the user's in it: the directory is kept, the save committed in place, the file untouched.
+  await writeFile(join(dir, "notes.txt"), "mine");
+  const kept = (await stat(dir)).ino;
+  await writeDirectory(dir, { "adapter_config.json": '{"v":3}', "adapter_model.safetensors": bytes(100, 3) });
+  assert.equal((await stat(dir)).ino, kept, "a directory with other files is not replaced");
+  assert.equal(await readFile(join(dir, "notes.txt"), "utf8"), "mine");
+  assert.equal(await readFile(join(dir, "adapter_config.json"), "utf8"), '{"v":3}');
+});
+
+test("a swap a crash interrupted: a complete new directory goes in, an incomplete one goes, a set-aside old one comes back; look-alikes stay", async () => {
+  const parent = join(outDir(), "..");
+  await mkdir(parent, { recursive: true });
+  const record = (files: Record<string, string>) =>
+    JSON.stringify({ format: "webtune-save", files: Object.fromEntries(Object.entries(files).map(([k, v]) => [k, v.length])) });
+  const stageDir = async (name: string, files: Record<string, string>, withRecord: boolean) => {
+    await mkdir(join(parent, name));
+    for (const [k, v] of Object.entries(files)) await writeFile(join(parent, name, k), v);
+    if (withRecord) await writeFile(join(parent, name, SAVE_RECORD), record(files));
+  };
+  // Killed between the renames: "a" set aside, its complete replacement not yet in.
+  await stageDir(".webtune-prev-a-0123456789ab", { "x.json": "old" }, true);
+  await stageDir(".webtune-swap-a-abcdefabcdef", { "x.json": "new" }, true);
+  // Killed while writing the new "b": no record yet; the old "b" stays.
+  await stageDir("b", { "x.json": "old" }, true);
+  await stageDir(".webtune-swap-b-abcdefabcdef", { "x.json": "ne" }, false);
+  // Set aside with nothing to replace it (its stage gone): it comes back.
+  await stageDir(".webtune-prev-c-0123456789ab", { "x.json": "old" }, true);
+  // A record whose sizes disagree (a torn write) is no commit.
+  await stageDir(".webtune-swap-d-abcdefabcdef", { "x.json": "new" }, false);
+  await writeFile(join(parent, ".webtune-swap-d-abcdefabcdef", SAVE_RECORD), record({ "x.json": "longer" }));
+  await writeFile(join(parent, ".webtune-swap-notes"), "mine");
+  await openStorage(parent).list();
+  assert.deepEqual((await readdir(parent)).sort(), [".webtune-swap-notes", "a", "b", "c"]);
+  assert.equal(await readFile(join(parent, "a", "x.json"), "utf8"), "new");
+  assert.equal(await readFile(join(parent, "b", "x.json"), "utf8"), "old");
+  assert.equal(await readFile(join(parent, "c", "x.json"), "utf8"), "old");
+  // writeDirectory finishes its own directory's interrupted swap before deciding how to save.
+  await stageDir(".webtune-prev-e-0123456789ab", { "x.json": "old" }, true);
+  await stageDir(".webtune-swap-e-abcdefabcdef", { "x.json": "new" }, true);
+  await writeDirectory(join(parent, "e"), { "x.json": "newer" });
+  assert.equal(await readFile(join(parent, "e", "x.json"), "utf8"), "newer");
+  assert.deepEqual((await readdir(parent)).filter((n) => n.startsWith(".webtune-") && n !== ".webtune-swap-notes"), []);
 });
 
 test("source(id) is a ModelSource: exists, size, ranged read, text, json; safetensors reads through it", async () => {
