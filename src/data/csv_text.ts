@@ -17,6 +17,8 @@
 // makes no extra row. `sample_by: "paragraph"` gives one row per block between blank lines ("\n\n"), empty blocks
 // dropped; "document" one row for the whole file. A leading byte-order mark is dropped (datasets keeps it).
 
+import { invalidUtf8At } from "../io/utf8.ts";
+
 /** One row (sources.ts' Row; not imported from there, which imports this file). */
 type Row = Record<string, unknown>;
 
@@ -64,25 +66,6 @@ const FALSE = new Set(["False", "FALSE", "false"]);
 function withTag(row: Row, where: string): Row {
   Object.defineProperty(row, Symbol.for("webtune.row_source"), { value: where, enumerable: false, configurable: true });
   return row;
-}
-
-/** The index of the first byte of `b` where a UTF-8 sequence is invalid (or truncated at the end), or -1. */
-export function invalidUtf8At(b: Uint8Array): number {
-  for (let i = 0; i < b.length; ) {
-    const c = b[i]!;
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    const n = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
-    if (n < 0 || i + n >= b.length) return i;
-    const lo = c === 0xe0 ? 0xa0 : c === 0xf0 ? 0x90 : 0x80;
-    const hi = c === 0xed ? 0x9f : c === 0xf4 ? 0x8f : 0xbf;
-    if (b[i + 1]! < lo || b[i + 1]! > hi) return i;
-    for (let k = 2; k <= n; k++) if ((b[i + k]! & 0xc0) !== 0x80) return i;
-    i += n + 1;
-  }
-  return -1;
 }
 
 /** The first bytes of a character that `c` ends inside of (what a streaming decoder holds over), else empty. */

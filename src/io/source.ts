@@ -6,6 +6,7 @@
 // Reads are ranged (`read(file, start, end)`), so the safetensors reader fetches one tensor at a time. Every
 // reader returns bytes the caller owns, except MemorySource, whose reads are views of the bytes it was given.
 import { checkRange } from "./fs.ts";
+import { decodeUtf8 } from "./utf8.ts";
 
 /** One file's bytes. */
 export interface ByteFile {
@@ -43,7 +44,7 @@ export abstract class BaseSource implements ModelSource {
   abstract read(file: string, start?: number, end?: number): Promise<Uint8Array>;
 
   async text(file: string): Promise<string> {
-    return new TextDecoder().decode(await this.read(file));
+    return decodeUtf8(await this.read(file), `${file} in ${this.name}`);
   }
 
   async json<T = unknown>(file: string): Promise<T> {

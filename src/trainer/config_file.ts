@@ -2,6 +2,7 @@
 // a config file), and the YAML/JSON files `trl sft --config` takes, read from a path, a URL, a File or text.
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import { isFileLocation, openFile } from "../io/open.ts";
+import { decodeUtf8 } from "../io/utf8.ts";
 import type { LoraConfig } from "../models/peft.ts";
 import {
   DATASET_CHECKS, DATASET_DEFAULTS, MODEL_CHECKS, MODEL_DEFAULTS, MODEL_IGNORED, MODEL_INACTIVE, PEFT_CHECKS, PEFT_DEFAULTS,
@@ -132,7 +133,7 @@ export async function readSFTConfigFile(source: ConfigSource, options: Pick<Load
     const file = openFile(source, {}, "config");
     name = typeof source === "string" ? source : source instanceof URL ? source.href : ((source as File).name || "<config blob>");
     try {
-      text = new TextDecoder().decode(await file.bytes.read());
+      text = decodeUtf8(await file.bytes.read(), name);
     } catch (e) {
       throw new Error(`loadSFTConfig: cannot read ${name}: ${(e as Error).message}`, { cause: e });
     }

@@ -10,6 +10,7 @@ import { Dataset, type DatasetSource } from "../data/sources.ts";
 import { AutoTokenizer, type PreTrainedTokenizer } from "../data/tokenizer.ts";
 import { AutoModelForCausalLM } from "../models/auto.ts";
 import { openFile } from "../io/open.ts";
+import { decodeUtf8 } from "../io/utf8.ts";
 import type { ModelSource } from "../io/source.ts";
 import { fromStored, weightsOf } from "../models/architecture.ts";
 import type { CausalLM } from "../models/causal_lm.ts";
@@ -432,7 +433,7 @@ export class SFTTrainer {
       );
     }
     const file = openFile(path, {}, "chat template");
-    const text = new TextDecoder().decode(await file.bytes.read());
+    const text = decodeUtf8(await file.bytes.read(), `the chat template ${file.name}`);
     if (!text.trim()) throw new Error(`SFTConfig.chat_template_path: ${file.name} is empty; give a Jinja chat template`);
     this.processing_class.chat_template = text;
     this.chatTemplateFile = new TextEncoder().encode(text);

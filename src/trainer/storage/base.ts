@@ -3,6 +3,7 @@
 // manifest, also as a ModelSource. The backends are storage/fs.ts (Deno/Node) and storage/indexeddb.ts (browser).
 import { checkRange } from "../../io/fs.ts";
 import { BaseSource, type ModelSource } from "../../io/source.ts";
+import { decodeUtf8 } from "../../io/utf8.ts";
 
 /** The file that marks a complete checkpoint; a reserved file name. */
 export const MANIFEST = "webtune_checkpoint.json";
@@ -177,7 +178,7 @@ export abstract class BaseStorage implements CheckpointStorage {
   }
 
   async readText(id: string, file: string): Promise<string> {
-    return new TextDecoder().decode(await this.read(id, file));
+    return decodeUtf8(await this.read(id, file), `${file} in ${this.name}/${id}`);
   }
 
   source(id: string): ModelSource {
